@@ -1,0 +1,35 @@
+# kdrun — the two README commands are `make train` and `make test`; each sets up a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch/torchvision are pinned to the builds on this machine's disk; pyproject admits a range.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup train test test-slow lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PINS)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+train: setup  ## the default job: embedded MNIST subset, cnn teacher -> mlp student, offline
+	$(BIN)/kdrun train
+
+test: setup  ## fast suite (seconds to minutes); slow tests are `make test-slow`
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check kdrun tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf outputs .pytest_cache

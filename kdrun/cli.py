@@ -1,0 +1,89 @@
+"""``kdrun <command> [overrides]``: dispatch to the command's Hydra entry point. No logic here."""
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from kdrun.console import err_console
+from kdrun.errors import KdrunConfigError
+
+CONFIG_PATH = "pkg://kdrun.conf"
+COMMANDS = {
+    "train": "distil a teacher into a student; report it against the teacher and a scratch student",
+    "models": "list the model names teacher=/student= configs and teacher.name= accept",
+}
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> None:
+    """Print one error line and exit with status 2 (bad input)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def train_command(cfg: DictConfig) -> float | None:
+    """The Hydra task for ``kdrun train``; returns the distilled student's top-1 for sweepers."""
+    from kdrun.run import train
+
+    try:
+        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except KdrunConfigError as err:
+        fail(str(err))
+    return results["student"]["top1"]
+
+
+def _check_overrides(overrides: list[str]) -> None:
+    """Compose once before Hydra does, so a bad override is one line and exit 2, not Hydra's trace.
+
+    Sweeps (``-m``) and Hydra's own flags are left to Hydra.
+    """
+    if any(arg.startswith("-") for arg in overrides):
+        return
+    from hydra import compose, initialize_config_module
+
+    try:
+        with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+            cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+        OmegaConf.resolve(cfg)
+    except (HydraException, ValueError, KeyError) as err:
+        fail(" ".join(str(err).split()))
+
+
+def _models() -> None:
+    from kdrun.models import model_names
+    from kdrun.models.factory import ALIASES, MODELS
+
+    print("built-in:", ", ".join(MODELS))
+    print("aliases: ", ", ".join(f"{k} (variant: {'/'.join(v[2])})" for k, v in ALIASES.items()))
+    print("torchvision:", ", ".join(model_names()[len(MODELS) + len(ALIASES) :]))
+    print("use: kdrun train teacher=resnet50 student=mlp, or teacher.name=<any name above>")
+
+
+def usage() -> str:
+    lines = ["usage: kdrun <command> [hydra overrides]", "", "commands:"]
+    lines += [f"  {name:<8} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "`kdrun train --help` lists the config groups and their choices."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        fail(f"command={command!r}: allowed: {', '.join(COMMANDS)}")
+    if command == "models":
+        _models()
+        return
+    _check_overrides(rest)
+    # Hydra reads sys.argv; keep the command name out of it so overrides parse as usual.
+    sys.argv = [f"kdrun {command}", *rest]
+    train_command()

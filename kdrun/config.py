@@ -1,0 +1,72 @@
+"""Validation of a composed config: every check runs before any data is loaded or model trained."""
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from kdrun.data import DATASETS
+from kdrun.errors import KdrunConfigError
+from kdrun.models.factory import resolve_name
+from kdrun.strategies import STRATEGIES
+
+SCHEDULES = ("cosine", "constant")
+
+
+def _number(cfg: DictConfig, key: str, lo: float, hi: float = float("inf"), *, lo_open: bool = False,
+            integer: bool = False, hint: str = "") -> None:
+    value = _select(cfg, key)
+    kind = "an integer" if integer else "a number"
+    lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
+    hi_txt = "" if hi == float("inf") else f" and <= {hi:g}"
+    allowed = f"must be {kind} {lo_txt}{hi_txt}{hint}"
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type:
+        raise KdrunConfigError(key, value, allowed)
+    if (value <= lo if lo_open else value < lo) or value > hi:
+        raise KdrunConfigError(key, value, allowed)
+
+
+def _select(cfg: DictConfig, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...] | list[str]) -> None:
+    value = _select(cfg, key)
+    if value not in allowed:
+        raise KdrunConfigError(key, value, f"allowed: {', '.join(map(str, allowed))}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ``KdrunConfigError`` for the first bad value; return quietly when all is well."""
+    for role in ("teacher", "student"):
+        resolve_name(_select(cfg, f"{role}.name"), cfg[role].variant, key=f"{role}.name")
+        _number(cfg, f"{role}.epochs", 1, integer=True)
+        if cfg[role].bn_momentum is not None:
+            _number(cfg, f"{role}.bn_momentum", 0, 1, lo_open=True)
+    _number(cfg, "teacher.seed", 0, integer=True)
+    checkpoint = cfg.teacher.checkpoint
+    if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
+        raise KdrunConfigError("teacher.checkpoint", str(checkpoint), "file does not exist")
+    _choice(cfg, "strategy.name", sorted(STRATEGIES))
+    _number(cfg, "kd.T", 0, lo_open=True, hint=" (set with T=... or kd.T=...)")
+    _number(cfg, "kd.alpha", 0, 1, hint=" (set with alpha=... or kd.alpha=...)")
+    _number(cfg, "seed", 0, integer=True)
+    _choice(cfg, "dataset.name", sorted(DATASETS))
+    _number(cfg, "dataset.batch_size", 1, integer=True)
+    _number(cfg, "dataset.image_size", 1, integer=True)
+    _choice(cfg, "dataset.channels", [1, 3])
+    if cfg.dataset.limit is not None:
+        _number(cfg, "dataset.limit", 1, integer=True)
+    _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
+    _choice(cfg, "optim.schedule", SCHEDULES)
+    _number(cfg, "measure.threads", 1, integer=True)
+    _number(cfg, "measure.min_run_time", 0, lo_open=True)
+    batches = cfg.measure.batch_sizes
+    if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
+        raise KdrunConfigError("measure.batch_sizes", list(batches), "must be a non-empty list of integers >= 1")
+    if cfg.threads is not None:
+        _number(cfg, "threads", 1, integer=True)

@@ -1,0 +1,6 @@
+"""Data sets by name -> in-memory tensors with a fixed train/val/test split."""
+
+from kdrun.data.datamodule import TensorDataModule, build_datamodule
+from kdrun.data.sources import DATASETS
+
+__all__ = ["DATASETS", "TensorDataModule", "build_datamodule"]

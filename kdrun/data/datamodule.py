@@ -1,0 +1,126 @@
+"""A LightningDataModule over in-memory tensors: fixed splits, whole-batch indexing, a fingerprint."""
+
+import hashlib
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from sklearn.model_selection import train_test_split
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from kdrun.data.sources import DATASETS
+from kdrun.errors import KdrunConfigError
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Train/val/test tensors; batches are ``(x, y, sample_index)``.
+
+    Each batch is one tensor-indexing call (a BatchSampler handed to the dataset), not B calls
+    to ``__getitem__`` plus a collate: for in-memory data the per-sample Python work would cost
+    more than a small model's step.
+    """
+
+    def __init__(
+        self,
+        train: Split,
+        val: Split,
+        test: Split,
+        classes: list[str],
+        batch_size: int,
+        fingerprint: str,
+        shuffle_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.splits = {"train": train, "val": val, "test": test}
+        self.classes = classes
+        self.batch_size = batch_size
+        self.fingerprint = fingerprint
+        self.shuffle_seed = shuffle_seed
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.splits["train"][0].shape[1:])
+
+    def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
+        """A DataLoader over one split; ``shuffle`` draws from a generator seeded by the run."""
+        x, y = self.splits[split]
+        dataset = TensorDataset(x, y, torch.arange(len(y)))
+        if shuffle:
+            generator = torch.Generator().manual_seed(self.shuffle_seed)
+            order = RandomSampler(dataset, generator=generator)
+        else:
+            order = SequentialSampler(dataset)
+        batches = BatchSampler(order, batch_size or self.batch_size, drop_last=False)
+        return DataLoader(dataset, sampler=batches, batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+
+def build_datamodule(cfg: DictConfig, shuffle_seed: int = 0) -> TensorDataModule:
+    """Load ``cfg.name``, split it, resize/convert it to what the config declares."""
+    if cfg.name not in DATASETS:
+        raise KdrunConfigError("dataset.name", cfg.name, f"allowed: {', '.join(sorted(DATASETS))}")
+    x, y, test_x, test_y, classes = DATASETS[cfg.name](cfg)
+    if len(y) == 0:
+        raise KdrunConfigError("dataset.name", cfg.name, "the data set is empty")
+    split = cfg.split
+    if test_x is None:
+        x, test_x, y, test_y = _stratified(x, y, split.test, split.seed, "dataset.split.test")
+    x, val_x, y, val_y = _stratified(x, y, split.val, split.seed, "dataset.split.val")
+    if cfg.limit is not None:
+        x, y = x[: cfg.limit], y[: cfg.limit]
+    train_x, val_x, test_x = (
+        _shape(t, cfg.image_size, cfg.channels) for t in (x, val_x, test_x)
+    )
+    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    splits = [((t - mean) / std, labels) for t, labels in ((train_x, y), (val_x, val_y), (test_x, test_y))]
+    return TensorDataModule(
+        *splits,
+        classes=classes,
+        batch_size=cfg.batch_size,
+        fingerprint=_fingerprint(splits),
+        shuffle_seed=shuffle_seed,
+    )
+
+
+def _stratified(x: torch.Tensor, y: torch.Tensor, size: int, seed: int, key: str) -> tuple:
+    if not 0 < size < len(y):
+        raise KdrunConfigError(key, size, f"must be between 1 and {len(y) - 1} (samples available)")
+    try:
+        parts = train_test_split(x, y, test_size=size, stratify=y.numpy(), random_state=seed)
+    except ValueError as err:  # too few samples per class for a stratified split
+        raise KdrunConfigError(key, size, str(err)) from None
+    return tuple(torch.as_tensor(p) for p in parts)
+
+
+def _shape(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Resize to size x size and replicate grey to RGB (or average RGB to grey) as declared."""
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if x.shape[1] != channels:
+        x = x.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
+    return x.contiguous()
+
+
+def _fingerprint(splits: list[Split]) -> str:
+    """A hash of the exact tensors each split holds: changes whenever the data or split does."""
+    digest = hashlib.sha256()
+    for x, y in splits:
+        digest.update(x.numpy().tobytes())
+        digest.update(y.numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,12 @@
+"""The one exception type kdrun raises for bad input."""
+
+
+class KdrunConfigError(ValueError):
+    """Bad user input: the message names the key, the bad value and what is allowed.
+
+    The CLI prints it on one line and exits with status 2, before any training.
+    """
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r}: {allowed}")

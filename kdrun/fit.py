@@ -1,0 +1,64 @@
+"""Train a strategy with Lightning: the one training path for teachers, baselines and students."""
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, RichProgressBar
+from omegaconf import DictConfig
+
+from kdrun.callbacks import EpochLines, RecalibrateBatchNorm
+from kdrun.data import TensorDataModule
+from kdrun.module import DistillModule
+from kdrun.strategies import Strategy
+
+# Lightning's start-up chatter (GPU/TPU availability, tips) is not news in a kdrun run.
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+# Frozen teachers are in eval mode on purpose; the CSV logger shares the run folder with Hydra.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+
+
+def fit(
+    strategy: Strategy,
+    data: TensorDataModule,
+    cfg: DictConfig,
+    *,
+    epochs: int,
+    seed: int,
+    log_dir: Path,
+    label: str,
+) -> dict[str, float]:
+    """Train ``strategy`` for ``epochs`` and return the last epoch's logged metrics.
+
+    ``cfg`` is the root config (``trainer``, ``optim``, ``logger``, ``recalibrate_bn``). The
+    shuffle order follows ``seed``; the caller seeds model initialisation.
+    """
+    data.shuffle_seed = seed
+    on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
+    callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
+    if cfg.recalibrate_bn:
+        callbacks.append(RecalibrateBatchNorm(strategy.student))
+    logger = instantiate(cfg.logger, save_dir=str(log_dir)) if cfg.logger else False
+    trainer = L.Trainer(
+        **cfg.trainer,
+        max_epochs=epochs,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=str(log_dir),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=on_terminal,
+    )
+    module = DistillModule(strategy, cfg.optim, data.num_classes)
+    trainer.fit(module, datamodule=data)
+    module.eval()
+    return _floats(trainer.callback_metrics)
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {name: float(value) for name, value in metrics.items()}

@@ -1,0 +1,68 @@
+"""What a model costs: parameters, FLOPs, size and CPU latency."""
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import benchmark
+from torch.utils.flop_counter import FlopCounterMode
+from torchmetrics.classification import MulticlassAccuracy
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def size_mb(model: nn.Module) -> float:
+    """Bytes of parameters and buffers, in MiB (what the weights file holds)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
+def flops_per_image(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass on one image (a multiply-add counts 2), by torch's counter."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape))
+    return int(counter.get_total_flops())
+
+
+def latency_ms(
+    model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, min_run_time: float
+) -> tuple[float, float]:
+    """Median and IQR of one forward pass at ``batch``, in ms (torch.utils.benchmark, warmed up)."""
+    x = torch.randn(batch, *input_shape)
+    with torch.no_grad():
+        model(x)  # warm-up: first-call allocations and lazy init stay out of the measurement
+        timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
+        m = timer.blocked_autorange(min_run_time=min_run_time)
+    return m.median * 1e3, m.iqr * 1e3
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches: Any, num_classes: int) -> dict[str, float]:
+    """Top-1 (and top-5 when there are more than 5 classes) over ``(x, y, ...)`` batches."""
+    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
+    if num_classes > 5:
+        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    for x, y, *_ in batches:
+        logits = model(x)
+        for metric in metrics.values():
+            metric.update(logits, y)
+    return {name: float(metric.compute()) for name, metric in metrics.items()}
+
+
+def profile(model: nn.Module, input_shape: tuple[int, ...], cfg: Any) -> dict[str, Any]:
+    """Params, FLOPs, size and latency at each of ``cfg.batch_sizes`` for an eval-mode model."""
+    model.eval()
+    row: dict[str, Any] = {
+        "params": count_params(model),
+        "flops": flops_per_image(model, input_shape),
+        "size_mb": round(size_mb(model), 4),
+        "latency_ms": {},
+        "latency_iqr_ms": {},
+    }
+    for batch in cfg.batch_sizes:
+        median, iqr = latency_ms(model, input_shape, batch, cfg.threads, cfg.min_run_time)
+        row["latency_ms"][f"batch{batch}"] = round(median, 4)
+        row["latency_iqr_ms"][f"batch{batch}"] = round(iqr, 4)
+    return row

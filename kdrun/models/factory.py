@@ -1,0 +1,124 @@
+"""``create_model(spec, num_classes, input_shape)``: one factory that hides model-zoo differences."""
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from kdrun.errors import KdrunConfigError
+from kdrun.models.small import CNN, MLP
+
+InputShape = tuple[int, int, int]  # (channels, height, width)
+
+
+def _mlp(num_classes: int, shape: InputShape, **args: Any) -> nn.Module:
+    return MLP(math.prod(shape), num_classes, **args)
+
+
+def _cnn(num_classes: int, shape: InputShape, **args: Any) -> nn.Module:
+    return CNN(shape[0], num_classes, shape[1], **args)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": _mlp, "cnn": _cnn}
+# Short names users type -> torchvision name; "{variant}" is filled from the spec's `variant`.
+ALIASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "mobilenet_v3": ("mobilenet_v3_{variant}", "small", ("small", "large")),
+}
+
+
+def torchvision_names() -> list[str]:
+    """Every torchvision classification model name."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def model_names() -> list[str]:
+    """Names ``create_model`` accepts: built-ins, aliases, then torchvision's."""
+    return [*MODELS, *ALIASES, *torchvision_names()]
+
+
+def resolve_name(name: str, variant: str | None, key: str = "name") -> str:
+    """The registry or torchvision name a spec refers to; raises for unknown names."""
+    if name in ALIASES:
+        pattern, default, allowed = ALIASES[name]
+        variant = variant or default
+        if variant not in allowed:
+            raise KdrunConfigError(f"{key.rsplit('.', 1)[0]}.variant", variant, f"allowed: {', '.join(allowed)}")
+        return pattern.format(variant=variant)
+    if name in MODELS or name in torchvision_names():
+        return name
+    raise KdrunConfigError(
+        key,
+        name,
+        f"allowed: {', '.join([*MODELS, *ALIASES])}, or any torchvision classifier "
+        "(`kdrun models` lists them)",
+    )
+
+
+def create_model(spec: Mapping[str, Any], num_classes: int, input_shape: InputShape) -> nn.Module:
+    """Build the model a config spec names, for ``num_classes`` and inputs of ``input_shape``.
+
+    ``spec`` keys: ``name``, ``variant`` (aliases only), ``args`` (constructor keywords),
+    ``pretrained`` (torchvision weights; needs internet once), ``bn_momentum`` (null keeps the
+    architecture's own).
+    """
+    name = resolve_name(spec["name"], spec.get("variant"))
+    args = dict(spec.get("args") or {})
+    if name in MODELS:
+        model = MODELS[name](num_classes, input_shape, **args)
+    else:
+        model = _torchvision_model(name, num_classes, input_shape[0], bool(spec.get("pretrained")), args)
+    if spec.get("bn_momentum") is not None:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = float(spec["bn_momentum"])
+    return model
+
+
+def _torchvision_model(
+    name: str, num_classes: int, in_channels: int, pretrained: bool, args: dict[str, Any]
+) -> nn.Module:
+    if pretrained:
+        model = torchvision.models.get_model(name, weights="DEFAULT", **args)
+        _replace_last_linear(model, num_classes)
+    else:
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **args)
+    if in_channels != 3:
+        _adapt_first_conv(model, in_channels, pretrained)
+    return model
+
+
+def _replace_last_linear(model: nn.Module, num_classes: int) -> None:
+    path, last = [(p, m) for p, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    model.set_submodule(path, nn.Linear(last.in_features, num_classes))
+
+
+def _adapt_first_conv(model: nn.Module, in_channels: int, pretrained: bool) -> None:
+    """Give the stem conv ``in_channels`` inputs, keeping its initialisation scheme.
+
+    Pretrained RGB filters are summed over colour (a grey image replicated to RGB gives the same
+    response); random filters are sliced/tiled so torchvision's own init is kept.
+    """
+    path, conv = next((p, m) for p, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+    )
+    with torch.no_grad():
+        weight = conv.weight
+        if pretrained:
+            weight = weight.sum(1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels
+        else:
+            weight = weight.repeat(1, math.ceil(in_channels / weight.shape[1]), 1, 1)[:, :in_channels]
+        new.weight.copy_(weight)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    model.set_submodule(path, new)

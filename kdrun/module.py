@@ -1,0 +1,54 @@
+"""The one LightningModule: delegates the step to a strategy, owns metrics and logging."""
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torchmetrics.classification import MulticlassAccuracy
+
+from kdrun.strategies import Strategy
+
+
+class DistillModule(L.LightningModule):
+    """Trains ``strategy.student`` with the strategy's loss terms; validates the student."""
+
+    def __init__(self, strategy: Strategy, optim: DictConfig, num_classes: int) -> None:
+        super().__init__()
+        self.strategy = strategy
+        self.optim = optim
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def train(self, mode: bool = True) -> "DistillModule":
+        # Lightning switches the whole module to train mode each epoch; teachers must stay in
+        # eval mode (BatchNorm statistics and dropout frozen).
+        super().train(mode)
+        for module in self.strategy.frozen:
+            module.eval()
+        return self
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, index = batch
+        logits, terms = self.strategy.loss_terms(x, y, index)
+        loss = sum(weight * terms[name] for name, weight in self.strategy.weights.items())
+        self.log_dict({f"train/loss_{name}": value for name, value in terms.items()})
+        self.log("train/loss", loss, prog_bar=True)
+        self.train_acc(logits, y)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        x, y, _ = batch
+        logits = self.strategy.student(x)
+        self.log("val/loss", F.cross_entropy(logits, y))
+        self.val_acc(logits, y)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = instantiate(self.optim.optimizer)(self.strategy.trainable_parameters())
+        if self.optim.schedule == "constant":
+            return {"optimizer": optimizer}
+        steps = self.trainer.estimated_stepping_batches
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,58 @@
+"""results.json: written once, atomically; everything downstream reads it, never the logs."""
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON to a temp file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def deltas(teacher: dict[str, Any], baseline: dict[str, Any], student: dict[str, Any]) -> dict[str, Any]:
+    """The comparisons a user reads first.
+
+    ``kd_gain_top1`` = student - scratch baseline (same architecture, seed and budget);
+    ``gap_to_teacher_top1`` = teacher - student; ratios are student / teacher; speed-ups are
+    teacher latency / student latency at each measured batch size.
+    """
+    out: dict[str, Any] = {
+        "kd_gain_top1": student["top1"] - baseline["top1"],
+        "gap_to_teacher_top1": teacher["top1"] - student["top1"],
+        "params_ratio": _ratio(student["params"], teacher["params"]),
+        "flops_ratio": _ratio(student["flops"], teacher["flops"]),
+        "size_ratio": _ratio(student["size_mb"], teacher["size_mb"]),
+        "latency_speedup": {
+            batch: _ratio(teacher["latency_ms"][batch], student["latency_ms"][batch])
+            for batch in student["latency_ms"]
+        },
+    }
+    if "top5" in student:
+        out["kd_gain_top5"] = student["top5"] - baseline["top5"]
+        out["gap_to_teacher_top5"] = teacher["top5"] - student["top5"]
+    return {k: _clean(v) for k, v in out.items()}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    return value

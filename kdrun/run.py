@@ -1,0 +1,133 @@
+"""``kdrun train`` as a pure task: config in, results dict out (and results.json on disk)."""
+
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from kdrun import __version__, assets
+from kdrun.cache import Cache
+from kdrun.config import validate
+from kdrun.console import console
+from kdrun.data import TensorDataModule, build_datamodule
+from kdrun.errors import KdrunConfigError
+from kdrun.fit import fit
+from kdrun.measure import accuracy, profile
+from kdrun.models import save_weights
+from kdrun.report import deltas, results_table, write_json_atomic
+from kdrun.strategies import STRATEGIES
+
+RESULTS = "results.json"
+
+
+def prepare(cfg: DictConfig) -> tuple[TensorDataModule, assets.Asset | None]:
+    """Everything that can reject the input, before any training: config, data, model shapes.
+
+    Returns the data and, when ``teacher.checkpoint`` is set, the loaded (and checked) teacher.
+    """
+    validate(cfg)
+    data = build_datamodule(cfg.dataset)
+    probe = data.splits["train"][0][:2]
+    for role in ("teacher", "student"):
+        model = assets.build(cfg[role], data).eval()
+        try:
+            with torch.no_grad():
+                model(probe)
+        except RuntimeError as err:
+            reason = str(err).splitlines()[0][:160]
+            raise KdrunConfigError(
+                f"{role}.name",
+                cfg[role].name,
+                f"cannot run on inputs of shape {tuple(probe.shape[1:])} "
+                f"(dataset.image_size / dataset.channels): {reason}",
+            ) from None
+    loaded = assets.teacher(cfg, data, Cache(cfg.paths.cache_dir)) if cfg.teacher.checkpoint else None
+    return data, loaded
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Teacher -> scratch student -> distilled student; evaluate and measure all three.
+
+    Bad input raises ``KdrunConfigError`` before anything is trained or written. A failure after
+    that writes ``results.json`` with ``status: "failed"`` and the error, then re-raises.
+    """
+    started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+    data, loaded_teacher = prepare(cfg)
+    header = {
+        "kdrun_version": __version__,
+        "started_at": started_at,
+        "run_dir": str(run_dir),
+        "seed": cfg.seed,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    try:
+        results = _train(cfg, data, run_dir, loaded_teacher)
+    except Exception as err:
+        failed = {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+            **header,
+            "duration_s": round(time.perf_counter() - started, 3),
+        }
+        write_json_atomic(run_dir / RESULTS, failed)
+        raise
+    results = {"status": "ok", **results, **header, "duration_s": round(time.perf_counter() - started, 3)}
+    write_json_atomic(run_dir / RESULTS, results)
+    console.print(results_table(results))
+    console.print(f"results: {run_dir / RESULTS}")
+    return results
+
+
+def _train(
+    cfg: DictConfig, data: TensorDataModule, run_dir: Path, loaded_teacher: assets.Asset | None
+) -> dict[str, Any]:
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    cache = Cache(cfg.paths.cache_dir)
+    teacher = loaded_teacher or assets.teacher(cfg, data, cache)
+    baseline = assets.baseline(cfg, data, cache)
+
+    L.seed_everything(cfg.seed, verbose=False)  # same init as the baseline: a paired comparison
+    student = assets.build(cfg.student, data)
+    strategy = STRATEGIES[cfg.strategy.name].from_config(cfg.kd, student, teacher.model)
+    console.print(f"student: distilling {cfg.teacher.name} -> {cfg.student.name} ({cfg.strategy.name})")
+    fit(strategy, data, cfg, epochs=cfg.student.epochs, seed=cfg.seed, log_dir=run_dir, label="student")
+    save_weights(student, run_dir / "student.safetensors")
+
+    rows = {
+        "teacher": _report_row(teacher.model, cfg.teacher, data, cfg, source=teacher.source),
+        "baseline": _report_row(baseline.model, cfg.student, data, cfg, source=baseline.source),
+        "student": _report_row(student, cfg.student, data, cfg, source="trained"),
+    }
+    return {
+        **rows,
+        "deltas": deltas(rows["teacher"], rows["baseline"], rows["student"]),
+        "strategy": strategy.hparams(),
+        "data": {
+            "name": cfg.dataset.name,
+            "fingerprint": data.fingerprint,
+            "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape),
+            **{split: len(tensors[1]) for split, tensors in data.splits.items()},
+        },
+        "extra_models": {},
+        "paths": {"teacher": teacher.path, "baseline": baseline.path, "student": str(run_dir / "student.safetensors")},
+    }
+
+
+def _report_row(
+    model: nn.Module, section: DictConfig, data: TensorDataModule, cfg: DictConfig, source: str
+) -> dict[str, Any]:
+    model.eval()
+    name = section.name if section.variant is None else f"{section.name}_{section.variant}"
+    row: dict[str, Any] = {"name": name, "source": source}
+    row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
+    row.update(profile(model, data.input_shape, cfg.measure))
+    return row

@@ -1,0 +1,42 @@
+"""Hinton et al. 2015: alpha * T^2 * KL(teacher || student at T) + (1 - alpha) * CE(labels)."""
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from kdrun.losses import kd_loss
+from kdrun.strategies.base import Strategy, register
+
+
+@register("vanilla")
+class Vanilla(Strategy):
+    """Soft targets from one frozen teacher, mixed with the hard labels.
+
+    ``alpha`` weighs the soft (distillation) term, ``1 - alpha`` the hard cross-entropy term.
+    """
+
+    needs_teacher = True
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, T: float, alpha: float) -> None:
+        super().__init__(student, teacher)
+        self.T, self.alpha = T, alpha
+
+    @classmethod
+    def from_config(cls, kd: DictConfig, student: nn.Module, teacher: nn.Module | None) -> "Vanilla":
+        return cls(student, teacher, T=float(kd.T), alpha=float(kd.alpha))
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {"soft": self.alpha, "hard": 1.0 - self.alpha}
+
+    def loss_terms(
+        self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        logits = self.student(x)
+        return logits, {"soft": kd_loss(logits, teacher_logits, self.T), "hard": F.cross_entropy(logits, y)}
+
+    def hparams(self) -> dict:
+        return {**super().hparams(), "T": self.T, "alpha": self.alpha}
