@@ -1,5 +1,6 @@
 """``kdrun <command> [overrides]``: dispatch to the command's Hydra entry point. No logic here."""
 
+import logging
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.console import err_console
 from kdrun.errors import KdrunConfigError
+
+# torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 CONFIG_PATH = "pkg://kdrun.conf"
 COMMANDS = {
@@ -51,7 +55,8 @@ def _check_overrides(overrides: list[str]) -> None:
             cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
         OmegaConf.resolve(cfg)
     except (HydraException, ValueError, KeyError) as err:
-        fail(" ".join(str(err).split()))
+        message = " ".join(str(err).split())
+        fail(message.split(" Config search path:")[0].removeprefix("In 'train': "))
 
 
 def _models() -> None:

@@ -21,6 +21,8 @@ logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 # Frozen teachers are in eval mode on purpose; the CSV logger shares the run folder with Hydra.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def fit(

@@ -1,0 +1,48 @@
+"""Shared fixtures: composed configs (Compose API) and a small in-memory data module."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from kdrun.data import TensorDataModule
+
+REPO = Path(__file__).resolve().parents[1]
+KDRUN = [sys.executable, "-m", "kdrun"]
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """The root config as `kdrun train <overrides>` composes it."""
+    with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.fixture
+def cfg_factory():
+    return make_cfg
+
+
+def run_kdrun(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the real `kdrun` command line in ``cwd`` (outputs land under ``cwd/outputs``)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [*KDRUN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+@pytest.fixture
+def tiny_data() -> TensorDataModule:
+    """40 random 1x8x8 images over 4 classes: enough for a step, fast everywhere."""
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(n, 1, 8, 8, generator=gen), torch.arange(n) % 4
+
+    return TensorDataModule(
+        split(40), split(12), split(12), classes=list("abcd"), batch_size=8, fingerprint="tiny"
+    )

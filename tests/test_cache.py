@@ -1,0 +1,40 @@
+"""The artefact cache: built once, reused, never half-written."""
+
+import pytest
+
+from kdrun.cache import Cache, cache_key
+
+
+def test_builds_once_then_hits(tmp_path):
+    cache, calls = Cache(tmp_path), []
+
+    def build(folder):
+        calls.append(folder)
+        (folder / "model.safetensors").write_text("w")
+
+    first, hit1 = cache.get_or_build("teacher", "cnn", {"epochs": 3}, build)
+    second, hit2 = cache.get_or_build("teacher", "cnn", {"epochs": 3}, build)
+    assert (hit1, hit2) == (False, True)
+    assert first == second and len(calls) == 1
+    assert (first / "model.safetensors").read_text() == "w"
+    assert (first / "spec.json").is_file()
+
+
+def test_key_changes_with_anything_that_determines_the_artefact():
+    base = {"model": {"name": "cnn"}, "epochs": 3, "seed": 0, "data": "abc"}
+    for key, value in [("epochs", 4), ("seed", 1), ("data", "abd")]:
+        assert cache_key({**base, key: value}) != cache_key(base)
+    assert cache_key(dict(reversed(base.items()))) == cache_key(base)
+
+
+def test_failed_build_leaves_no_entry(tmp_path):
+    cache = Cache(tmp_path)
+
+    def broken(folder):
+        (folder / "model.safetensors").write_text("half")
+        raise RuntimeError("killed mid-training")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("teacher", "cnn", {"epochs": 3}, broken)
+    assert not cache.path("teacher", "cnn", {"epochs": 3}).exists()
+    assert not list((tmp_path / "teacher").glob(".tmp-*"))

@@ -1,0 +1,68 @@
+"""Composition (aliases, groups) and validation: each bad input is one KdrunConfigError."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from kdrun.config import validate
+from kdrun.errors import KdrunConfigError
+from tests.conftest import make_cfg
+
+
+def test_default_config_is_valid_and_composes_every_group():
+    cfg = make_cfg()
+    validate(cfg)
+    for group in ("teacher", "student", "dataset", "kd", "strategy", "trainer", "logger", "optim"):
+        assert group in cfg, group
+    assert cfg.dataset.name == "mnist_subset"
+
+
+@pytest.mark.parametrize("override", ["T=7", "kd.T=7"])
+def test_top_level_alias_and_group_key_both_set_the_temperature(override):
+    resolved = OmegaConf.to_container(make_cfg(override), resolve=True)
+    assert resolved["kd"]["T"] == 7
+
+
+def test_epochs_and_seed_reach_the_student_but_not_the_teacher():
+    cfg = OmegaConf.to_container(make_cfg("epochs=3", "seed=5", "teacher.epochs=2"), resolve=True)
+    assert (cfg["student"]["epochs"], cfg["student"]["seed"]) == (3, 5)
+    assert (cfg["teacher"]["epochs"], cfg["teacher"]["seed"]) == (2, 0)
+
+
+def test_mobilenet_student_defaults_to_small_variant_with_fast_bn():
+    cfg = make_cfg("teacher=resnet50", "student=mobilenet_v3")
+    assert cfg.student.variant == "small"
+    assert cfg.student.bn_momentum == pytest.approx(0.1)
+
+
+BAD = [
+    (["T=0"], "kd.T"),
+    (["T=-1"], "kd.T"),
+    (["T=abc"], "kd.T"),
+    (["alpha=1.5"], "kd.alpha"),
+    (["alpha=-0.1"], "kd.alpha"),
+    (["epochs=0"], "student.epochs"),
+    (["teacher.epochs=0"], "teacher.epochs"),
+    (["epochs=2.5"], "student.epochs"),
+    (["teacher.name=resnet5000"], "teacher.name"),
+    (["student.name=nope"], "student.name"),
+    (["student=mobilenet_v3", "student.variant=huge"], "student.variant"),
+    (["strategy.name=magic"], "strategy.name"),
+    (["dataset.name=imagenet22k"], "dataset.name"),
+    (["dataset.batch_size=0"], "dataset.batch_size"),
+    (["dataset.channels=2"], "dataset.channels"),
+    (["teacher.checkpoint=/no/such/teacher.ckpt"], "teacher.checkpoint"),
+    (["optim.optimizer.lr=0"], "optim.optimizer.lr"),
+    (["optim.schedule=linear"], "optim.schedule"),
+    (["seed=-3"], "seed"),
+    (["measure.batch_sizes=[]"], "measure.batch_sizes"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_input_names_the_key_and_what_is_allowed(overrides, key):
+    with pytest.raises(KdrunConfigError) as info:
+        validate(make_cfg(*overrides))
+    assert info.value.key == key
+    message = str(info.value)
+    assert message.startswith(f"{key}=") and "\n" not in message
+    assert any(word in message for word in ("allowed", "must be", "does not exist"))

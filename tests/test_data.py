@@ -1,0 +1,83 @@
+"""Data sets by name: fixed stratified splits, shapes as declared, torchvision files read offline."""
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from kdrun.data import build_datamodule
+from kdrun.errors import KdrunConfigError
+from tests.conftest import make_cfg
+
+
+def test_default_embedded_set_has_fixed_stratified_splits():
+    data = build_datamodule(make_cfg().dataset)
+    sizes = {name: len(y) for name, (_, y) in data.splits.items()}
+    assert sizes == {"train": 3500, "val": 500, "test": 1000}
+    assert data.input_shape == (1, 28, 28) and data.num_classes == 10
+    test_counts = torch.bincount(data.splits["test"][1], minlength=10)
+    assert test_counts.tolist() == [100] * 10  # stratified: 10% of each class
+
+
+def test_split_and_fingerprint_do_not_depend_on_the_run_seed():
+    a = build_datamodule(make_cfg("seed=0").dataset)
+    b = build_datamodule(make_cfg("seed=7").dataset)
+    assert a.fingerprint == b.fingerprint
+    assert torch.equal(a.splits["test"][0], b.splits["test"][0])
+    c = build_datamodule(make_cfg("dataset.split.seed=1").dataset)
+    assert c.fingerprint != a.fingerprint
+
+
+def test_image_size_and_channels_follow_the_config():
+    data = build_datamodule(make_cfg("dataset=digits", "dataset.image_size=16", "dataset.channels=3").dataset)
+    assert data.input_shape == (3, 16, 16)
+    assert data.batch_size == 64
+
+
+def test_limit_keeps_only_the_first_training_samples():
+    data = build_datamodule(make_cfg("dataset.limit=100").dataset)
+    assert len(data.splits["train"][1]) == 100 and len(data.splits["test"][1]) == 1000
+
+
+def test_train_batches_are_whole_tensor_slices_in_a_seeded_order(tiny_data):
+    first = [b[2] for b in tiny_data.train_dataloader()]
+    again = [b[2] for b in tiny_data.train_dataloader()]
+    assert [len(i) for i in first] == [8] * 5
+    assert torch.equal(torch.cat(first).sort().values, torch.arange(40))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(torch.cat(first), torch.arange(40))
+
+
+def _idx(path, array: np.ndarray) -> None:
+    header = struct.pack(">I", 0x0800 | array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _fake_mnist(root, n_train=60, n_test=20) -> None:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+
+
+def test_torchvision_mnist_reads_files_from_root(tmp_path):
+    _fake_mnist(tmp_path)
+    cfg = make_cfg("dataset=mnist", f"dataset.root={tmp_path}", "dataset.split.val=20")
+    data = build_datamodule(cfg.dataset)
+    sizes = {name: len(y) for name, (_, y) in data.splits.items()}
+    assert sizes == {"train": 40, "val": 20, "test": 20}
+    assert data.input_shape == (1, 28, 28)
+
+
+def test_missing_torchvision_set_without_download_is_a_clear_error(tmp_path):
+    cfg = make_cfg("dataset=cifar10", f"dataset.root={tmp_path}")
+    with pytest.raises(KdrunConfigError, match=r"^dataset\.root=.*download=true"):
+        build_datamodule(cfg.dataset)
+
+
+def test_split_larger_than_the_data_is_a_clear_error():
+    with pytest.raises(KdrunConfigError, match=r"^dataset\.split\.val=9999"):
+        build_datamodule(make_cfg("dataset=digits", "dataset.split.val=9999").dataset)

@@ -1,0 +1,124 @@
+"""The real `kdrun train` command on the embedded data with tiny budgets (debug=smoke)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_kdrun
+
+ROW_KEYS = {"name", "source", "params", "flops", "size_mb", "top1", "top5", "latency_ms", "latency_iqr_ms"}
+DELTA_KEYS = {"kd_gain_top1", "gap_to_teacher_top1", "params_ratio", "flops_ratio", "latency_speedup"}
+
+
+def _results(cwd: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((cwd / "outputs" / "runs").glob("*/results.json"))]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Two smoke runs in one folder: the first trains teacher and baseline, the second reuses them."""
+    cwd = tmp_path_factory.mktemp("smoke")
+    first = run_kdrun(["train", "debug=smoke", "hydra.run.dir=outputs/runs/first"], cwd)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_kdrun(["train", "debug=smoke", "T=2", "alpha=0.7", "hydra.run.dir=outputs/runs/second"], cwd)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return cwd, first, second
+
+
+def test_results_json_holds_the_contract(smoke):
+    cwd, _, _ = smoke
+    results = json.loads((cwd / "outputs/runs/first/results.json").read_text())
+    assert results["status"] == "ok"
+    for role in ("teacher", "baseline", "student"):
+        assert ROW_KEYS <= set(results[role]), role
+        assert set(results[role]["latency_ms"]) == {"batch1", "batch64"}
+        assert results[role]["params"] > 0 and results[role]["flops"] > 0
+    assert DELTA_KEYS <= set(results["deltas"])
+    gain = results["student"]["top1"] - results["baseline"]["top1"]
+    assert results["deltas"]["kd_gain_top1"] == pytest.approx(gain, abs=1e-6)
+    assert results["config"]["kd"] == {"T": 4.0, "alpha": 0.5}  # resolved, not "${T}"
+    assert results["strategy"] == {"name": "vanilla", "weights": {"soft": 0.5, "hard": 0.5}, "T": 4.0, "alpha": 0.5}
+    assert results["data"]["test"] == 1000 and results["data"]["train"] == 512
+
+
+def test_smoke_run_learns(smoke):
+    cwd, _, _ = smoke
+    results = json.loads((cwd / "outputs/runs/first/results.json").read_text())
+    for role in ("teacher", "baseline", "student"):
+        assert results[role]["top1"] > 0.3, role  # chance is 0.10 on ten classes
+
+
+def test_run_directory_has_metrics_weights_and_config(smoke):
+    cwd, first, _ = smoke
+    run = cwd / "outputs/runs/first"
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc", "val/loss"} <= set(header)
+    assert (run / "student.safetensors").is_file()
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert "distilled student" in first.stdout and "KD gain" in first.stdout
+
+
+def test_second_run_reuses_cached_teacher_and_baseline(smoke):
+    cwd, first, second = smoke
+    assert "teacher: training" in first.stdout and "baseline: training" in first.stdout
+    assert "teacher: reusing cached" in second.stdout and "baseline: reusing cached" in second.stdout
+    assert "training" not in second.stdout.split("student:")[0]
+    assert len(list((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))) == 1
+    assert len(list((cwd / "outputs/cache/baseline").glob("mlp-*/model.safetensors"))) == 1
+    a, b = (json.loads((cwd / f"outputs/runs/{n}/results.json").read_text()) for n in ("first", "second"))
+    assert (a["teacher"]["top1"], a["baseline"]["top1"]) == (b["teacher"]["top1"], b["baseline"]["top1"])
+    assert (b["teacher"]["source"], b["baseline"]["source"]) == ("cache", "cache")
+    assert b["config"]["kd"] == {"T": 2.0, "alpha": 0.7}
+
+
+def test_teacher_checkpoint_is_loaded_instead_of_trained(smoke):
+    cwd, _, _ = smoke
+    weights = next((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))
+    run = run_kdrun(["train", "debug=smoke", f"teacher.checkpoint={weights}", "hydra.run.dir=outputs/runs/ckpt"], cwd)
+    assert run.returncode == 0, run.stderr[-3000:]
+    a, b = (json.loads((cwd / f"outputs/runs/{n}/results.json").read_text()) for n in ("first", "ckpt"))
+    assert b["teacher"]["source"] == "checkpoint"
+    assert b["teacher"]["top1"] == a["teacher"]["top1"]
+
+
+BAD_INPUT = [
+    (["T=0"], "kd.T"),
+    (["alpha=2"], "kd.alpha"),
+    (["epochs=0"], "student.epochs"),
+    (["teacher=foo"], "teacher/foo"),
+    (["student.name=bar"], "student.name"),
+    (["strategy.name=nope"], "strategy.name"),
+    (["teacher.checkpoint=/no/such/file.ckpt"], "teacher.checkpoint"),
+    (["dataset=cifar10"], "dataset.root"),
+    (["not_a_key=1"], "not_a_key"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), BAD_INPUT, ids=[o[0] for o, _ in BAD_INPUT])
+def test_bad_input_exits_2_with_one_line_and_writes_no_results(tmp_path, overrides, key):
+    run = run_kdrun(["train", "debug=smoke", *overrides], tmp_path)
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and key in lines[0], run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert not list(tmp_path.rglob("results.json"))
+    assert not (tmp_path / "outputs" / "cache").exists()  # nothing was trained
+
+
+def test_checkpoint_that_does_not_fit_the_model_exits_2(smoke, tmp_path):
+    cwd, _, _ = smoke
+    weights = next((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))
+    run = run_kdrun(["train", "debug=smoke", "teacher=mlp", f"teacher.checkpoint={weights}"], tmp_path)
+    assert run.returncode == 2
+    assert "teacher.checkpoint=" in run.stderr and "does not fit" in run.stderr
+
+
+def test_help_lists_commands_and_config_groups(tmp_path):
+    top = run_kdrun(["--help"], tmp_path)
+    assert top.returncode == 0 and "train" in top.stdout
+    train = run_kdrun(["train", "--help"], tmp_path)
+    assert train.returncode == 0
+    assert "teacher: cnn" in train.stdout and "resnet50" in train.stdout and "debug: smoke" in train.stdout
+    unknown = run_kdrun(["distill"], tmp_path)
+    assert unknown.returncode == 2 and "allowed: train" in unknown.stderr

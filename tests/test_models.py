@@ -1,0 +1,53 @@
+"""The model factory: built-ins and torchvision models sized to the data set."""
+
+import pytest
+import torch
+from torch import nn
+
+from kdrun.errors import KdrunConfigError
+from kdrun.models import create_model, model_names
+
+
+def spec(name: str, **extra) -> dict:
+    return {"name": name, "variant": None, "args": {}, "pretrained": False, "bn_momentum": None, **extra}
+
+
+@pytest.mark.parametrize(
+    ("model_spec", "shape"),
+    [
+        (spec("mlp", args={"hidden": [16]}), (1, 28, 28)),
+        (spec("cnn", args={"channels": [4, 8], "hidden": 8}), (1, 28, 28)),
+        (spec("resnet18"), (1, 28, 28)),
+        (spec("mobilenet_v3"), (1, 28, 28)),
+        (spec("resnet18"), (3, 32, 32)),
+    ],
+    ids=["mlp", "cnn", "resnet18-grey", "mobilenet_v3-grey", "resnet18-rgb"],
+)
+def test_models_take_the_data_shape_and_output_the_class_count(model_spec, shape):
+    model = create_model(model_spec, num_classes=7, input_shape=shape).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, *shape)).shape == (2, 7)
+
+
+def test_mobilenet_variant_selects_the_torchvision_model():
+    small = create_model(spec("mobilenet_v3"), 10, (3, 32, 32))
+    large = create_model(spec("mobilenet_v3", variant="large"), 10, (3, 32, 32))
+    n_small = sum(p.numel() for p in small.parameters())
+    n_large = sum(p.numel() for p in large.parameters())
+    assert n_large > 2 * n_small
+
+
+def test_bn_momentum_is_applied_to_every_batchnorm():
+    model = create_model(spec("mobilenet_v3", bn_momentum=0.1), 10, (1, 28, 28))
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.momentum == pytest.approx(0.1) for m in norms)
+
+
+def test_unknown_model_lists_the_allowed_names():
+    with pytest.raises(KdrunConfigError, match="allowed: mlp, cnn, mobilenet_v3"):
+        create_model(spec("resnet5000"), 10, (1, 28, 28))
+
+
+def test_model_names_include_builtins_and_torchvision():
+    names = model_names()
+    assert {"mlp", "cnn", "mobilenet_v3", "resnet50", "efficientnet_b0"} <= set(names)

@@ -1,0 +1,59 @@
+"""The frozen teacher stays frozen; the strategy registry is the only place methods are named."""
+
+import torch
+from torch import nn
+
+from kdrun.fit import fit
+from kdrun.module import DistillModule
+from kdrun.strategies import STRATEGIES, Strategy
+from tests.conftest import make_cfg
+
+
+def _models() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, 4))
+    student = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    return teacher, student
+
+
+def test_teacher_weights_and_bn_statistics_do_not_change_during_distillation(tiny_data, tmp_path):
+    teacher, student = _models()
+    before_teacher = {k: v.clone() for k, v in teacher.state_dict().items()}
+    before_student = {k: v.clone() for k, v in student.state_dict().items()}
+    strategy = STRATEGIES["vanilla"](student, teacher, T=4.0, alpha=0.9)
+    fit(strategy, tiny_data, make_cfg(), epochs=2, seed=0, log_dir=tmp_path, label="test")
+    assert all(torch.equal(before_teacher[k], v) for k, v in teacher.state_dict().items())
+    assert not all(torch.equal(before_student[k], v) for k, v in student.state_dict().items())
+    assert not teacher.training  # still in eval mode after Lightning's train/eval switches
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_module_keeps_teacher_in_eval_mode_when_switched_to_train():
+    teacher, student = _models()
+    module = DistillModule(STRATEGIES["vanilla"](student, teacher, T=2.0, alpha=0.5), make_cfg().optim, 4)
+    module.train()
+    assert student.training and not teacher.training
+
+
+def test_optimizer_holds_only_the_student_parameters():
+    teacher, student = _models()
+    strategy = STRATEGIES["vanilla"](student, teacher, T=2.0, alpha=0.5)
+    trainable = {id(p) for p in strategy.trainable_parameters()}
+    assert trainable == {id(p) for p in student.parameters()}
+
+
+def test_training_logs_every_loss_component(tiny_data, tmp_path):
+    teacher, student = _models()
+    strategy = STRATEGIES["vanilla"](student, teacher, T=4.0, alpha=0.9)
+    metrics = fit(strategy, tiny_data, make_cfg(), epochs=1, seed=0, log_dir=tmp_path, label="test")
+    for name in ("train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc", "val/loss"):
+        assert name in metrics, name
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc", "val/loss"} <= set(header)
+    steps = [line for line in (tmp_path / "metrics.csv").read_text().splitlines()[1:] if line.split(",")[5]]
+    assert len(steps) == 5  # one row of loss terms per training step (40 samples / batch 8)
+
+
+def test_registry_holds_the_built_in_strategies():
+    assert {"vanilla", "scratch"} <= set(STRATEGIES)
+    assert all(issubclass(cls, Strategy) and cls.name == name for name, cls in STRATEGIES.items())
