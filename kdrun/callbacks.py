@@ -67,4 +67,3 @@ def recalibrate_batchnorm(model: nn.Module, batches: object) -> bool:
         norm.momentum = momentum
     model.train(was_training)
     return True
-

@@ -13,8 +13,16 @@ from kdrun.strategies import STRATEGIES
 SCHEDULES = ("cosine", "constant")
 
 
-def _number(cfg: DictConfig, key: str, lo: float, hi: float = float("inf"), *, lo_open: bool = False,
-            integer: bool = False, hint: str = "") -> None:
+def _number(
+    cfg: DictConfig,
+    key: str,
+    lo: float,
+    hi: float = float("inf"),
+    *,
+    lo_open: bool = False,
+    integer: bool = False,
+    hint: str = "",
+) -> None:
     value = _select(cfg, key)
     kind = "an integer" if integer else "a number"
     lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
@@ -54,6 +62,7 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "strategy.name", sorted(STRATEGIES))
     _number(cfg, "kd.T", 0, lo_open=True, hint=" (set with T=... or kd.T=...)")
     _number(cfg, "kd.alpha", 0, 1, hint=" (set with alpha=... or kd.alpha=...)")
+    _choice(cfg, "kd.cache_logits", [True, False])
     _number(cfg, "seed", 0, integer=True)
     _choice(cfg, "dataset.name", sorted(DATASETS))
     _number(cfg, "dataset.batch_size", 1, integer=True)
@@ -67,6 +76,8 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "measure.min_run_time", 0, lo_open=True)
     batches = cfg.measure.batch_sizes
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
-        raise KdrunConfigError("measure.batch_sizes", list(batches), "must be a non-empty list of integers >= 1")
+        raise KdrunConfigError(
+            "measure.batch_sizes", list(batches), "must be a non-empty list of integers >= 1"
+        )
     if cfg.threads is not None:
         _number(cfg, "threads", 1, integer=True)

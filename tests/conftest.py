@@ -30,9 +30,7 @@ def cfg_factory():
 def run_kdrun(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run the real `kdrun` command line in ``cwd`` (outputs land under ``cwd/outputs``)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [*KDRUN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
-    )
+    return subprocess.run([*KDRUN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture

@@ -17,13 +17,17 @@ def _net(out: int = 3) -> nn.Module:
 
 
 def _same(a: nn.Module, b: nn.Module) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    return all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_safetensors_round_trip(tmp_path):
     src = _net()
     save_weights(src, tmp_path / "w.safetensors")
-    dst = load_weights(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), tmp_path / "w.safetensors", "k")
+    dst = load_weights(
+        nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), tmp_path / "w.safetensors", "k"
+    )
     assert _same(src, dst)
 
 

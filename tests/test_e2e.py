@@ -7,8 +7,24 @@ import pytest
 
 from tests.conftest import run_kdrun
 
-ROW_KEYS = {"name", "source", "params", "flops", "size_mb", "top1", "top5", "latency_ms", "latency_iqr_ms"}
-DELTA_KEYS = {"kd_gain_top1", "gap_to_teacher_top1", "params_ratio", "flops_ratio", "latency_speedup"}
+ROW_KEYS = {
+    "name",
+    "source",
+    "params",
+    "flops",
+    "size_mb",
+    "top1",
+    "top5",
+    "latency_ms",
+    "latency_iqr_ms",
+}
+DELTA_KEYS = {
+    "kd_gain_top1",
+    "gap_to_teacher_top1",
+    "params_ratio",
+    "flops_ratio",
+    "latency_speedup",
+}
 
 
 def _results(cwd: Path) -> list[dict]:
@@ -31,14 +47,19 @@ def test_results_json_holds_the_contract(smoke):
     results = json.loads((cwd / "outputs/runs/first/results.json").read_text())
     assert results["status"] == "ok"
     for role in ("teacher", "baseline", "student"):
-        assert ROW_KEYS <= set(results[role]), role
+        assert set(results[role]) >= ROW_KEYS, role
         assert set(results[role]["latency_ms"]) == {"batch1", "batch64"}
         assert results[role]["params"] > 0 and results[role]["flops"] > 0
-    assert DELTA_KEYS <= set(results["deltas"])
+    assert set(results["deltas"]) >= DELTA_KEYS
     gain = results["student"]["top1"] - results["baseline"]["top1"]
     assert results["deltas"]["kd_gain_top1"] == pytest.approx(gain, abs=1e-6)
-    assert results["config"]["kd"] == {"T": 4.0, "alpha": 0.5}  # resolved, not "${T}"
-    assert results["strategy"] == {"name": "vanilla", "weights": {"soft": 0.5, "hard": 0.5}, "T": 4.0, "alpha": 0.5}
+    assert (results["config"]["kd"]["T"], results["config"]["kd"]["alpha"]) == (
+        4.0,
+        0.9,
+    )  # resolved
+    strategy = results["strategy"]
+    assert (strategy["name"], strategy["T"], strategy["alpha"]) == ("vanilla", 4.0, 0.9)
+    assert strategy["weights"] == pytest.approx({"soft": 0.9, "hard": 0.1})
     assert results["data"]["test"] == 1000 and results["data"]["train"] == 512
 
 
@@ -53,7 +74,14 @@ def test_run_directory_has_metrics_weights_and_config(smoke):
     cwd, first, _ = smoke
     run = cwd / "outputs/runs/first"
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc", "val/loss"} <= set(header)
+    assert {
+        "train/loss",
+        "train/loss_soft",
+        "train/loss_hard",
+        "train/acc",
+        "val/acc",
+        "val/loss",
+    } <= set(header)
     assert (run / "student.safetensors").is_file()
     assert (run / ".hydra" / "config.yaml").is_file()
     assert "distilled student" in first.stdout and "KD gain" in first.stdout
@@ -67,15 +95,26 @@ def test_second_run_reuses_cached_teacher_and_baseline(smoke):
     assert len(list((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))) == 1
     assert len(list((cwd / "outputs/cache/baseline").glob("mlp-*/model.safetensors"))) == 1
     a, b = (json.loads((cwd / f"outputs/runs/{n}/results.json").read_text()) for n in ("first", "second"))
-    assert (a["teacher"]["top1"], a["baseline"]["top1"]) == (b["teacher"]["top1"], b["baseline"]["top1"])
+    assert (a["teacher"]["top1"], a["baseline"]["top1"]) == (
+        b["teacher"]["top1"],
+        b["baseline"]["top1"],
+    )
     assert (b["teacher"]["source"], b["baseline"]["source"]) == ("cache", "cache")
-    assert b["config"]["kd"] == {"T": 2.0, "alpha": 0.7}
+    assert (b["config"]["kd"]["T"], b["config"]["kd"]["alpha"]) == (2.0, 0.7)
 
 
 def test_teacher_checkpoint_is_loaded_instead_of_trained(smoke):
     cwd, _, _ = smoke
     weights = next((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))
-    run = run_kdrun(["train", "debug=smoke", f"teacher.checkpoint={weights}", "hydra.run.dir=outputs/runs/ckpt"], cwd)
+    run = run_kdrun(
+        [
+            "train",
+            "debug=smoke",
+            f"teacher.checkpoint={weights}",
+            "hydra.run.dir=outputs/runs/ckpt",
+        ],
+        cwd,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     a, b = (json.loads((cwd / f"outputs/runs/{n}/results.json").read_text()) for n in ("first", "ckpt"))
     assert b["teacher"]["source"] == "checkpoint"

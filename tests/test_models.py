@@ -9,7 +9,14 @@ from kdrun.models import create_model, model_names
 
 
 def spec(name: str, **extra) -> dict:
-    return {"name": name, "variant": None, "args": {}, "pretrained": False, "bn_momentum": None, **extra}
+    return {
+        "name": name,
+        "variant": None,
+        "args": {},
+        "pretrained": False,
+        "bn_momentum": None,
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,18 @@ from tests.conftest import REPO
 
 def test_wheel_carries_configs_and_composes_outside_the_checkout(tmp_path):
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -18,11 +29,25 @@ def test_wheel_carries_configs_and_composes_outside_the_checkout(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(tmp_path.glob("kdrun-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"kdrun/conf/train.yaml", "kdrun/conf/teacher/resnet50.yaml", "kdrun/conf/debug/smoke.yaml"} <= names
+    assert {
+        "kdrun/conf/train.yaml",
+        "kdrun/conf/teacher/resnet50.yaml",
+        "kdrun/conf/debug/smoke.yaml",
+    } <= names
 
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         timeout=300,
     )
@@ -30,7 +55,12 @@ def test_wheel_carries_configs_and_composes_outside_the_checkout(tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
     shown = subprocess.run(
-        [sys.executable, "-c", "import kdrun.cli, sys; print(kdrun.cli.__file__); sys.argv=['kdrun','train','--cfg','job','teacher=resnet50','student=mobilenet_v3']; kdrun.cli.main()"],
+        [
+            sys.executable,
+            "-c",
+            "import kdrun.cli; print(kdrun.cli.__file__); "
+            "kdrun.cli.main(['train', '--cfg', 'job', 'teacher=resnet50', 'student=mobilenet_v3'])",
+        ],
         cwd=elsewhere,
         env=env,
         capture_output=True,

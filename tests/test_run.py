@@ -26,7 +26,11 @@ def test_failure_after_validation_writes_a_failed_results_json(tmp_path, monkeyp
 
 def test_model_that_cannot_take_the_input_size_is_rejected_before_training(tmp_path):
     cfg = make_cfg(
-        "debug=smoke", "dataset=digits", "dataset.image_size=2", "teacher=cnn", f"paths.output_root={tmp_path}"
+        "debug=smoke",
+        "dataset=digits",
+        "dataset.image_size=2",
+        "teacher=cnn",
+        f"paths.output_root={tmp_path}",
     )
     with pytest.raises(KdrunConfigError, match=r"^teacher\.name='cnn': cannot run on inputs of shape"):
         run_module.train(cfg, tmp_path / "run")

@@ -11,7 +11,9 @@ from tests.conftest import make_cfg
 
 def _models() -> tuple[nn.Module, nn.Module]:
     torch.manual_seed(0)
-    teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, 4))
+    teacher = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, 4)
+    )
     student = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
     return teacher, student
 
@@ -46,10 +48,24 @@ def test_training_logs_every_loss_component(tiny_data, tmp_path):
     teacher, student = _models()
     strategy = STRATEGIES["vanilla"](student, teacher, T=4.0, alpha=0.9)
     metrics = fit(strategy, tiny_data, make_cfg(), epochs=1, seed=0, log_dir=tmp_path, label="test")
-    for name in ("train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc", "val/loss"):
+    for name in (
+        "train/loss",
+        "train/loss_soft",
+        "train/loss_hard",
+        "train/acc",
+        "val/acc",
+        "val/loss",
+    ):
         assert name in metrics, name
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc", "val/loss"} <= set(header)
+    assert {
+        "train/loss",
+        "train/loss_soft",
+        "train/loss_hard",
+        "train/acc",
+        "val/acc",
+        "val/loss",
+    } <= set(header)
     steps = [line for line in (tmp_path / "metrics.csv").read_text().splitlines()[1:] if line.split(",")[5]]
     assert len(steps) == 5  # one row of loss terms per training step (40 samples / batch 8)
 
@@ -57,3 +73,37 @@ def test_training_logs_every_loss_component(tiny_data, tmp_path):
 def test_registry_holds_the_built_in_strategies():
     assert {"vanilla", "scratch"} <= set(STRATEGIES)
     assert all(issubclass(cls, Strategy) and cls.name == name for name, cls in STRATEGIES.items())
+
+
+def test_cached_teacher_logits_equal_the_live_teacher(tiny_data):
+    teacher, student = _models()
+    strategy = STRATEGIES["vanilla"](student, teacher, T=4.0, alpha=0.9)
+    live = {
+        int(i): strategy.teacher_outputs(x, idx)[k]
+        for x, _, idx in tiny_data.train_dataloader()
+        for k, i in enumerate(idx)
+    }
+    strategy.cache_teacher_logits(tiny_data.loader("train"))
+    for x, _, idx in tiny_data.train_dataloader():
+        cached = strategy.teacher_outputs(x, idx)
+        assert torch.allclose(cached, torch.stack([live[int(i)] for i in idx]), atol=1e-6)
+
+
+def test_cached_and_live_teacher_runs_reach_the_same_student(tiny_data, tmp_path):
+    students = []
+    for cache in (False, True):
+        teacher, student = _models()
+        strategy = STRATEGIES["vanilla"](student, teacher, T=4.0, alpha=0.9)
+        if cache:
+            strategy.cache_teacher_logits(tiny_data.loader("train"))
+        fit(
+            strategy,
+            tiny_data,
+            make_cfg(),
+            epochs=2,
+            seed=0,
+            log_dir=tmp_path / str(cache),
+            label="t",
+        )
+        students.append(student.state_dict())
+    assert all(torch.allclose(students[0][k], students[1][k], atol=1e-5) for k in students[0])

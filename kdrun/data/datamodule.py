@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from sklearn.model_selection import train_test_split
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from kdrun.data.sources import DATASETS
 from kdrun.errors import KdrunConfigError
@@ -83,9 +89,7 @@ def build_datamodule(cfg: DictConfig, shuffle_seed: int = 0) -> TensorDataModule
     x, val_x, y, val_y = _stratified(x, y, split.val, split.seed, "dataset.split.val")
     if cfg.limit is not None:
         x, y = x[: cfg.limit], y[: cfg.limit]
-    train_x, val_x, test_x = (
-        _shape(t, cfg.image_size, cfg.channels) for t in (x, val_x, test_x)
-    )
+    train_x, val_x, test_x = (_shape(t, cfg.image_size, cfg.channels) for t in (x, val_x, test_x))
     mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
     std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     splits = [((t - mean) / std, labels) for t, labels in ((train_x, y), (val_x, val_y), (test_x, test_y))]

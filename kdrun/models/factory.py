@@ -45,7 +45,9 @@ def resolve_name(name: str, variant: str | None, key: str = "name") -> str:
         pattern, default, allowed = ALIASES[name]
         variant = variant or default
         if variant not in allowed:
-            raise KdrunConfigError(f"{key.rsplit('.', 1)[0]}.variant", variant, f"allowed: {', '.join(allowed)}")
+            raise KdrunConfigError(
+                f"{key.rsplit('.', 1)[0]}.variant", variant, f"allowed: {', '.join(allowed)}"
+            )
         return pattern.format(variant=variant)
     if name in MODELS or name in torchvision_names():
         return name

@@ -7,9 +7,7 @@ from torch import nn
 class MLP(nn.Module):
     """Flatten -> [Linear -> ReLU -> Dropout] * len(hidden) -> Linear."""
 
-    def __init__(
-        self, in_features: int, num_classes: int, hidden: list[int], dropout: float = 0.0
-    ) -> None:
+    def __init__(self, in_features: int, num_classes: int, hidden: list[int], dropout: float = 0.0) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         for width in hidden:

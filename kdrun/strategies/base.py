@@ -1,6 +1,6 @@
 """What a strategy is: the models it trains, the frozen ones it reads, the loss terms of a step."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -36,15 +36,14 @@ class Strategy(nn.Module):
         super().__init__()
         self.student = student
         self.teacher = teacher
+        self.teacher_logits: torch.Tensor | None = None  # (N_train, C) when cached; not a buffer
         if teacher is not None:
             teacher.requires_grad_(False).eval()
 
     @classmethod
-    def from_config(
-        cls, kd: DictConfig, student: nn.Module, teacher: nn.Module | None
-    ) -> "Strategy":
+    def from_config(cls, kd: DictConfig, student: nn.Module, teacher: nn.Module | None) -> "Strategy":
         """Build from the ``kd`` config section (T, alpha, ...)."""
-        return cls(student, teacher)
+        return cls(student, teacher if cls.needs_teacher else None)
 
     @property
     def frozen(self) -> list[nn.Module]:
@@ -55,6 +54,25 @@ class Strategy(nn.Module):
     def weights(self) -> dict[str, float]:
         """Weight of each loss term in the total loss."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def cache_teacher_logits(self, batches: Iterable) -> None:
+        """Run the frozen teacher once over the training set, in sample-index order.
+
+        Steps then read the logits by index instead of running the teacher. Only valid when the
+        training inputs are the same every epoch (no random augmentation), as for in-memory data.
+        """
+        self.teacher.eval()
+        self.teacher_logits = torch.cat([self.teacher(x) for x, *_ in batches])
+
+    def teacher_outputs(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The frozen teacher's logits for a batch: from the cache when there is one."""
+        if self.teacher_logits is not None:
+            if self.teacher_logits.device != x.device:
+                self.teacher_logits = self.teacher_logits.to(x.device)
+            return self.teacher_logits[index]
+        with torch.no_grad():
+            return self.teacher(x)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """The parameters the optimizer updates."""

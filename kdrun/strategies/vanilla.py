@@ -33,10 +33,12 @@ class Vanilla(Strategy):
     def loss_terms(
         self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with torch.no_grad():
-            teacher_logits = self.teacher(x)
+        teacher_logits = self.teacher_outputs(x, index)
         logits = self.student(x)
-        return logits, {"soft": kd_loss(logits, teacher_logits, self.T), "hard": F.cross_entropy(logits, y)}
+        return logits, {
+            "soft": kd_loss(logits, teacher_logits, self.T),
+            "hard": F.cross_entropy(logits, y),
+        }
 
     def hparams(self) -> dict:
         return {**super().hparams(), "T": self.T, "alpha": self.alpha}
