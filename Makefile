@@ -29,7 +29,7 @@ lint: setup
 	$(BIN)/ruff check kdrun tests benchmarks
 
 bench: setup
-	$(BIN)/python benchmarks/core.py
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf outputs .pytest_cache

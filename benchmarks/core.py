@@ -1,6 +1,6 @@
-"""Wall time of the core runner's commands, side by side in one run; writes docs/performance.md.
+"""Wall time of the core runner's commands, side by side in one run.
 
-    python benchmarks/core.py            # or: make bench
+    python benchmarks/core.py            # this section only; `make bench` runs every benchmark
 
 Each command runs as a real `kdrun train` subprocess in a fresh output folder (empty cache);
 the headline command then runs a second time on the warm cache. Figures are wall-clock seconds on
@@ -9,17 +9,12 @@ this machine; the ratios (warm / cold, warm / student phase) are what transfers 
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "performance.md"
 HEADLINE = ["teacher=resnet50", "student=mobilenet_v3", "T=4"]
 CASES = [
     ("smoke", ["debug=smoke"], "< 30 s"),
@@ -51,7 +46,8 @@ def run(args: list[str], root: Path, name: str) -> dict:
     return {"wall_s": wall, "results": results, "table": table}
 
 
-def main() -> None:
+def measure() -> list[str]:
+    """Run every case; return the markdown section."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         roots = {
@@ -73,13 +69,9 @@ def main() -> None:
 def write_doc(rows: list) -> None:
     cold, warm = rows[2][3], rows[3][3]
     lines = [
-        "# Performance",
-        "",
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}. Measured {time.strftime('%Y-%m-%d')} with `python benchmarks/core.py` "
-        "(`make bench`); each command is a real `kdrun train` subprocess, all in one run.",
-        "",
         "## Core runner: wall time per command",
+        "",
+        "Each command is a real `kdrun train` subprocess in a fresh output folder (`benchmarks/core.py`).",
         "",
         "| command | target | wall s | teacher s | baseline s | student s | evaluate s "
         "| student top-1 | KD gain (pts) |",
@@ -108,9 +100,8 @@ def write_doc(rows: list) -> None:
         "```",
         "",
     ]
-    DOC.write_text("\n".join(lines))
-    print(f"wrote {DOC}")
+    return lines
 
 
 if __name__ == "__main__":
-    main()
+    print("\n".join(measure()))

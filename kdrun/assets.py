@@ -32,7 +32,7 @@ class Asset:
 
 def model_spec(section: DictConfig) -> dict[str, Any]:
     """The keys of a ``teacher``/``student`` section that define the architecture."""
-    keys = ("name", "variant", "args", "pretrained", "bn_momentum")
+    keys = ("name", "variant", "args", "pretrained", "bn_momentum", "channels_last")
     return {k: OmegaConf.to_container(section[k]) if k == "args" else section[k] for k in keys}
 
 

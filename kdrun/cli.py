@@ -2,11 +2,13 @@
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.console import err_console
@@ -18,6 +20,7 @@ logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 CONFIG_PATH = "pkg://kdrun.conf"
 COMMANDS = {
     "train": "distil a teacher into a student; report it against the teacher and a scratch student",
+    "report": "summarise every run under a folder: table, summary.csv/.md, T x alpha heatmap.png",
     "models": "list the model names teacher=/student= configs and teacher.name= accept",
 }
 EXIT_BAD_INPUT = 2
@@ -31,14 +34,29 @@ def fail(message: str) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def train_command(cfg: DictConfig) -> float | None:
-    """The Hydra task for ``kdrun train``; returns the distilled student's top-1 for sweepers."""
-    from kdrun.run import train
+    """The Hydra task for ``kdrun train``; returns the distilled student's val top-1 for sweepers."""
+    from kdrun.run import record_failure, train
 
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    started = time.perf_counter()
     try:
-        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        results = train(cfg, run_dir)
     except KdrunConfigError as err:
-        fail(str(err))
-    return results["student"]["top1"]
+        if not in_sweep:
+            fail(str(err))
+        record_failure(cfg, run_dir, err, started)  # the point fails; the sweep goes on
+        return None
+    except Exception as err:  # train() recorded it, with the traceback, in results.json
+        err_console.print(
+            f"error: run failed: {type(err).__name__}: {err} (traceback in {run_dir / 'results.json'})",
+            markup=False,
+            soft_wrap=True,
+        )
+        if not in_sweep:
+            sys.exit(1)
+        return None
+    return results["student"]["val_top1"]  # what a sweeper (Optuna) maximises: val, never test
 
 
 def _check_overrides(overrides: list[str]) -> None:
@@ -69,6 +87,21 @@ def _models() -> None:
     print("use: kdrun train teacher=resnet50 student=mlp, or teacher.name=<any name above>")
 
 
+def _report(args: list[str]) -> None:
+    import argparse
+
+    from kdrun.report.command import METRICS, report
+
+    parser = argparse.ArgumentParser(prog="kdrun report", description=COMMANDS["report"])
+    parser.add_argument("dir", type=Path, help="a run directory, a multirun directory, or any folder of runs")
+    parser.add_argument("--metric", default="gain", help=f"heatmap cell value: {' | '.join(METRICS)}")
+    options = parser.parse_args(args)
+    try:
+        report(options.dir, options.metric)
+    except KdrunConfigError as err:
+        fail(str(err))
+
+
 def usage() -> str:
     lines = ["usage: kdrun <command> [hydra overrides]", "", "commands:"]
     lines += [f"  {name:<8} {text}" for name, text in COMMANDS.items()]
@@ -87,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"command={command!r}: allowed: {', '.join(COMMANDS)}")
     if command == "models":
         _models()
+        return
+    if command == "report":
+        _report(rest)
         return
     _check_overrides(rest)
     # Hydra reads sys.argv; keep the command name out of it so overrides parse as usual.

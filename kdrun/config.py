@@ -53,6 +53,8 @@ def validate(cfg: DictConfig) -> None:
     for role in ("teacher", "student"):
         resolve_name(_select(cfg, f"{role}.name"), cfg[role].variant, key=f"{role}.name")
         _number(cfg, f"{role}.epochs", 1, integer=True)
+        _choice(cfg, f"{role}.channels_last", [True, False])
+        _choice(cfg, f"{role}.pretrained", [True, False])
         if cfg[role].bn_momentum is not None:
             _number(cfg, f"{role}.bn_momentum", 0, 1, lo_open=True)
     _number(cfg, "teacher.seed", 0, integer=True)

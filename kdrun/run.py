@@ -57,40 +57,43 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     Bad input raises ``KdrunConfigError`` before anything is trained or written. A failure after
     that writes ``results.json`` with ``status: "failed"`` and the error, then re-raises.
     """
-    started, started_at = (
-        time.perf_counter(),
-        datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
+    started = time.perf_counter()
     data, loaded_teacher = prepare(cfg)
-    header = {
-        "kdrun_version": __version__,
-        "started_at": started_at,
-        "run_dir": str(run_dir),
-        "seed": cfg.seed,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
     try:
         results = _train(cfg, data, run_dir, loaded_teacher)
     except Exception as err:
-        failed = {
-            "status": "failed",
-            "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc(),
-            **header,
-            "duration_s": round(time.perf_counter() - started, 3),
-        }
-        write_json_atomic(run_dir / RESULTS, failed)
+        record_failure(cfg, run_dir, err, started)
         raise
-    results = {
-        "status": "ok",
-        **results,
-        **header,
-        "duration_s": round(time.perf_counter() - started, 3),
-    }
+    results = {"status": "ok", **results, **_header(cfg, run_dir, started)}
     write_json_atomic(run_dir / RESULTS, results)
     console.print(results_table(results))
     console.print(f"results: {run_dir / RESULTS}")
     return results
+
+
+def record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, started: float) -> None:
+    """Write results.json with ``status: "failed"``, the error and the traceback."""
+    failed = {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}",
+        "traceback": "".join(traceback.format_exception(err)),
+        **_header(cfg, run_dir, started),
+    }
+    write_json_atomic(run_dir / RESULTS, failed)
+
+
+def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
+    elapsed = time.perf_counter() - started
+    return {
+        "kdrun_version": __version__,
+        "started_at": datetime.fromtimestamp(time.time() - elapsed, timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "run_dir": str(run_dir),
+        "seed": cfg.seed,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "duration_s": round(elapsed, 3),
+    }
 
 
 def _train(
@@ -170,5 +173,6 @@ def _report_row(
     name = section.name if section.variant is None else f"{section.name}_{section.variant}"
     row: dict[str, Any] = {"name": name, "source": source}
     row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
+    row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]
     row.update(profile(model, data.input_shape, cfg.measure))
     return row

@@ -58,3 +58,36 @@ def test_unknown_model_lists_the_allowed_names():
 def test_model_names_include_builtins_and_torchvision():
     names = model_names()
     assert {"mlp", "cnn", "mobilenet_v3", "resnet50", "efficientnet_b0"} <= set(names)
+
+
+def test_pretrained_weights_get_a_new_head_and_a_grey_stem(monkeypatch):
+    import torchvision
+
+    real_get_model = torchvision.models.get_model
+    asked = {}
+
+    def offline_get_model(name, weights=None, **kwargs):
+        asked["weights"] = weights  # no download here: random ImageNet-shaped weights stand in
+        return real_get_model(name, weights=None, **kwargs)
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline_get_model)
+    torch.manual_seed(0)
+    model = create_model(spec("resnet18", pretrained=True), num_classes=10, input_shape=(1, 28, 28))
+    assert asked["weights"] == "DEFAULT"
+    assert model.fc.out_features == 10 and model.conv1.in_channels == 1
+    torch.manual_seed(0)
+    rgb = real_get_model("resnet18", weights=None)
+    expected = rgb.conv1.weight.sum(dim=1, keepdim=True)  # grey input = the sum of the RGB filters
+    assert torch.allclose(model.conv1.weight, expected)
+
+
+def test_channels_last_changes_the_layout_not_the_function():
+    torch.manual_seed(0)
+    plain = create_model(spec("mobilenet_v3"), 10, (1, 28, 28)).eval()
+    torch.manual_seed(0)
+    nhwc = create_model(spec("mobilenet_v3", channels_last=True), 10, (1, 28, 28)).eval()
+    stem = next(m for m in nhwc.modules() if isinstance(m, nn.Conv2d))
+    assert stem.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), nhwc(x), atol=1e-4)

@@ -1,0 +1,105 @@
+"""`kdrun report DIR`: find the runs, print the table, write summary.csv/.md and heatmap.png."""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from kdrun.console import console, err_console
+from kdrun.errors import KdrunConfigError
+from kdrun.report.summary import (
+    aggregate,
+    find_runs,
+    heatmap,
+    is_temperature_sweep,
+    rows,
+    write_csv,
+    write_markdown,
+)
+
+METRICS = ("gain", "top1")
+
+
+@contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; rename it into place only if the block succeeds."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _pm(mean: float | None, std: float | None, signed: bool = False) -> str:
+    if mean is None:
+        return "-"
+    text = f"{100 * mean:+.2f}" if signed else f"{100 * mean:.2f}"
+    return text if std is None else f"{text} ± {100 * std:.2f}"
+
+
+def summary_table(table: list[dict[str, Any]], title: str) -> Table:
+    out = Table(title=title)
+    for column in ("strategy", "teacher → student", "T", "α", "seeds", "n"):
+        out.add_column(column, justify="right" if column in ("T", "α", "n") else "left")
+    for column in ("top-1 %", "gain (pts)", "params", "ms @1", "failed"):
+        out.add_column(column, justify="right")
+    for row in table:
+        latency = row["latency_ms_batch1"]
+        out.add_row(
+            row["strategy"],
+            f"{row['teacher']} → {row['student']}",
+            f"{row['T']:g}",
+            f"{row['alpha']:g}",
+            row["seeds"] or "-",
+            str(row["n"]),
+            _pm(row["top1_mean"], row["top1_std"]),
+            _pm(row["gain_mean"], row["gain_std"], signed=True),
+            str(row["params"] or "-"),
+            "-" if latency is None else f"{latency:.3f}",
+            str(row["failed"]) if row["failed"] else "",
+        )
+    return out
+
+
+def report(root: Path, metric: str = "gain") -> dict[str, Any]:
+    """Summarise every run under ``root``; return what was found and written."""
+    if metric not in METRICS:
+        raise KdrunConfigError("--metric", metric, f"allowed: {', '.join(METRICS)}")
+    if not root.is_dir():
+        raise KdrunConfigError("DIR", str(root), "is not a folder")
+    records, warnings = find_runs(root)
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    if not records:
+        raise KdrunConfigError("DIR", str(root), "holds no results.json (run `kdrun train` first)")
+    points = aggregate(records)
+    table = rows(points)
+    failed = sum(row["failed"] for row in table)
+    note = (
+        f"{len(records)} runs ({failed} failed) under {root}; mean ± std over seeds of last-epoch "
+        "test top-1; gain = distilled − scratch student (same seed), in points."
+    )
+    written = []
+    for name, writer in (("summary.csv", write_csv), ("summary.md", None)):
+        with atomic(root / name) as tmp:
+            if writer is None:
+                write_markdown(table, tmp, note)
+            else:
+                writer(table, tmp)
+        written.append(root / name)
+    if is_temperature_sweep(table):
+        with atomic(root / "heatmap.png") as tmp:
+            heatmap(table, tmp, metric)
+        written.append(root / "heatmap.png")
+    console.print(summary_table(table, title=f"kdrun report: {root}"))
+    console.print(note)
+    for problem in (run for point in points for run in point.failed):
+        console.print(f"failed: {problem['run_dir']}: {problem['error']}", markup=False)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+    return {"runs": len(records), "failed": failed, "skipped": len(warnings), "written": written}

@@ -1,0 +1,194 @@
+"""`kdrun report DIR`: every results.json under DIR -> table, summary.csv/md, T x alpha heatmap."""
+
+import csv
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# What identifies one experiment point; runs that differ only in seed are aggregated.
+POINT_KEYS = ("strategy", "teacher", "student", "dataset", "T", "alpha", "epochs")
+
+
+@dataclass
+class Point:
+    """One experiment point aggregated over its seeds."""
+
+    key: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    def values(self, name: str) -> list[float]:
+        return [run[name] for run in self.runs if run.get(name) is not None]
+
+    def mean_std(self, name: str) -> tuple[float | None, float | None]:
+        values = self.values(name)
+        if not values:
+            return None, None
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def find_runs(root: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Flat records of every readable results.json under ``root``, and a warning per unreadable one."""
+    records, warnings = [], []
+    for path in sorted(root.rglob("results.json")):
+        try:
+            results = json.loads(path.read_text())
+            records.append(flatten(results, path.parent))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+            warnings.append(f"skipped {path}: not a kdrun results.json ({type(err).__name__}: {err})")
+    return records, warnings
+
+
+def flatten(results: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The fields a report shows, from one results.json (ok or failed)."""
+    cfg = results["config"]
+    record = {
+        "run_dir": str(run_dir),
+        "status": results["status"],
+        "error": results.get("error"),
+        "strategy": cfg["strategy"]["name"],
+        "teacher": cfg["teacher"]["name"],
+        "student": cfg["student"]["name"],
+        "dataset": cfg["dataset"]["name"],
+        "T": cfg["kd"]["T"],
+        "alpha": cfg["kd"]["alpha"],
+        "epochs": cfg["student"]["epochs"],
+        "seed": cfg["seed"],
+    }
+    if results["status"] == "ok":
+        record |= {
+            "top1": results["student"]["top1"],
+            "gain": results["deltas"]["kd_gain_top1"],
+            "baseline_top1": results["baseline"]["top1"],
+            "teacher_top1": results["teacher"]["top1"],
+            "params": results["student"]["params"],
+            "latency_ms": results["student"]["latency_ms"].get("batch1"),
+        }
+    return record
+
+
+def aggregate(records: list[dict[str, Any]]) -> list[Point]:
+    """Group runs by experiment point (everything but the seed), in a stable order."""
+    points: dict[tuple, Point] = {}
+    for record in records:
+        key = {k: record[k] for k in POINT_KEYS}
+        point = points.setdefault(tuple(key.values()), Point(key))
+        (point.runs if record["status"] == "ok" else point.failed).append(record)
+    return sorted(points.values(), key=lambda p: tuple(_sortable(v) for v in p.key.values()))
+
+
+def _sortable(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
+
+
+def _fmt(mean: float | None, std: float | None, scale: float = 100.0, signed: bool = False) -> str:
+    if mean is None:
+        return "-"
+    text = f"{scale * mean:+.2f}" if signed else f"{scale * mean:.2f}"
+    return text if std is None else f"{text} ± {scale * std:.2f}"
+
+
+def rows(points: list[Point]) -> list[dict[str, Any]]:
+    """One display/CSV row per point: means, stds, n."""
+    out = []
+    for point in points:
+        top1, top1_std = point.mean_std("top1")
+        gain, gain_std = point.mean_std("gain")
+        latency, _ = point.mean_std("latency_ms")
+        params = point.values("params")
+        out.append(
+            {
+                **point.key,
+                "n": len(point.runs),
+                "failed": len(point.failed),
+                "seeds": " ".join(str(r["seed"]) for r in point.runs),
+                "top1_mean": top1,
+                "top1_std": top1_std,
+                "gain_mean": gain,
+                "gain_std": gain_std,
+                "baseline_top1_mean": point.mean_std("baseline_top1")[0],
+                "teacher_top1_mean": point.mean_std("teacher_top1")[0],
+                "params": params[0] if params else None,
+                "latency_ms_batch1": latency,
+            }
+        )
+    return out
+
+
+def write_csv(table: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+
+
+def write_markdown(table: list[dict[str, Any]], path: Path, note: str) -> None:
+    header = "| strategy | teacher | student | T | α | n | top-1 % | gain (pts) | params | ms @1 | failed |"
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in table:
+        latency = row["latency_ms_batch1"]
+        lines.append(
+            f"| {row['strategy']} | {row['teacher']} | {row['student']} | {row['T']:g} | {row['alpha']:g} "
+            f"| {row['n']} | {_fmt(row['top1_mean'], row['top1_std'])} "
+            f"| {_fmt(row['gain_mean'], row['gain_std'], signed=True)} | {row['params'] or '-'} "
+            f"| {'-' if latency is None else f'{latency:.3f}'} | {row['failed']} |"
+        )
+    path.write_text("\n".join([*lines, "", note, ""]))
+
+
+def is_temperature_sweep(table: list[dict[str, Any]]) -> bool:
+    """True when the runs vary T or alpha (and nothing else that would mix in one cell)."""
+    others = {tuple(row[k] for k in POINT_KEYS if k not in ("T", "alpha")) for row in table}
+    grid = {(row["T"], row["alpha"]) for row in table}
+    return len(others) == 1 and len(grid) > 1
+
+
+def heatmap(table: list[dict[str, Any]], path: Path, metric: str) -> None:
+    """One cell per (T, alpha): mean over seeds (std below); baseline and teacher in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    temps = sorted({row["T"] for row in table})
+    alphas = sorted({row["alpha"] for row in table})
+    grid = np.full((len(temps), len(alphas)), np.nan)
+    cells = {(row["T"], row["alpha"]): row for row in table}
+    for (t, a), row in cells.items():
+        if row[f"{metric}_mean"] is not None:
+            grid[temps.index(t), alphas.index(a)] = 100 * row[f"{metric}_mean"]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(alphas), 1.4 + 0.9 * len(temps)))
+    finite = grid[np.isfinite(grid)]
+    if metric == "gain":
+        bound = max(float(np.abs(finite).max()) if finite.size else 1.0, 0.1)
+        image = ax.imshow(grid, cmap="RdBu", vmin=-bound, vmax=bound)
+    else:
+        image = ax.imshow(grid, cmap="viridis")
+    for (t, a), row in cells.items():
+        i, j = temps.index(t), alphas.index(a)
+        mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+        text = "failed" if mean is None else f"{100 * mean:{'+' if metric == 'gain' else ''}.2f}"
+        if std is not None:
+            text += f"\n±{100 * std:.2f}"
+        text += f"\nn={row['n']}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    ax.set_yticks(range(len(temps)), [f"{t:g}" for t in temps])
+    ax.set_xlabel("alpha (weight of the soft term)")
+    ax.set_ylabel("T (temperature)")
+    label = "gain over scratch student (pts)" if metric == "gain" else "distilled student top-1 (%)"
+    fig.colorbar(image, ax=ax, label=label)
+    first = table[0]
+    base = statistics.fmean(r["baseline_top1_mean"] for r in table if r["baseline_top1_mean"] is not None)
+    teach = statistics.fmean(r["teacher_top1_mean"] for r in table if r["teacher_top1_mean"] is not None)
+    ax.set_title(
+        f"{first['teacher']} → {first['student']} on {first['dataset']}\n"
+        f"scratch student {100 * base:.2f}%, teacher {100 * teach:.2f}%",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
