@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import core  # noqa: E402
 import layout  # noqa: E402
+import sweep  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
@@ -25,7 +26,7 @@ def main() -> None:
         "(`python benchmarks/run.py`); every figure below comes from that one run.",
         "",
     ]
-    lines = header + layout.measure() + [""] + core.measure()
+    lines = header + layout.measure() + [""] + core.measure() + [""] + sweep.measure()
     DOC.write_text("\n".join(lines) + "\n")
     print(f"wrote {DOC}")
 

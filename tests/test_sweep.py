@@ -66,3 +66,61 @@ def test_report_writes_csv_markdown_and_heatmap(sweep):
 def test_report_on_a_folder_without_runs_is_a_clear_error(tmp_path):
     run = run_kdrun(["report", str(tmp_path)], tmp_path)
     assert run.returncode == 2 and "holds no results.json" in run.stderr
+
+
+def test_joblib_launcher_runs_points_in_parallel_processes(tmp_path):
+    run = run_kdrun(
+        [
+            "train",
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "debug=smoke",
+            "threads=1",
+            "T=2,4",
+            "hydra.sweep.dir=outputs/multirun/j",
+        ],
+        tmp_path,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in (tmp_path / "outputs/multirun/j").glob("*/results.json")]
+    assert sorted(r["config"]["kd"]["T"] for r in results) == [2.0, 4.0]
+    assert all(r["status"] == "ok" for r in results)
+    # Both jobs wanted the same teacher; the cache lock let exactly one of them train it.
+    assert len(list((tmp_path / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))) == 1
+    assert "sweep: 2 points, 0 failed" in run.stdout
+
+
+def test_optuna_search_maximises_validation_accuracy(tmp_path):
+    run = run_kdrun(
+        [
+            "train",
+            "-m",
+            "hparams_search=kd_optuna",
+            "hydra.sweeper.n_trials=2",
+            "debug=smoke",
+            "hydra.sweep.dir=outputs/multirun/o",
+        ],
+        tmp_path,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    best = (tmp_path / "outputs/multirun/o/optimization_results.yaml").read_text()
+    assert "best_params" in best and "T:" in best and "alpha:" in best
+    results = [json.loads(p.read_text()) for p in (tmp_path / "outputs/multirun/o").glob("*/results.json")]
+    assert len(results) == 2
+    assert all(
+        1.0 <= r["config"]["kd"]["T"] <= 16.0 and 0.1 <= r["config"]["kd"]["alpha"] <= 0.95 for r in results
+    )
+    best_value = float(best.split("best_value:")[1].split()[0])
+    assert best_value == max(r["student"]["val_top1"] for r in results)  # val, not test
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.timeout_min == 240 and "partition" in cfg.hydra.launcher

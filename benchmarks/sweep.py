@@ -1,0 +1,59 @@
+"""Cost of a T x alpha sweep against its parts, measured side by side in one run.
+
+    python benchmarks/sweep.py
+
+A sweep of N points should cost one teacher + one baseline + N students (+ start-up): the ratio
+sweep_wall / (teacher + baseline + N * student) is reported, with the parts timed by one
+standalone run of the same settings (its phase timings in results.json) in a separate cache.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+N_T, SETTINGS = (1, 2, 4, 8), ["debug=smoke"]
+
+
+def kdrun(args: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "kdrun", "train", *args], cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def measure() -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        solo_dir, sweep_dir = Path(tmp, "solo"), Path(tmp, "sweep")
+        solo_dir.mkdir()
+        sweep_dir.mkdir()
+        solo_wall = kdrun([*SETTINGS, "hydra.run.dir=outputs/runs/solo"], solo_dir)
+        phases = json.loads((solo_dir / "outputs/runs/solo/results.json").read_text())["timings_s"]
+        grid = "T=" + ",".join(str(t) for t in N_T)
+        sweep_wall = kdrun(["-m", *SETTINGS, grid, "hydra.sweep.dir=outputs/multirun/s"], sweep_dir)
+    n = len(N_T)
+    student = phases["student"] + phases["evaluate"]
+    parts = phases["teacher"] + phases["baseline"] + n * student
+    startup = solo_wall - sum(phases.values())
+    lines = [
+        f"## Sweep cost (`kdrun train -m debug=smoke {grid}`, N = {n})",
+        "",
+        "| quantity | seconds |",
+        "|---|---:|",
+        f"| teacher training (standalone run) | {phases['teacher']:.1f} |",
+        f"| baseline training (standalone run) | {phases['baseline']:.1f} |",
+        f"| one student: training + evaluation (standalone run) | {student:.1f} |",
+        f"| process start-up, data loading (standalone run) | {startup:.1f} |",
+        f"| sweep wall time | {sweep_wall:.1f} |",
+        "",
+        f"sweep / (teacher + baseline + N·student) = **{sweep_wall / parts:.2f}**; with one start-up "
+        f"added to the parts: **{sweep_wall / (parts + startup):.2f}**. On smoke settings the parts are "
+        "seconds, so the fixed costs (imports, data loading, latency measurement) dominate.",
+        "",
+    ]
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(measure()))
