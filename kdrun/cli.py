@@ -2,16 +2,13 @@
 
 import logging
 import sys
-import time
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun.console import err_console
+from kdrun.console import fail
 from kdrun.errors import KdrunConfigError
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
@@ -23,58 +20,57 @@ COMMANDS = {
     "report": "summarise every run under a folder: table, summary.csv/.md, T x alpha heatmap.png",
     "models": "list the model names teacher=/student= configs and teacher.name= accept",
 }
-EXIT_BAD_INPUT = 2
-
-
-def fail(message: str) -> None:
-    """Print one error line and exit with status 2 (bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    sys.exit(EXIT_BAD_INPUT)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def train_command(cfg: DictConfig) -> float | None:
     """The Hydra task for ``kdrun train``; returns the distilled student's val top-1 for sweepers."""
-    from kdrun.run import record_failure, train
+    # Only a call into kdrun.run here: parallel launchers pickle this function by value.
+    from kdrun.run import hydra_task
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    started = time.perf_counter()
-    try:
-        results = train(cfg, run_dir)
-    except KdrunConfigError as err:
-        if not in_sweep:
-            fail(str(err))
-        record_failure(cfg, run_dir, err, started)  # the point fails; the sweep goes on
-        return None
-    except Exception as err:  # train() recorded it, with the traceback, in results.json
-        err_console.print(
-            f"error: run failed: {type(err).__name__}: {err} (traceback in {run_dir / 'results.json'})",
-            markup=False,
-            soft_wrap=True,
-        )
-        if not in_sweep:
-            sys.exit(1)
-        return None
-    return results["student"]["val_top1"]  # what a sweeper (Optuna) maximises: val, never test
+    return hydra_task(cfg)
 
 
-def _check_overrides(overrides: list[str]) -> None:
-    """Compose once before Hydra does, so a bad override is one line and exit 2, not Hydra's trace.
+def _check_overrides(args: list[str]) -> None:
+    """Compose before Hydra does, so a bad override is one line and exit 2, not Hydra's trace.
 
-    Sweeps (``-m``) and Hydra's own flags are left to Hydra.
+    For a sweep (``-m``) the first value of each swept key stands in for the list: an unknown key
+    or group option fails here; a bad *value* among good ones fails only its own point. Other
+    Hydra flags (``--help``, ``--cfg``, ...) are left to Hydra.
     """
+    overrides = [arg for arg in args if arg not in ("-m", "--multirun")]
     if any(arg.startswith("-") for arg in overrides):
         return
     from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.singleton import Singleton
 
+    # Leave Hydra's global state as hydra.main expects to find it.
+    state = Singleton.get_state()
     try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        values = [
+            list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed
+        ]
+        keys = [o.get_key_element() if o.is_sweep_override() else None for o in parsed]
+
+        def line(i: int, value: str) -> str:
+            return value if keys[i] is None else f"{keys[i]}={value}"
+
+        first = [line(i, v[0]) for i, v in enumerate(values)]
+        # Each value of each swept key once, the other keys at their first value.
+        variants = [first] + [
+            [*first[:i], line(i, value), *first[i + 1 :]] for i, v in enumerate(values) for value in v[1:]
+        ]
         with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-            cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
-        OmegaConf.resolve(cfg)
+            for variant in variants:
+                cfg = compose(config_name="train", overrides=variant, return_hydra_config=True)
+                OmegaConf.resolve(cfg)
     except (HydraException, ValueError, KeyError) as err:
         message = " ".join(str(err).split())
         fail(message.split(" Config search path:")[0].removeprefix("In 'train': "))
+    finally:
+        Singleton.set_state(state)
 
 
 def _models() -> None:

@@ -1,6 +1,7 @@
 """The one rich console kdrun prints through (colour only on a terminal)."""
 
 import sys
+from typing import NoReturn
 
 from rich.console import Console
 
@@ -8,3 +9,11 @@ from rich.console import Console
 _width = None if sys.stdout.isatty() else 160
 console = Console(highlight=False, width=_width)
 err_console = Console(stderr=True, highlight=False, width=_width)
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> NoReturn:
+    """Print one error line and exit with status 2 (bad input)."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    sys.exit(EXIT_BAD_INPUT)

@@ -1,5 +1,6 @@
 """``kdrun train`` as a pure task: config in, results dict out (and results.json on disk)."""
 
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -8,13 +9,15 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kdrun import __version__, assets
 from kdrun.cache import Cache
 from kdrun.config import validate
-from kdrun.console import console
+from kdrun.console import console, err_console, fail
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.fit import fit
@@ -24,6 +27,34 @@ from kdrun.report import deltas, results_table, write_json_atomic
 from kdrun.strategies import STRATEGIES
 
 RESULTS = "results.json"
+
+
+def hydra_task(cfg: DictConfig) -> float | None:
+    """``kdrun train`` under Hydra: one line and an exit code for a single run; in a sweep,
+    a failing point is recorded in its results.json and the sweep goes on.
+
+    Returns the distilled student's *validation* top-1: what a sweeper (Optuna) maximises.
+    """
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    started = time.perf_counter()
+    try:
+        results = train(cfg, run_dir)
+    except KdrunConfigError as err:
+        if not in_sweep:
+            fail(str(err))
+        record_failure(cfg, run_dir, err, started)
+        return None
+    except Exception as err:  # train() recorded it, with the traceback, in results.json
+        err_console.print(
+            f"error: run failed: {type(err).__name__}: {err} (traceback in {run_dir / RESULTS})",
+            markup=False,
+            soft_wrap=True,
+        )
+        if not in_sweep:
+            sys.exit(1)
+        return None
+    return results["student"]["val_top1"]
 
 
 def prepare(cfg: DictConfig) -> tuple[TensorDataModule, assets.Asset | None]:

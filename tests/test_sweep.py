@@ -124,3 +124,25 @@ def test_slurm_launcher_config_composes():
         cfg = compose(config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.timeout_min == 240 and "partition" in cfg.hydra.launcher
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["foo=1,2"], "Could not override 'foo'"), (["teacher=cnn,bogus"], "teacher/bogus")],
+    ids=["unknown-key", "unknown-group-option"],
+)
+def test_sweep_over_an_unknown_key_or_option_fails_before_any_point(tmp_path, args, needle):
+    run = run_kdrun(["train", "-m", "debug=smoke", *args], tmp_path)
+    assert run.returncode == 2
+    assert needle in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_report_works_on_a_single_run_directory(sweep):
+    cwd, _, root = sweep
+    point = next(p.parent for p in sorted(root.glob("*/results.json")) if '"ok"' in p.read_text())
+    run = run_kdrun(["report", str(point)], cwd)
+    assert run.returncode == 0, run.stderr
+    with (point / "summary.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 1
+    assert not (point / "heatmap.png").exists()  # one point is not a T x alpha grid

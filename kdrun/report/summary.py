@@ -103,7 +103,7 @@ def rows(points: list[Point]) -> list[dict[str, Any]]:
                 **point.key,
                 "n": len(point.runs),
                 "failed": len(point.failed),
-                "seeds": " ".join(str(r["seed"]) for r in point.runs),
+                "seeds": " ".join(str(seed) for seed in sorted(r["seed"] for r in point.runs)),
                 "top1_mean": top1,
                 "top1_std": top1_std,
                 "gain_mean": gain,
@@ -174,7 +174,9 @@ def heatmap(table: list[dict[str, Any]], path: Path, metric: str) -> None:
         if std is not None:
             text += f"\n±{100 * std:.2f}"
         text += f"\nn={row['n']}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=8)
+        shade = float(image.norm(grid[i, j])) if np.isfinite(grid[i, j]) else 0.5
+        dark = abs(shade - 0.5) > 0.3 if metric == "gain" else shade < 0.5
+        ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
     ax.set_yticks(range(len(temps)), [f"{t:g}" for t in temps])
     ax.set_xlabel("alpha (weight of the soft term)")
