@@ -14,6 +14,8 @@ from kdrun.data import TensorDataModule
 
 REPO = Path(__file__).resolve().parents[1]
 KDRUN = [sys.executable, "-m", "kdrun"]
+# What every distillation run logs (README, issue "core runner").
+LOGGED = {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc", "val/loss"}
 
 
 def make_cfg(*overrides: str) -> DictConfig:

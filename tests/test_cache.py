@@ -38,3 +38,33 @@ def test_failed_build_leaves_no_entry(tmp_path):
         cache.get_or_build("teacher", "cnn", {"epochs": 3}, broken)
     assert not cache.path("teacher", "cnn", {"epochs": 3}).exists()
     assert not list((tmp_path / "teacher").glob(".tmp-*"))
+
+
+def _build_slowly(root: str, log: str) -> None:
+    import time
+    from pathlib import Path
+
+    def build(folder):
+        with open(log, "a") as handle:
+            handle.write("built\n")
+        time.sleep(0.5)  # long enough that the other process asks while this one builds
+        (Path(folder) / "model.safetensors").write_text("w")
+
+    Cache(root).get_or_build("teacher", "cnn", {"epochs": 3}, build)
+
+
+def test_parallel_jobs_build_an_entry_once(tmp_path):
+    import multiprocessing
+
+    log = tmp_path / "builds.log"
+    jobs = [
+        multiprocessing.get_context("fork").Process(target=_build_slowly, args=(str(tmp_path), str(log)))
+        for _ in range(3)
+    ]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=60)
+    assert [job.exitcode for job in jobs] == [0, 0, 0]
+    assert log.read_text() == "built\n"
+    assert (Cache(tmp_path).path("teacher", "cnn", {"epochs": 3}) / "model.safetensors").read_text() == "w"
