@@ -10,6 +10,10 @@ from torchmetrics.classification import MulticlassAccuracy
 from kdrun.strategies import Strategy
 
 
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite: training stops, and the run is recorded as failed."""
+
+
 class DistillModule(L.LightningModule):
     """Trains ``strategy.student`` with the strategy's loss terms; validates the student."""
 
@@ -32,11 +36,18 @@ class DistillModule(L.LightningModule):
         x, y, index = batch
         logits, terms = self.strategy.loss_terms(x, y, index)
         loss = sum(weight * terms[name] for name, weight in self.strategy.weights.items())
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(self._non_finite(loss, terms))
         self.log_dict({f"train/loss_{name}": value for name, value in terms.items()})
         self.log("train/loss", loss, prog_bar=True)
         self.train_acc(logits, y)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def _non_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> str:
+        bad = [f"train/loss_{name}={float(v)}" for name, v in terms.items() if not torch.isfinite(v)]
+        where = f"step {self.global_step} (epoch {self.current_epoch})"
+        return f"train/loss={float(loss)} at {where}; non-finite terms: {', '.join(bad) or 'none'}"
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         x, y, _ = batch

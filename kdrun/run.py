@@ -1,5 +1,6 @@
 """``kdrun train`` as a pure task: config in, results dict out (and results.json on disk)."""
 
+import functools
 import sys
 import time
 import traceback
@@ -57,13 +58,19 @@ def hydra_task(cfg: DictConfig) -> float | None:
     return results["student"]["val_top1"]
 
 
+@functools.lru_cache(maxsize=2)
+def _datamodule(dataset_yaml: str) -> TensorDataModule:
+    """Load a data set once per process: the points of a sequential sweep share it."""
+    return build_datamodule(OmegaConf.create(dataset_yaml))
+
+
 def prepare(cfg: DictConfig) -> tuple[TensorDataModule, assets.Asset | None]:
     """Everything that can reject the input, before any training: config, data, model shapes.
 
     Returns the data and, when ``teacher.checkpoint`` is set, the loaded (and checked) teacher.
     """
     validate(cfg)
-    data = build_datamodule(cfg.dataset)
+    data = _datamodule(OmegaConf.to_yaml(cfg.dataset, resolve=True))
     probe = data.splits["train"][0][:2]
     for role in ("teacher", "student"):
         model = assets.build(cfg[role], data).eval()
@@ -158,8 +165,8 @@ def _train(
     clock.lap("student")
 
     rows = {
-        "teacher": _report_row(teacher.model, cfg.teacher, data, cfg, source=teacher.source),
-        "baseline": _report_row(baseline.model, cfg.student, data, cfg, source=baseline.source),
+        "teacher": _shared_row(teacher, cfg.teacher, data, cfg),
+        "baseline": _shared_row(baseline, cfg.student, data, cfg),
         "student": _report_row(student, cfg.student, data, cfg, source="trained"),
     }
     clock.lap("evaluate")
@@ -195,6 +202,21 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = round(now - self.last, 3)
         self.last = now
+
+
+_SHARED_ROWS: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def _shared_row(
+    asset: assets.Asset, section: DictConfig, data: TensorDataModule, cfg: DictConfig
+) -> dict[str, Any]:
+    """The row of a cached teacher/baseline, measured once per process (sweep points share it)."""
+    if asset.source == "checkpoint":
+        return _report_row(asset.model, section, data, cfg, source=asset.source)
+    key = (asset.path, data.fingerprint, OmegaConf.to_yaml(cfg.measure))
+    if key not in _SHARED_ROWS:
+        _SHARED_ROWS[key] = _report_row(asset.model, section, data, cfg, source=asset.source)
+    return {**_SHARED_ROWS[key], "source": asset.source}
 
 
 def _report_row(

@@ -92,3 +92,31 @@ def test_cached_and_live_teacher_runs_reach_the_same_student(tiny_data, tmp_path
         )
         students.append(student.state_dict())
     assert all(torch.allclose(students[0][k], students[1][k], atol=1e-5) for k in students[0])
+
+
+def test_a_nan_loss_stops_training_and_names_the_step_and_term(tiny_data, tmp_path):
+    import pytest
+
+    from kdrun.module import NonFiniteLossError
+
+    teacher, student = _models()
+    with torch.no_grad():
+        teacher[-1].bias[0] = float("nan")  # the teacher's soft targets become NaN
+    strategy = STRATEGIES["vanilla"](student, teacher, T=4.0, alpha=0.9)
+    with pytest.raises(
+        NonFiniteLossError, match=r"at step 0 \(epoch 0\); non-finite terms: train/loss_soft=nan"
+    ):
+        fit(strategy, tiny_data, make_cfg(), epochs=1, seed=0, log_dir=tmp_path, label="t")
+
+
+def test_same_seed_gives_bitwise_identical_students(tiny_data, tmp_path):
+    import lightning as L
+
+    states = []
+    for attempt in range(2):
+        L.seed_everything(3, verbose=False)
+        teacher, student = _models()
+        strategy = STRATEGIES["vanilla"](student, teacher, T=4.0, alpha=0.9)
+        fit(strategy, tiny_data, make_cfg(), epochs=2, seed=3, log_dir=tmp_path / str(attempt), label="t")
+        states.append(student.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
