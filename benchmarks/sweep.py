@@ -48,8 +48,9 @@ def measure() -> list[str]:
         f"| sweep wall time | {sweep_wall:.1f} |",
         "",
         f"sweep / (teacher + baseline + N·student) = **{sweep_wall / parts:.2f}**; with one start-up "
-        f"added to the parts: **{sweep_wall / (parts + startup):.2f}**. On smoke settings the parts are "
-        "seconds, so the fixed costs (imports, data loading, latency measurement) dominate.",
+        f"added to the parts: **{sweep_wall / (parts + startup):.2f}**. The points of a sweep share the "
+        "process, the loaded data and the teacher/baseline measurements, which a standalone run "
+        "pays for each time; on smoke settings those fixed costs outweigh training.",
         "",
     ]
     return lines
