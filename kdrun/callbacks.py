@@ -1,6 +1,7 @@
 """Lightning callbacks kdrun adds: plain progress lines off a terminal, BatchNorm re-estimation."""
 
 import time
+from collections.abc import Iterable
 
 import lightning as L
 import torch
@@ -50,11 +51,11 @@ class RecalibrateBatchNorm(Callback):
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, batches: object) -> bool:
-    """Reset and re-estimate every BatchNorm layer's statistics; False when there are none."""
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable) -> None:
+    """Reset and re-estimate every BatchNorm layer's running statistics over ``batches``."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
-        return False
+        return
     momenta = [m.momentum for m in norms]
     was_training = model.training
     for norm in norms:
@@ -66,4 +67,3 @@ def recalibrate_batchnorm(model: nn.Module, batches: object) -> bool:
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     model.train(was_training)
-    return True

@@ -76,7 +76,7 @@ class TensorDataModule(L.LightningDataModule):
         return self.loader("test")
 
 
-def build_datamodule(cfg: DictConfig, shuffle_seed: int = 0) -> TensorDataModule:
+def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     """Load ``cfg.name``, split it, resize/convert it to what the config declares."""
     if cfg.name not in DATASETS:
         raise KdrunConfigError("dataset.name", cfg.name, f"allowed: {', '.join(sorted(DATASETS))}")
@@ -98,7 +98,6 @@ def build_datamodule(cfg: DictConfig, shuffle_seed: int = 0) -> TensorDataModule
         classes=classes,
         batch_size=cfg.batch_size,
         fingerprint=_fingerprint(splits),
-        shuffle_seed=shuffle_seed,
     )
 
 
