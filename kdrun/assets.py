@@ -1,6 +1,9 @@
-"""Teachers and scratch baselines: load a checkpoint, reuse a cache entry, or train and cache."""
+"""Models a run needs besides the student: loaded from a checkpoint, reused from the cache, or
+trained once and cached (teachers, scratch baselines, distilled assistants)."""
 
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,10 @@ from kdrun.console import console
 from kdrun.data import TensorDataModule
 from kdrun.fit import fit
 from kdrun.models import create_model, load_weights, save_weights
+from kdrun.sections import display_name
+from kdrun.strategies.base import Strategy
 from kdrun.strategies.scratch import Scratch
+from kdrun.strategies.vanilla import Vanilla
 
 WEIGHTS = "model.safetensors"
 # Trainer keys that change how a run is displayed, not the weights it produces.
@@ -28,6 +34,7 @@ class Asset:
     model: nn.Module
     source: str
     path: str
+    name: str = ""
 
 
 def model_spec(section: DictConfig) -> dict[str, Any]:
@@ -41,45 +48,97 @@ def build(section: DictConfig, data: TensorDataModule) -> nn.Module:
     return create_model(model_spec(section), data.num_classes, data.input_shape)
 
 
-def teacher(cfg: DictConfig, data: TensorDataModule, cache: Cache) -> Asset:
-    """The teacher: ``teacher.checkpoint`` when set, else trained once and cached."""
-    if cfg.teacher.checkpoint:
-        model = load_weights(build(cfg.teacher, data), cfg.teacher.checkpoint, "teacher.checkpoint")
-        return Asset(model.eval(), "checkpoint", str(cfg.teacher.checkpoint))
-    return _cached("teacher", cfg.teacher, cfg.teacher.seed, cfg, data, cache)
+class Assets:
+    """What strategies ask for: teachers, scratch twins, distilled assistants, fresh models.
+
+    Every trained artefact is cached under ``paths.cache_dir`` by a hash of what determines it,
+    so sweep points and repeated runs train each one once.
+    """
+
+    def __init__(
+        self, cfg: DictConfig, data: TensorDataModule, cache: Cache, loaded_teacher: Asset | None = None
+    ) -> None:
+        self.cfg, self.data, self.cache = cfg, data, cache
+        self._teacher = loaded_teacher
+
+    def build(self, section: DictConfig, seed: int | None = None) -> nn.Module:
+        """A fresh model; with ``seed``, initialised from that seed."""
+        if seed is not None:
+            L.seed_everything(seed, verbose=False)
+        return build(section, self.data)
+
+    def teacher(self, section: DictConfig | None = None) -> Asset:
+        """A pre-trained teacher: ``section.checkpoint`` when set, else trained once and cached.
+
+        Without ``section``: the configured ``teacher``.
+        """
+        if section is None:
+            if self._teacher is None:
+                self._teacher = self.teacher(self.cfg.teacher)
+            return self._teacher
+        if section.checkpoint:
+            model = load_weights(build(section, self.data), section.checkpoint, "teacher.checkpoint")
+            return Asset(model.eval(), "checkpoint", str(section.checkpoint), display_name(section))
+        return self._cached("teacher", section, section.seed, Scratch)
+
+    def scratch(self, section: DictConfig, seed: int) -> Asset:
+        """``section`` trained on the labels alone: the twin a distilled model is compared with."""
+        return self._cached("baseline", section, seed, Scratch)
+
+    def distilled(self, section: DictConfig, teacher: Asset) -> Asset:
+        """``section`` distilled from ``teacher`` with ``kd.T`` and ``kd.alpha`` (Hinton), cached."""
+        kd = self.cfg.kd
+
+        def strategy(model: nn.Module) -> Strategy:
+            return Vanilla(model, teacher.model, T=float(kd.T), alpha=float(kd.alpha))
+
+        extra = {"teacher": _identity(teacher), "T": float(kd.T), "alpha": float(kd.alpha)}
+        return self._cached("assistant", section, section.seed, strategy, extra)
+
+    def _cached(
+        self,
+        kind: str,
+        section: DictConfig,
+        seed: int,
+        make: Callable[[nn.Module], Strategy],
+        extra: dict[str, Any] | None = None,
+    ) -> Asset:
+        cfg, data = self.cfg, self.data
+        trainer = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in COSMETIC_TRAINER_KEYS}
+        spec = {
+            "model": model_spec(section),
+            "epochs": section.epochs,
+            "seed": seed,
+            "data": data.fingerprint,
+            "batch_size": data.batch_size,
+            "optim": OmegaConf.to_container(cfg.optim),
+            "trainer": trainer,
+            "recalibrate_bn": cfg.recalibrate_bn,
+            **(extra or {}),
+        }
+        name = display_name(section)
+
+        def train_entry(folder: Path) -> None:
+            console.print(f"{kind}: training {name} for {section.epochs} epochs (seed {seed})")
+            L.seed_everything(seed, verbose=False)
+            model = build(section, data)
+            strategy = make(model)
+            if cfg.kd.cache_logits:
+                strategy.cache_teacher_logits(data.loader("train"))
+            metrics = fit(strategy, data, cfg, epochs=section.epochs, seed=seed, log_dir=folder, label=kind)
+            save_weights(model, folder / WEIGHTS)
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+        folder, hit = self.cache.get_or_build(kind, name, spec, train_entry)
+        if hit:
+            console.print(f"{kind}: reusing cached {name} from {folder}")
+        model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
+        return Asset(model.eval(), "cache" if hit else "trained", str(folder), name)
 
 
-def baseline(cfg: DictConfig, data: TensorDataModule, cache: Cache) -> Asset:
-    """The student architecture trained without a teacher, same budget and seed as the student."""
-    return _cached("baseline", cfg.student, cfg.seed, cfg, data, cache)
-
-
-def _cached(
-    kind: str, section: DictConfig, seed: int, cfg: DictConfig, data: TensorDataModule, cache: Cache
-) -> Asset:
-    trainer = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in COSMETIC_TRAINER_KEYS}
-    spec = {
-        "model": model_spec(section),
-        "epochs": section.epochs,
-        "seed": seed,
-        "data": data.fingerprint,
-        "batch_size": data.batch_size,
-        "optim": OmegaConf.to_container(cfg.optim),
-        "trainer": trainer,
-        "recalibrate_bn": cfg.recalibrate_bn,
-    }
-
-    def train_entry(folder: Path) -> None:
-        console.print(f"{kind}: training {section.name} for {section.epochs} epochs (seed {seed})")
-        L.seed_everything(seed, verbose=False)
-        model = build(section, data)
-        metrics = fit(Scratch(model), data, cfg, epochs=section.epochs, seed=seed, log_dir=folder, label=kind)
-        save_weights(model, folder / WEIGHTS)
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-
-    name = section.name if section.variant is None else f"{section.name}_{section.variant}"
-    folder, hit = cache.get_or_build(kind, name, spec, train_entry)
-    if hit:
-        console.print(f"{kind}: reusing cached {name} from {folder}")
-    model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
-    return Asset(model.eval(), "cache" if hit else "trained", str(folder))
+def _identity(asset: Asset) -> str:
+    """What identifies a teacher's weights in a cache key: its cache folder, or the file's stamp."""
+    if asset.source == "checkpoint":
+        stat = os.stat(asset.path)
+        return f"{os.path.abspath(asset.path)}:{stat.st_size}:{stat.st_mtime_ns}"
+    return Path(asset.path).name  # <name>-<hash of its own spec>

@@ -15,7 +15,7 @@ from typing import Any
 
 from filelock import FileLock
 
-CACHE_VERSION = 1  # bump when a change to training makes old entries wrong
+CACHE_VERSION = 2  # bump when a change to training makes old entries wrong
 
 
 def cache_key(spec: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ CONFIG_PATH = "pkg://kdrun.conf"
 COMMANDS = {
     "train": "distil a teacher into a student; report it against the teacher and a scratch student",
     "report": "summarise every run under a folder: table, summary.csv/.md, T x alpha heatmap.png",
+    "export-soft-labels": "write the teacher's train-split logits to a file (out=...) for strategy=soft_labels",
     "models": "list the model names teacher=/student= configs and teacher.name= accept",
 }
 
@@ -31,7 +32,18 @@ def train_command(cfg: DictConfig) -> float | None:
     return hydra_task(cfg)
 
 
-def _check_overrides(args: list[str]) -> None:
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export_soft_labels")
+def export_command(cfg: DictConfig) -> None:
+    """The Hydra task for ``kdrun export-soft-labels``."""
+    from kdrun.export_labels import export_task
+
+    export_task(cfg)
+
+
+ENTRY_POINTS = {"train": ("train", train_command), "export-soft-labels": ("export_soft_labels", export_command)}
+
+
+def _check_overrides(args: list[str], config_name: str = "train") -> None:
     """Compose before Hydra does, so a bad override is one line and exit 2, not Hydra's trace.
 
     For a sweep (``-m``) the first value of each swept key stands in for the list: an unknown key
@@ -64,11 +76,11 @@ def _check_overrides(args: list[str]) -> None:
         ]
         with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
             for variant in variants:
-                cfg = compose(config_name="train", overrides=variant, return_hydra_config=True)
+                cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
                 OmegaConf.resolve(cfg)
     except (HydraException, ValueError, KeyError) as err:
         message = " ".join(str(err).split())
-        fail(message.split(" Config search path:")[0].removeprefix("In 'train': "))
+        fail(message.split(" Config search path:")[0].removeprefix(f"In '{config_name}': "))
     finally:
         Singleton.set_state(state)
 
@@ -100,7 +112,7 @@ def _report(args: list[str]) -> None:
 
 def usage() -> str:
     lines = ["usage: kdrun <command> [hydra overrides]", "", "commands:"]
-    lines += [f"  {name:<8} {text}" for name, text in COMMANDS.items()]
+    lines += [f"  {name:<19} {text}" for name, text in COMMANDS.items()]
     lines += ["", "`kdrun train --help` lists the config groups and their choices."]
     return "\n".join(lines)
 
@@ -120,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     if command == "report":
         _report(rest)
         return
-    _check_overrides(rest)
+    config_name, entry = ENTRY_POINTS[command]
+    _check_overrides(rest, config_name)
     # Hydra reads sys.argv; keep the command name out of it so overrides parse as usual.
     sys.argv = [f"kdrun {command}", *rest]
-    train_command()
+    entry()

@@ -62,6 +62,7 @@ def validate(cfg: DictConfig) -> None:
     if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
         raise KdrunConfigError("teacher.checkpoint", str(checkpoint), "file does not exist")
     _choice(cfg, "strategy.name", sorted(STRATEGIES))
+    STRATEGIES[cfg.strategy.name].sections(cfg)  # the strategy's own keys and model lists
     _number(cfg, "kd.T", 0, lo_open=True, hint=" (set with T=... or kd.T=...)")
     _number(cfg, "kd.alpha", 0, 1, hint=" (set with alpha=... or kd.alpha=...)")
     _choice(cfg, "kd.cache_logits", [True, False])

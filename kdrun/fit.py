@@ -38,13 +38,16 @@ def fit(
     """Train ``strategy`` for ``epochs`` and return the last epoch's logged metrics.
 
     ``cfg`` is the root config (``trainer``, ``optim``, ``logger``, ``recalibrate_bn``). The
-    shuffle order follows ``seed``; the caller seeds model initialisation.
+    shuffle order and every random draw of training (dropout) follow ``seed``, whatever ran
+    before; the caller seeds model initialisation. A distilled student and its scratch twin thus
+    differ only in the loss.
     """
+    L.seed_everything(seed, verbose=False)
     data.shuffle_seed = seed
     on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
     callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
     if cfg.recalibrate_bn:
-        callbacks.append(RecalibrateBatchNorm(strategy.student))
+        callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
     logger = instantiate(cfg.logger, save_dir=str(log_dir)) if cfg.logger else False
     trainer = L.Trainer(
         **cfg.trainer,

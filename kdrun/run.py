@@ -25,7 +25,8 @@ from kdrun.fit import fit
 from kdrun.measure import accuracy, profile
 from kdrun.models import save_weights
 from kdrun.report import deltas, results_table, write_json_atomic
-from kdrun.strategies import STRATEGIES
+from kdrun.sections import display_name
+from kdrun.strategies import STRATEGIES, Member
 
 RESULTS = "results.json"
 
@@ -65,28 +66,42 @@ def _datamodule(dataset_yaml: str) -> TensorDataModule:
 
 
 def prepare(cfg: DictConfig) -> tuple[TensorDataModule, assets.Asset | None]:
-    """Everything that can reject the input, before any training: config, data, model shapes.
+    """Everything that can reject the input, before any training: config, data, model shapes,
+    the strategy's own checks.
 
     Returns the data and, when ``teacher.checkpoint`` is set, the loaded (and checked) teacher.
     """
     validate(cfg)
     data = _datamodule(OmegaConf.to_yaml(cfg.dataset, resolve=True))
-    probe = data.splits["train"][0][:2]
-    for role in ("teacher", "student"):
-        model = assets.build(cfg[role], data).eval()
-        try:
-            with torch.no_grad():
-                model(probe)
-        except RuntimeError as err:
-            reason = str(err).splitlines()[0][:160]
-            raise KdrunConfigError(
-                f"{role}.name",
-                cfg[role].name,
-                f"cannot run on inputs of shape {tuple(probe.shape[1:])} "
-                f"(dataset.image_size / dataset.channels): {reason}",
-            ) from None
-    loaded = assets.teacher(cfg, data, Cache(cfg.paths.cache_dir)) if cfg.teacher.checkpoint else None
+    strategy = STRATEGIES[cfg.strategy.name]
+    sections = {"teacher.name": cfg.teacher, "student.name": cfg.student}
+    sections |= {f"{key}.name": section for key, section in strategy.sections(cfg).items()}
+    for key, section in sections.items():
+        _probe(key, section, data)
+    strategy.preflight(cfg, data)
+    ctx = assets.Assets(cfg, data, Cache(cfg.paths.cache_dir))
+    for section in sections.values():  # a checkpoint that does not fit its model fails now
+        if section.get("checkpoint") and section is not cfg.teacher:
+            ctx.teacher(section)
+    loaded = ctx.teacher() if cfg.teacher.checkpoint else None
     return data, loaded
+
+
+def _probe(key: str, section: DictConfig, data: TensorDataModule) -> None:
+    """One forward pass on two training images: a model that cannot take the input fails here."""
+    probe = data.splits["train"][0][:2]
+    model = assets.build(section, data).eval()
+    try:
+        with torch.no_grad():
+            model(probe)
+    except RuntimeError as err:
+        reason = str(err).splitlines()[0][:160]
+        raise KdrunConfigError(
+            key,
+            section.name,
+            f"cannot run on inputs of shape {tuple(probe.shape[1:])} "
+            f"(dataset.image_size / dataset.channels): {reason}",
+        ) from None
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -139,40 +154,37 @@ def _train(
 ) -> dict[str, Any]:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    cache = Cache(cfg.paths.cache_dir)
+    ctx = assets.Assets(cfg, data, Cache(cfg.paths.cache_dir), loaded_teacher)
     clock = _Clock()
-    teacher = loaded_teacher or assets.teacher(cfg, data, cache)
-    clock.lap("teacher")
-    baseline = assets.baseline(cfg, data, cache)
+    baseline = ctx.scratch(cfg.student, cfg.seed)
     clock.lap("baseline")
 
-    L.seed_everything(cfg.seed, verbose=False)  # same init as the baseline: a paired comparison
-    student = assets.build(cfg.student, data)
-    strategy = STRATEGIES[cfg.strategy.name].from_config(cfg.kd, student, teacher.model)
-    if strategy.needs_teacher and cfg.kd.cache_logits:
+    # Same seed and init as the baseline: a paired comparison (fit re-seeds training itself).
+    student = ctx.build(cfg.student, seed=cfg.seed)
+    strategy = STRATEGIES[cfg.strategy.name].build(ctx, student)
+    if cfg.kd.cache_logits:
         strategy.cache_teacher_logits(data.loader("train"))
-    console.print(f"student: distilling {cfg.teacher.name} -> {cfg.student.name} ({cfg.strategy.name})")
-    fit(
-        strategy,
-        data,
-        cfg,
-        epochs=cfg.student.epochs,
-        seed=cfg.seed,
-        log_dir=run_dir,
-        label="student",
-    )
+    clock.lap("teacher")
+    console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
+    fit(strategy, data, cfg, epochs=cfg.student.epochs, seed=cfg.seed, log_dir=run_dir, label="student")
     save_weights(student, run_dir / "student.safetensors")
     clock.lap("student")
 
-    rows = {
-        "teacher": _shared_row(teacher, cfg.teacher, data, cfg),
-        "baseline": _shared_row(baseline, cfg.student, data, cfg),
-        "student": _report_row(student, cfg.student, data, cfg, source="trained"),
-    }
+    teacher_row = _member_row(strategy.teacher_member, ctx, cfg) if strategy.teacher_member else None
+    baseline_row = _shared_row(_as_member("baseline", baseline), data, cfg)
+    student_row = _report_row(student, data, cfg, name=display_name(cfg.student), source="trained")
+    extra = {}
+    for member in strategy.members:
+        row = _member_row(member, ctx, cfg)
+        extra[member.role] = row | ({"deltas": deltas(teacher_row, row["scratch"], row)} if "scratch" in row else {})
+    if teacher_row and "scratch" in teacher_row:  # a teacher trained in this run has a twin too
+        teacher_row["deltas"] = deltas(None, teacher_row["scratch"], teacher_row)
     clock.lap("evaluate")
     return {
-        **rows,
-        "deltas": deltas(rows["teacher"], rows["baseline"], rows["student"]),
+        "teacher": teacher_row,
+        "baseline": baseline_row,
+        "student": student_row,
+        "deltas": deltas(teacher_row, baseline_row, student_row),
         "strategy": strategy.hparams(),
         "data": {
             "name": cfg.dataset.name,
@@ -181,12 +193,13 @@ def _train(
             "input_shape": list(data.input_shape),
             **{split: len(tensors[1]) for split, tensors in data.splits.items()},
         },
-        "extra_models": {},
+        "extra_models": extra,
         "timings_s": clock.laps,
         "paths": {
-            "teacher": teacher.path,
+            "teacher": strategy.teacher_member.path if strategy.teacher_member else None,
             "baseline": baseline.path,
             "student": str(run_dir / "student.safetensors"),
+            **{role: m.path for role, m in ((m.role, m) for m in strategy.members) if m.path},
         },
     }
 
@@ -207,23 +220,32 @@ class _Clock:
 _SHARED_ROWS: dict[tuple[str, str, str], dict[str, Any]] = {}
 
 
-def _shared_row(
-    asset: assets.Asset, section: DictConfig, data: TensorDataModule, cfg: DictConfig
-) -> dict[str, Any]:
-    """The row of a cached teacher/baseline, measured once per process (sweep points share it)."""
-    if asset.source == "checkpoint":
-        return _report_row(asset.model, section, data, cfg, source=asset.source)
-    key = (asset.path, data.fingerprint, OmegaConf.to_yaml(cfg.measure))
+def _member_row(member: Member, ctx: assets.Assets, cfg: DictConfig) -> dict[str, Any]:
+    """A reported model's row; with its scratch twin's row under ``scratch`` when it has one."""
+    row = _shared_row(member, ctx.data, cfg)
+    if member.scratch is not None:
+        section, seed = member.scratch
+        twin = ctx.scratch(section, seed)
+        row["scratch"] = _shared_row(_as_member("scratch", twin), ctx.data, cfg)
+    return row
+
+
+def _as_member(role: str, asset: assets.Asset) -> Member:
+    return Member(role, asset.model, asset.name, asset.source, asset.path)
+
+
+def _shared_row(member: Member, data: TensorDataModule, cfg: DictConfig) -> dict[str, Any]:
+    """The row of a model; one from the cache is measured once per process (sweep points share it)."""
+    if member.source not in ("cache", "trained") or member.path is None:
+        return _report_row(member.model, data, cfg, name=member.name, source=member.source)
+    key = (member.path, data.fingerprint, OmegaConf.to_yaml(cfg.measure))
     if key not in _SHARED_ROWS:
-        _SHARED_ROWS[key] = _report_row(asset.model, section, data, cfg, source=asset.source)
-    return {**_SHARED_ROWS[key], "source": asset.source}
+        _SHARED_ROWS[key] = _report_row(member.model, data, cfg, name=member.name, source=member.source)
+    return {**_SHARED_ROWS[key], "source": member.source}
 
 
-def _report_row(
-    model: nn.Module, section: DictConfig, data: TensorDataModule, cfg: DictConfig, source: str
-) -> dict[str, Any]:
+def _report_row(model: nn.Module, data: TensorDataModule, cfg: DictConfig, name: str, source: str) -> dict[str, Any]:
     model.eval()
-    name = section.name if section.variant is None else f"{section.name}_{section.variant}"
     row: dict[str, Any] = {"name": name, "source": source}
     row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
     row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]

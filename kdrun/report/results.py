@@ -26,27 +26,35 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
-def deltas(teacher: dict[str, Any], baseline: dict[str, Any], student: dict[str, Any]) -> dict[str, Any]:
+def deltas(
+    teacher: dict[str, Any] | None, baseline: dict[str, Any], student: dict[str, Any]
+) -> dict[str, Any]:
     """The comparisons a user reads first.
 
     ``kd_gain_top1`` = student - scratch baseline (same architecture, seed and budget);
     ``gap_to_teacher_top1`` = teacher - student; ratios are student / teacher; speed-ups are
-    teacher latency / student latency at each measured batch size.
+    teacher latency / student latency at each measured batch size. Without a teacher (mutual
+    learning, a soft-label file) the teacher comparisons are ``None``.
     """
+    t = teacher or {}
+
+    def vs_teacher(fn: Any) -> Any:
+        return fn() if teacher else None
+
     out: dict[str, Any] = {
         "kd_gain_top1": student["top1"] - baseline["top1"],
-        "gap_to_teacher_top1": teacher["top1"] - student["top1"],
-        "params_ratio": _ratio(student["params"], teacher["params"]),
-        "flops_ratio": _ratio(student["flops"], teacher["flops"]),
-        "size_ratio": _ratio(student["size_mb"], teacher["size_mb"]),
+        "gap_to_teacher_top1": vs_teacher(lambda: t["top1"] - student["top1"]),
+        "params_ratio": vs_teacher(lambda: _ratio(student["params"], t["params"])),
+        "flops_ratio": vs_teacher(lambda: _ratio(student["flops"], t["flops"])),
+        "size_ratio": vs_teacher(lambda: _ratio(student["size_mb"], t["size_mb"])),
         "latency_speedup": {
-            batch: _ratio(teacher["latency_ms"][batch], student["latency_ms"][batch])
+            batch: vs_teacher(lambda b=batch: _ratio(t["latency_ms"][b], student["latency_ms"][b]))
             for batch in student["latency_ms"]
         },
     }
     if "top5" in student:
         out["kd_gain_top5"] = student["top5"] - baseline["top5"]
-        out["gap_to_teacher_top5"] = teacher["top5"] - student["top5"]
+        out["gap_to_teacher_top5"] = vs_teacher(lambda: t["top5"] - student["top5"])
     return {k: _clean(v) for k, v in out.items()}
 
 

@@ -62,7 +62,7 @@ def flatten(results: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             "top1": results["student"]["top1"],
             "gain": results["deltas"]["kd_gain_top1"],
             "baseline_top1": results["baseline"]["top1"],
-            "teacher_top1": results["teacher"]["top1"],
+            "teacher_top1": (results["teacher"] or {}).get("top1"),  # None: no teacher model
             "params": results["student"]["params"],
             "latency_ms": results["student"]["latency_ms"].get("batch1"),
         }
@@ -185,10 +185,11 @@ def heatmap(table: list[dict[str, Any]], path: Path, metric: str) -> None:
     fig.colorbar(image, ax=ax, label=label)
     first = table[0]
     base = statistics.fmean(r["baseline_top1_mean"] for r in table if r["baseline_top1_mean"] is not None)
-    teach = statistics.fmean(r["teacher_top1_mean"] for r in table if r["teacher_top1_mean"] is not None)
+    teachers = [r["teacher_top1_mean"] for r in table if r["teacher_top1_mean"] is not None]
+    teach = f"{100 * statistics.fmean(teachers):.2f}%" if teachers else "none"
     ax.set_title(
         f"{first['teacher']} → {first['student']} on {first['dataset']}\n"
-        f"scratch student {100 * base:.2f}%, teacher {100 * teach:.2f}%",
+        f"scratch student {100 * base:.2f}%, teacher {teach}",
         fontsize=9,
     )
     fig.tight_layout()

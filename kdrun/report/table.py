@@ -4,9 +4,6 @@ from typing import Any
 
 from rich.table import Table
 
-ROLES = (("teacher", "teacher"), ("baseline", "scratch student"), ("student", "distilled student"))
-
-
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
@@ -22,13 +19,19 @@ def _count(value: int) -> str:
     return str(value)
 
 
+def _label(role: str) -> str:
+    kind, _, number = role.rpartition("_")
+    return f"{kind} {number}" if number.isdigit() else role
+
+
 def results_table(results: dict[str, Any]) -> Table:
-    """Teacher, scratch student and distilled student side by side, with the deltas."""
+    """Teacher(s), other models the strategy trained, scratch and distilled student, with deltas."""
     batches = list(results["student"]["latency_ms"])
     has_top5 = "top5" in results["student"]
     table = Table(title=f"kdrun: {results['strategy']['name']} on {results['data']['name']}")
     table.add_column("model")
     table.add_column("arch")
+    table.add_column("source")
     table.add_column("top-1 %", justify="right")
     table.add_column("Δ vs scratch", justify="right")
     if has_top5:
@@ -38,20 +41,28 @@ def results_table(results: dict[str, Any]) -> Table:
     for batch in batches:
         table.add_column(f"ms @{batch.removeprefix('batch')}", justify="right")
     base = results["baseline"]["top1"]
-    for role, label in ROLES:
-        row = results[role]
-        cells = [label, row["name"], _pct(row["top1"]), _signed_pts(row["top1"] - base)]
+    rows = [("teacher", results["teacher"])] if results["teacher"] else []
+    rows += [(_label(role), row) for role, row in results.get("extra_models", {}).items()]
+    rows += [("scratch student", results["baseline"]), ("distilled student", results["student"])]
+    for label, row in rows:
+        # A model trained in this run is compared with its own scratch twin, when it has one.
+        twin = row.get("scratch", {}).get("top1", base if label.endswith("student") else None)
+        gain = None if twin is None else row["top1"] - twin
+        cells = [label, row["name"], row["source"], _pct(row["top1"]), _signed_pts(gain)]
         if has_top5:
-            cells.append(_pct(row["top5"]))
+            cells.append(_pct(row.get("top5")))
         cells += [_count(row["params"]), _count(row["flops"]), f"{row['size_mb']:.2f}"]
         cells += [f"{row['latency_ms'][b]:.3f}" for b in batches]
         table.add_row(*cells)
     d = results["deltas"]
-    speed = ", ".join(f"{v:.1f}x @{k.removeprefix('batch')}" for k, v in d["latency_speedup"].items() if v)
+    caption = f"KD gain {_signed_pts(d['kd_gain_top1'])} pts over scratch"
+    if results["teacher"]:
+        speed = ", ".join(f"{v:.1f}x @{k.removeprefix('batch')}" for k, v in d["latency_speedup"].items() if v)
+        caption += (
+            f" · gap to teacher {_signed_pts(d['gap_to_teacher_top1'])} pts · "
+            f"params x{d['params_ratio']:.3f} · FLOPs x{d['flops_ratio']:.3f} · faster: {speed}"
+        )
     table.caption = (
-        f"KD gain {_signed_pts(d['kd_gain_top1'])} pts over scratch · "
-        f"gap to teacher {_signed_pts(d['gap_to_teacher_top1'])} pts · "
-        f"params x{d['params_ratio']:.3f} · FLOPs x{d['flops_ratio']:.3f} · faster: {speed} · "
-        f"seed {results['seed']}, last-epoch test accuracy on {results['data']['test']} images"
+        f"{caption} · seed {results['seed']}, last-epoch test accuracy on {results['data']['test']} images"
     )
     return table

@@ -1,6 +1,15 @@
 """Distillation methods, looked up by name: one file per method, registered with ``@register``."""
 
-from kdrun.strategies import scratch, vanilla  # noqa: F401  (registers the built-ins)
-from kdrun.strategies.base import STRATEGIES, Strategy, register
+from kdrun.strategies import (  # noqa: F401  (registers the built-ins)
+    dkd,
+    multi_teacher,
+    mutual,
+    online,
+    scratch,
+    soft_labels,
+    ta_chain,
+    vanilla,
+)
+from kdrun.strategies.base import STRATEGIES, Member, Strategy, register
 
-__all__ = ["STRATEGIES", "Strategy", "register"]
+__all__ = ["STRATEGIES", "Member", "Strategy", "register"]

@@ -1,11 +1,26 @@
-"""What a strategy is: the models it trains, the frozen ones it reads, the loss terms of a step."""
+"""What a strategy is: the models it trains, the frozen ones it reads, the loss terms of a step.
+
+A strategy is built in two steps, both driven by the config:
+
+* ``sections(cfg)`` names the extra models it needs (teachers, assistants, peers) so that
+  ``kdrun.config.validate`` and the shape probe can reject bad input before any training;
+  ``preflight(cfg, data)`` checks anything else that needs the data (a soft-label file).
+* ``build(assets, student)`` gets ready-made models from ``assets`` (trained or cached teachers,
+  fresh peers) and returns the strategy. ``teacher_member`` and ``members`` say what the report
+  shows besides the distilled student and its scratch twin.
+"""
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
+
+if TYPE_CHECKING:  # the assets layer imports strategies; strategies only use its interface
+    from kdrun.assets import Assets
+    from kdrun.data import TensorDataModule
 
 STRATEGIES: dict[str, type["Strategy"]] = {}
 
@@ -21,6 +36,22 @@ def register(name: str) -> Callable[[type["Strategy"]], type["Strategy"]]:
     return wrap
 
 
+@dataclass
+class Member:
+    """A model the report shows besides the distilled student (a teacher, an assistant, a peer).
+
+    ``scratch`` = (section, seed) of the same architecture trained without distillation, for
+    models this run distilled: the report gives their ``kd_gain_top1`` against it.
+    """
+
+    role: str
+    model: nn.Module
+    name: str
+    source: str  # checkpoint | cache | trained | trained-in-run
+    path: str | None = None
+    scratch: tuple[DictConfig, int] | None = None
+
+
 class Strategy(nn.Module):
     """A training method. Subclasses implement ``loss_terms`` and declare ``weights``.
 
@@ -30,7 +61,6 @@ class Strategy(nn.Module):
     """
 
     name: ClassVar[str] = ""
-    needs_teacher: ClassVar[bool] = False
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None) -> None:
         super().__init__()
@@ -39,16 +69,34 @@ class Strategy(nn.Module):
         self.teacher_logits: torch.Tensor | None = None  # (N_train, C) when cached; not a buffer
         if teacher is not None:
             teacher.requires_grad_(False).eval()
+        self.teacher_member: Member | None = None  # the "teacher" row of the report
+        self.members: list[Member] = []  # further rows of the report
+
+    # ---- built from the config --------------------------------------------------------------
+    @classmethod
+    def sections(cls, cfg: DictConfig) -> dict[str, DictConfig]:
+        """Extra model sections this strategy needs, by config key; raises on a bad entry."""
+        return {}
 
     @classmethod
-    def from_config(cls, kd: DictConfig, student: nn.Module, teacher: nn.Module | None) -> "Strategy":
-        """Build from the ``kd`` config section (T, alpha, ...)."""
-        return cls(student, teacher if cls.needs_teacher else None)
+    def preflight(cls, cfg: DictConfig, data: "TensorDataModule") -> None:
+        """Checks that need the data, run before any training; raise ``KdrunConfigError``."""
 
+    @classmethod
+    def build(cls, assets: "Assets", student: nn.Module) -> "Strategy":
+        """The strategy for this run; ``student`` is freshly initialised with the run's seed."""
+        raise NotImplementedError
+
+    # ---- used while training ----------------------------------------------------------------
     @property
     def frozen(self) -> list[nn.Module]:
         """Modules that must stay in eval mode and receive no gradient."""
         return [self.teacher] if self.teacher is not None else []
+
+    @property
+    def trained(self) -> list[nn.Module]:
+        """Every model this strategy trains (BatchNorm statistics are re-estimated for each)."""
+        return [self.student]
 
     @property
     def weights(self) -> dict[str, float]:
@@ -61,7 +109,10 @@ class Strategy(nn.Module):
 
         Steps then read the logits by index instead of running the teacher. Only valid when the
         training inputs are the same every epoch (no random augmentation), as for in-memory data.
+        A strategy without a frozen teacher has nothing to cache.
         """
+        if self.teacher is None:
+            return
         self.teacher.eval()
         self.teacher_logits = torch.cat([self.teacher(x) for x, *_ in batches])
 
@@ -87,3 +138,10 @@ class Strategy(nn.Module):
     def hparams(self) -> dict[str, Any]:
         """What to record about this strategy in results.json."""
         return {"name": self.name, "weights": self.weights}
+
+
+def pretrained_teacher(strategy: Strategy, assets: "Assets") -> Strategy:
+    """Record the configured teacher (``teacher=``) as the report's teacher row."""
+    asset = assets.teacher()
+    strategy.teacher_member = Member("teacher", asset.model, asset.name, asset.source, asset.path)
+    return strategy

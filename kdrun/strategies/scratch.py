@@ -2,13 +2,18 @@
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from kdrun.strategies.base import Strategy, register
+from kdrun.strategies.base import Strategy, pretrained_teacher, register
 
 
 @register("scratch")
 class Scratch(Strategy):
-    """Cross-entropy on the labels, no teacher."""
+    """Cross-entropy on the labels, no teacher (the configured teacher is still reported)."""
+
+    @classmethod
+    def build(cls, assets, student: nn.Module) -> "Scratch":
+        return pretrained_teacher(cls(student), assets)
 
     @property
     def weights(self) -> dict[str, float]:

@@ -2,11 +2,10 @@
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
 from kdrun.losses import kd_loss
-from kdrun.strategies.base import Strategy, register
+from kdrun.strategies.base import Strategy, pretrained_teacher, register
 
 
 @register("vanilla")
@@ -14,17 +13,18 @@ class Vanilla(Strategy):
     """Soft targets from one frozen teacher, mixed with the hard labels.
 
     ``alpha`` weighs the soft (distillation) term, ``1 - alpha`` the hard cross-entropy term.
+    ``teacher`` may be ``None`` when ``teacher_logits`` are given (a soft-label file).
     """
 
-    needs_teacher = True
-
-    def __init__(self, student: nn.Module, teacher: nn.Module, T: float, alpha: float) -> None:
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, T: float, alpha: float) -> None:
         super().__init__(student, teacher)
         self.T, self.alpha = T, alpha
 
     @classmethod
-    def from_config(cls, kd: DictConfig, student: nn.Module, teacher: nn.Module | None) -> "Vanilla":
-        return cls(student, teacher, T=float(kd.T), alpha=float(kd.alpha))
+    def build(cls, assets, student: nn.Module) -> "Vanilla":
+        kd = assets.cfg.kd
+        strategy = cls(student, assets.teacher().model, T=float(kd.T), alpha=float(kd.alpha))
+        return pretrained_teacher(strategy, assets)
 
     @property
     def weights(self) -> dict[str, float]:

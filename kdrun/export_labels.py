@@ -1,0 +1,32 @@
+"""``kdrun export-soft-labels``: write a teacher's train-split logits to a file a student can use
+without the teacher (``strategy=soft_labels``)."""
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from kdrun import assets
+from kdrun.cache import Cache
+from kdrun.console import console, fail
+from kdrun.errors import KdrunConfigError
+from kdrun.run import prepare
+from kdrun.soft_labels import write_soft_labels
+
+
+def export_task(cfg: DictConfig) -> Path:
+    """Load (``teacher.checkpoint``) or train/reuse the configured teacher; write ``out``."""
+    if not cfg.out or not str(cfg.out).endswith(".safetensors"):
+        fail(str(KdrunConfigError("out", cfg.out, "must be a path ending in .safetensors")))
+    try:
+        data, loaded = prepare(cfg)
+    except KdrunConfigError as err:
+        fail(str(err))
+    teacher = loaded or assets.Assets(cfg, data, Cache(cfg.paths.cache_dir)).teacher()
+    teacher.model.eval()
+    with torch.no_grad():
+        logits = torch.cat([teacher.model(x) for x, *_ in data.loader("train", batch_size=512)])
+    out = Path(cfg.out).expanduser()
+    write_soft_labels(out, logits, data, teacher=teacher.name, dataset=cfg.dataset.name)
+    console.print(f"wrote {len(logits)} x {logits.shape[1]} teacher logits ({teacher.name}, {teacher.source}) to {out}")
+    return out

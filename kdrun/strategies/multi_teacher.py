@@ -1,0 +1,55 @@
+"""Several teachers (seed 001, "multiple teachers"): the student matches their combined soft targets."""
+
+from omegaconf import DictConfig
+from torch import nn
+
+from kdrun.errors import KdrunConfigError
+from kdrun.models.ensemble import WEIGHTINGS, TeacherEnsemble
+from kdrun.sections import model_sections
+from kdrun.strategies.base import Member, register
+from kdrun.strategies.vanilla import Vanilla
+
+
+@register("multi_teacher")
+class MultiTeacher(Vanilla):
+    """Vanilla KD against a ``TeacherEnsemble`` of ``strategy.teachers``.
+
+    The report's teacher row is the ensemble (what the student learns from); each member is a
+    row of its own (``teacher_1``, ``teacher_2``, ...).
+    """
+
+    @classmethod
+    def sections(cls, cfg: DictConfig) -> dict[str, DictConfig]:
+        teachers = model_sections(cfg, "strategy.teachers", "teacher", minimum=2)
+        weighting = cfg.strategy.weighting
+        if weighting not in WEIGHTINGS:
+            raise KdrunConfigError("strategy.weighting", weighting, f"allowed: {', '.join(WEIGHTINGS)}")
+        if weighting == "fixed":
+            weights = cfg.strategy.weights
+            ok = weights is not None and len(weights) == len(teachers)
+            if not ok or any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0 for w in weights):
+                raise KdrunConfigError(
+                    "strategy.weights", weights, f"must be {len(teachers)} numbers >= 0, one per teacher"
+                )
+            if sum(weights) <= 0:
+                raise KdrunConfigError("strategy.weights", list(weights), "must not all be 0")
+        return {f"strategy.teachers[{i}]": section for i, section in enumerate(teachers)}
+
+    @classmethod
+    def build(cls, assets, student: nn.Module) -> "MultiTeacher":
+        cfg = assets.cfg
+        members = [assets.teacher(section) for section in cls.sections(cfg).values()]
+        weights = list(cfg.strategy.weights) if cfg.strategy.weighting == "fixed" else None
+        ensemble = TeacherEnsemble(
+            [m.model for m in members], T=float(cfg.kd.T), weighting=cfg.strategy.weighting, weights=weights
+        )
+        strategy = cls(student, ensemble, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
+        name = f"ensemble({'+'.join(m.name for m in members)})"
+        strategy.teacher_member = Member("teacher", ensemble.eval(), name, "ensemble")
+        strategy.members = [
+            Member(f"teacher_{i + 1}", m.model, m.name, m.source, m.path) for i, m in enumerate(members)
+        ]
+        return strategy
+
+    def hparams(self) -> dict:
+        return {**super().hparams(), "weighting": self.teacher.weighting, "teachers": len(self.members)}
