@@ -104,7 +104,9 @@ class Assets:
         extra: dict[str, Any] | None = None,
     ) -> Asset:
         cfg, data = self.cfg, self.data
-        trainer = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in COSMETIC_TRAINER_KEYS}
+        trainer = {
+            k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in COSMETIC_TRAINER_KEYS
+        }
         spec = {
             "model": model_spec(section),
             "epochs": section.epochs,

@@ -18,7 +18,7 @@ CONFIG_PATH = "pkg://kdrun.conf"
 COMMANDS = {
     "train": "distil a teacher into a student; report it against the teacher and a scratch student",
     "report": "summarise every run under a folder: table, summary.csv/.md, T x alpha heatmap.png",
-    "export-soft-labels": "write the teacher's train-split logits to a file (out=...) for strategy=soft_labels",
+    "export-soft-labels": "write the teacher's train-split logits to out=FILE, for strategy=soft_labels",
     "models": "list the model names teacher=/student= configs and teacher.name= accept",
 }
 
@@ -40,7 +40,10 @@ def export_command(cfg: DictConfig) -> None:
     export_task(cfg)
 
 
-ENTRY_POINTS = {"train": ("train", train_command), "export-soft-labels": ("export_soft_labels", export_command)}
+ENTRY_POINTS = {
+    "train": ("train", train_command),
+    "export-soft-labels": ("export_soft_labels", export_command),
+}
 
 
 def _check_overrides(args: list[str], config_name: str = "train") -> None:

@@ -28,5 +28,7 @@ def export_task(cfg: DictConfig) -> Path:
         logits = torch.cat([teacher.model(x) for x, *_ in data.loader("train", batch_size=512)])
     out = Path(cfg.out).expanduser()
     write_soft_labels(out, logits, data, teacher=teacher.name, dataset=cfg.dataset.name)
-    console.print(f"wrote {len(logits)} x {logits.shape[1]} teacher logits ({teacher.name}, {teacher.source}) to {out}")
+    console.print(
+        f"wrote {len(logits)} x {logits.shape[1]} teacher logits ({teacher.name}, {teacher.source}) to {out}"
+    )
     return out

@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -176,7 +175,9 @@ def _train(
     extra = {}
     for member in strategy.members:
         row = _member_row(member, ctx, cfg)
-        extra[member.role] = row | ({"deltas": deltas(teacher_row, row["scratch"], row)} if "scratch" in row else {})
+        extra[member.role] = row | (
+            {"deltas": deltas(teacher_row, row["scratch"], row)} if "scratch" in row else {}
+        )
     if teacher_row and "scratch" in teacher_row:  # a teacher trained in this run has a twin too
         teacher_row["deltas"] = deltas(None, teacher_row["scratch"], teacher_row)
     clock.lap("evaluate")
@@ -244,7 +245,9 @@ def _shared_row(member: Member, data: TensorDataModule, cfg: DictConfig) -> dict
     return {**_SHARED_ROWS[key], "source": member.source}
 
 
-def _report_row(model: nn.Module, data: TensorDataModule, cfg: DictConfig, name: str, source: str) -> dict[str, Any]:
+def _report_row(
+    model: nn.Module, data: TensorDataModule, cfg: DictConfig, name: str, source: str
+) -> dict[str, Any]:
     model.eval()
     row: dict[str, Any] = {"name": name, "source": source}
     row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))

@@ -32,8 +32,11 @@ def model_section(cfg: DictConfig, entry: Any, group: str, key: str) -> DictConf
     elif isinstance(entry, DictConfig):
         entry = OmegaConf.to_container(entry, resolve=True)
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-        raise KdrunConfigError(key, entry, f"each entry is a {group} config name ({', '.join(options)}) "
-                               "or a mapping with a `name`")
+        raise KdrunConfigError(
+            key,
+            entry,
+            f"each entry is a {group} config name ({', '.join(options)}) or a mapping with a `name`",
+        )
     if entry["name"] not in options:
         raise KdrunConfigError(key, entry["name"], f"allowed: {', '.join(options)} (configs of {group}/)")
     base = OmegaConf.load(files("kdrun.conf") / group / f"{entry['name']}.yaml")

@@ -24,7 +24,9 @@ FORMAT = "kdrun.soft_labels/1"
 KEY = "soft_labels.path"
 
 
-def write_soft_labels(path: Path, logits: torch.Tensor, data: TensorDataModule, teacher: str, dataset: str) -> None:
+def write_soft_labels(
+    path: Path, logits: torch.Tensor, data: TensorDataModule, teacher: str, dataset: str
+) -> None:
     """Write ``logits`` (train split, in sample order) and what identifies them; atomically."""
     metadata = {
         "format": FORMAT,
@@ -52,7 +54,9 @@ def _metadata(path: Path) -> dict[str, str]:
         return handle.metadata() or {}
 
 
-def read_soft_labels(path: str | Path, data: TensorDataModule, check_fingerprint: bool = True) -> torch.Tensor:
+def read_soft_labels(
+    path: str | Path, data: TensorDataModule, check_fingerprint: bool = True
+) -> torch.Tensor:
     """The file's logits as (N_train, C), row i = train sample i; ``KdrunConfigError`` if unusable."""
     path = Path(path).expanduser()
     if not path.is_file():
@@ -62,37 +66,51 @@ def read_soft_labels(path: str | Path, data: TensorDataModule, check_fingerprint
         metadata = _metadata(path)
     except (SafetensorError, OSError, ValueError) as err:
         raise KdrunConfigError(
-            KEY, str(path), f"not a safetensors file ({str(err).splitlines()[0][:80]}); pickle and other "
+            KEY,
+            str(path),
+            f"not a safetensors file ({str(err).splitlines()[0][:80]}); pickle and other "
             "formats that can run code are refused: export with `kdrun export-soft-labels`",
         ) from None
     missing = {"logits", "ids"} - set(tensors)
     if missing:
-        raise KdrunConfigError(KEY, str(path), f"missing tensor(s) {sorted(missing)}; a file holds logits and ids")
+        raise KdrunConfigError(
+            KEY, str(path), f"missing tensor(s) {sorted(missing)}; a file holds logits and ids"
+        )
     logits, ids = tensors["logits"], tensors["ids"]
     if logits.ndim != 2 or not logits.is_floating_point():
-        raise KdrunConfigError(KEY, str(path), f"logits must be a 2-D float tensor, got {tuple(logits.shape)} "
-                               f"{logits.dtype}")
+        raise KdrunConfigError(
+            KEY, str(path), f"logits must be a 2-D float tensor, got {tuple(logits.shape)} {logits.dtype}"
+        )
     if logits.shape[1] != data.num_classes:
-        raise KdrunConfigError(KEY, str(path), f"has {logits.shape[1]} classes; the data set has "
-                               f"{data.num_classes}")
+        raise KdrunConfigError(
+            KEY, str(path), f"has {logits.shape[1]} classes; the data set has {data.num_classes}"
+        )
     if "classes" in metadata and json.loads(metadata["classes"]) != list(data.classes):
-        raise KdrunConfigError(KEY, str(path), f"class names {metadata['classes']} differ from the data set's")
+        raise KdrunConfigError(
+            KEY, str(path), f"class names {metadata['classes']} differ from the data set's"
+        )
     n = len(data.splits["train"][1])
     expected = torch.arange(n)
     if ids.ndim != 1 or len(ids) != len(logits) or not torch.equal(torch.sort(ids.long()).values, expected):
         raise KdrunConfigError(
-            KEY, str(path), f"sample ids must be each train-split index 0..{n - 1} once ({n} samples); "
+            KEY,
+            str(path),
+            f"sample ids must be each train-split index 0..{n - 1} once ({n} samples); "
             f"the file has {len(ids)} ids for {len(logits)} rows",
         )
     bad = ~torch.isfinite(logits).all(dim=1)
     if bad.any():
         first = int(ids[bad.nonzero()[0, 0]])
-        raise KdrunConfigError(KEY, str(path), f"{int(bad.sum())} rows hold NaN or inf (first: sample id {first})")
+        raise KdrunConfigError(
+            KEY, str(path), f"{int(bad.sum())} rows hold NaN or inf (first: sample id {first})"
+        )
     if check_fingerprint:
         found = metadata.get("fingerprint")
         if found != data.fingerprint:
             raise KdrunConfigError(
-                KEY, str(path), f"data fingerprint {found} differs from this data set's {data.fingerprint} "
+                KEY,
+                str(path),
+                f"data fingerprint {found} differs from this data set's {data.fingerprint} "
                 "(other data or split); set soft_labels.check_fingerprint=false to accept it anyway",
             )
     order = torch.empty_like(ids.long())

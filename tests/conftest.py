@@ -18,10 +18,10 @@ KDRUN = [sys.executable, "-m", "kdrun"]
 LOGGED = {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc", "val/loss"}
 
 
-def make_cfg(*overrides: str) -> DictConfig:
-    """The root config as `kdrun train <overrides>` composes it."""
+def make_cfg(*overrides: str, config_name: str = "train") -> DictConfig:
+    """The root config as `kdrun train <overrides>` composes it (or another command's config)."""
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 @pytest.fixture

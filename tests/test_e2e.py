@@ -154,3 +154,38 @@ def test_help_lists_commands_and_config_groups(tmp_path):
     assert "teacher: cnn" in train.stdout and "resnet50" in train.stdout and "debug: smoke" in train.stdout
     unknown = run_kdrun(["distill"], tmp_path)
     assert unknown.returncode == 2 and "allowed: train" in unknown.stderr
+
+
+def test_export_soft_labels_then_train_from_the_file(smoke):
+    cwd, _, _ = smoke
+    weights = next((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))
+    export = run_kdrun(
+        ["export-soft-labels", "debug=smoke", f"teacher.checkpoint={weights}", "out=labels.safetensors"], cwd
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert "wrote 512 x 10 teacher logits (cnn, checkpoint)" in export.stdout
+    train = run_kdrun(
+        [
+            "train",
+            "debug=smoke",
+            "strategy=soft_labels",
+            "soft_labels.path=labels.safetensors",
+            "hydra.run.dir=outputs/runs/soft",
+        ],
+        cwd,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    results = json.loads((cwd / "outputs/runs/soft/results.json").read_text())
+    assert results["teacher"] is None and results["strategy"]["soft_labels"]["teacher"] == "cnn"
+    other_data = run_kdrun(
+        [
+            "train",
+            "debug=smoke",
+            "dataset.limit=256",
+            "strategy=soft_labels",
+            "soft_labels.path=labels.safetensors",
+        ],
+        cwd,
+    )
+    assert other_data.returncode == 2
+    assert other_data.stderr.startswith("error: soft_labels.path='labels.safetensors': sample ids must be")

@@ -4,6 +4,7 @@ from typing import Any
 
 from rich.table import Table
 
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
@@ -57,7 +58,9 @@ def results_table(results: dict[str, Any]) -> Table:
     d = results["deltas"]
     caption = f"KD gain {_signed_pts(d['kd_gain_top1'])} pts over scratch"
     if results["teacher"]:
-        speed = ", ".join(f"{v:.1f}x @{k.removeprefix('batch')}" for k, v in d["latency_speedup"].items() if v)
+        speed = ", ".join(
+            f"{v:.1f}x @{k.removeprefix('batch')}" for k, v in d["latency_speedup"].items() if v
+        )
         caption += (
             f" · gap to teacher {_signed_pts(d['gap_to_teacher_top1'])} pts · "
             f"params x{d['params_ratio']:.3f} · FLOPs x{d['flops_ratio']:.3f} · faster: {speed}"

@@ -34,8 +34,12 @@ class DKD(Strategy):
         s = assets.cfg.strategy
         teacher = assets.teacher()
         strategy = cls(
-            student, teacher.model, T=float(assets.cfg.kd.T),
-            alpha=float(s.alpha), beta=float(s.beta), ce_weight=float(s.ce_weight),
+            student,
+            teacher.model,
+            T=float(assets.cfg.kd.T),
+            alpha=float(s.alpha),
+            beta=float(s.beta),
+            ce_weight=float(s.ce_weight),
         )
         return pretrained_teacher(strategy, assets)
 

@@ -18,8 +18,9 @@ class SoftLabels(Vanilla):
         if OmegaConf.is_missing(cfg.soft_labels, "path") or not cfg.soft_labels.path:
             raise KdrunConfigError(KEY, None, "required: the file `kdrun export-soft-labels` wrote")
         if cfg.soft_labels.check_fingerprint not in (True, False):
-            raise KdrunConfigError("soft_labels.check_fingerprint", cfg.soft_labels.check_fingerprint,
-                                   "allowed: true, false")
+            raise KdrunConfigError(
+                "soft_labels.check_fingerprint", cfg.soft_labels.check_fingerprint, "allowed: true, false"
+            )
         return {}
 
     @classmethod

@@ -29,8 +29,14 @@ class TAChain(Vanilla):
         for i, section in enumerate(cls.sections(cfg).values()):
             previous = assets.distilled(section, previous)
             members.append(
-                Member(f"assistant_{i + 1}", previous.model, previous.name, previous.source,
-                       previous.path, scratch=(section, section.seed))
+                Member(
+                    f"assistant_{i + 1}",
+                    previous.model,
+                    previous.name,
+                    previous.source,
+                    previous.path,
+                    scratch=(section, section.seed),
+                )
             )
         strategy = cls(student, previous.model, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
         strategy.members = members
