@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "distil a teacher into a student; report it against the teacher and a scratch student",
     "report": "summarise every run under a folder: table, summary.csv/.md, T x alpha heatmap.png",
     "export-soft-labels": "write the teacher's train-split logits to out=FILE, for strategy=soft_labels",
+    "regress": "run recipes (files or folders) and check the metrics each must reach; exit 1 on regression",
     "models": "list the model names teacher=/student= configs and teacher.name= accept",
 }
 
@@ -113,6 +114,33 @@ def _report(args: list[str]) -> None:
         fail(str(err))
 
 
+def _regress(args: list[str]) -> None:
+    import argparse
+
+    from kdrun.regress.command import regress
+    from kdrun.regress.recipe import RecipeError
+
+    parser = argparse.ArgumentParser(
+        prog="kdrun regress",
+        description=COMMANDS["regress"],
+        epilog="Overrides after `--` apply to every run, e.g. `kdrun regress recipes/ -- trainer.accelerator=gpu`.",
+    )
+    parser.add_argument(
+        "targets", type=Path, nargs="*", default=[Path("recipes")], help="recipe files or folders"
+    )
+    parser.add_argument("--tier", choices=("fast", "full", "all"), default="all", help="which recipes to run")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"
+    )
+    args, overrides = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
+    options = parser.parse_args(args)
+    try:
+        code = regress(options.targets, options.tier, options.out, overrides)
+    except RecipeError as err:
+        fail(str(err))
+    sys.exit(code)
+
+
 def usage() -> str:
     lines = ["usage: kdrun <command> [hydra overrides]", "", "commands:"]
     lines += [f"  {name:<19} {text}" for name, text in COMMANDS.items()]
@@ -135,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     if command == "report":
         _report(rest)
         return
+    if command == "regress":
+        _regress(rest)
     config_name, entry = ENTRY_POINTS[command]
     _check_overrides(rest, config_name)
     # Hydra reads sys.argv; keep the command name out of it so overrides parse as usual.

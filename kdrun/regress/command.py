@@ -1,0 +1,215 @@
+"""``kdrun regress``: run every selected recipe over its seeds, check its expectations, report.
+
+Writes ``regress.json`` and a JUnit XML report (one test case per expectation) to the output
+folder, prints a pass/fail table, and returns the exit code: 0 all pass, 1 any regression or
+missing metric.
+"""
+
+import statistics
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from kdrun.config import validate
+from kdrun.console import console
+from kdrun.errors import KdrunConfigError
+from kdrun.regress.compose import recipe_configs
+from kdrun.regress.recipe import Expectation, Recipe, RecipeError, find_recipes, load_recipe
+from kdrun.report import write_json_atomic
+
+
+@dataclass
+class Verdict:
+    recipe: Recipe
+    expectation: Expectation
+    values: list[float]
+    measured: float | None
+    status: str  # pass | fail | error
+    message: str = ""
+
+
+def lookup(results: dict[str, Any], metric: str) -> float:
+    """``deltas.kd_gain_top1`` -> results["deltas"]["kd_gain_top1"]; KeyError if absent."""
+    node: Any = results
+    for part in metric.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(metric)
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        raise KeyError(metric)
+    return float(node)
+
+
+def _aggregate(name: str, values: list[float]) -> float:
+    return {"mean": statistics.fmean, "min": min, "max": max, "std": statistics.stdev}[name](values)
+
+
+def check(recipe: Recipe, runs: list[dict[str, Any]]) -> list[Verdict]:
+    """Each expectation of ``recipe`` against the results of its seeds' runs."""
+    verdicts = []
+    failed = [r for r in runs if r.get("status") != "ok"]
+    for exp in recipe.expect:
+        where = f"{recipe.path}:{exp.line}"
+        if failed:
+            verdicts.append(
+                Verdict(
+                    recipe,
+                    exp,
+                    [],
+                    None,
+                    "error",
+                    f"{len(failed)} run(s) failed: {failed[0].get('error', '?')}",
+                )
+            )
+            continue
+        try:
+            values = [lookup(r, exp.metric) for r in runs]
+        except KeyError:
+            verdicts.append(
+                Verdict(
+                    recipe,
+                    exp,
+                    [],
+                    None,
+                    "error",
+                    f"{where}: metric {exp.metric!r} is not a number in results.json",
+                )
+            )
+            continue
+        measured = _aggregate(exp.aggregate, values)
+        ok = exp.holds(measured)
+        message = "" if ok else f"{where}: {exp} not met: measured {measured:.4f}"
+        verdicts.append(Verdict(recipe, exp, values, measured, "pass" if ok else "fail", message))
+    return verdicts
+
+
+def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> list[dict[str, Any]]:
+    from kdrun.run import train  # heavy imports only when something runs
+
+    runs = []
+    for seed, cfg in configs.items():
+        run_dir = out / recipe.name / f"seed{seed}"
+        console.print(f"[bold]regress[/]: {recipe.name} seed {seed} -> {run_dir}")
+        try:
+            runs.append(train(cfg, run_dir))
+        except Exception as err:  # recorded in the run's results.json; the recipe fails
+            runs.append({"status": "failed", "error": f"{type(err).__name__}: {err}"})
+    return runs
+
+
+def regress(targets: list[Path], tier: str, out: Path | None, extra: list[str]) -> int:
+    """Run the recipes; return the exit code. Bad recipes raise ``RecipeError`` before any run."""
+    recipes = [load_recipe(p) for p in find_recipes(targets)]
+    selected = [r for r in recipes if tier == "all" or r.tier == tier]
+    if not selected:
+        raise RecipeError(f"no recipe of tier {tier!r} in {', '.join(map(str, targets))}")
+    out = out or Path("outputs/regress") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    planned = {}
+    for recipe in selected:  # compose and validate everything before running anything
+        configs = recipe_configs(recipe, extra)
+        for cfg in configs.values():
+            try:
+                validate(cfg)
+            except KdrunConfigError as err:
+                raise RecipeError(f"{recipe.path}:1: {err}") from None
+        planned[recipe.name] = (recipe, configs)
+    verdicts: list[Verdict] = []
+    durations = {}
+    for recipe, configs in planned.values():
+        started = time.perf_counter()
+        runs = _run_recipe(recipe, configs, out)
+        durations[recipe.name] = time.perf_counter() - started
+        verdicts += check(recipe, runs)
+    console.print(verdict_table(verdicts))
+    write_json_atomic(out / "regress.json", _summary(verdicts, durations, tier))
+    write_junit(out / "junit.xml", verdicts, durations)
+    console.print(f"regress: {out / 'regress.json'}, {out / 'junit.xml'}")
+    bad = [v for v in verdicts if v.status != "pass"]
+    for v in bad:
+        console.print(f"[red]{v.status.upper()}[/] {v.recipe.name}: {v.message}", soft_wrap=True)
+    return 1 if bad else 0
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+    return f"{mean:.4f}{spread} (n={len(values)})"
+
+
+def verdict_table(verdicts: list[Verdict]) -> Table:
+    table = Table(title="kdrun regress")
+    for column in ("recipe", "tier", "expectation", "measured", "per seed: mean ± std", "margin", "verdict"):
+        table.add_column(column, justify="right" if column in ("measured", "margin") else "left")
+    for v in verdicts:
+        colour = {"pass": "green", "fail": "red", "error": "red"}[v.status]
+        table.add_row(
+            v.recipe.name,
+            v.recipe.tier,
+            str(v.expectation),
+            "-" if v.measured is None else f"{v.measured:.4f}",
+            _fmt(v.values),
+            "-" if v.measured is None else f"{v.expectation.margin(v.measured):+.4f}",
+            f"[{colour}]{v.status}[/]",
+        )
+    return table
+
+
+def _summary(verdicts: list[Verdict], durations: dict[str, float], tier: str) -> dict[str, Any]:
+    recipes: dict[str, Any] = {}
+    for v in verdicts:
+        entry = recipes.setdefault(
+            v.recipe.name,
+            {
+                "path": str(v.recipe.path),
+                "tier": v.recipe.tier,
+                "description": v.recipe.description,
+                "seeds": v.recipe.seeds,
+                "published": v.recipe.published,
+                "duration_s": round(durations[v.recipe.name], 1),
+                "status": "pass",
+                "checks": [],
+            },
+        )
+        entry["checks"].append(
+            {
+                "expectation": str(v.expectation),
+                "line": v.expectation.line,
+                "values": v.values,
+                "measured": v.measured,
+                "margin": None if v.measured is None else v.expectation.margin(v.measured),
+                "status": v.status,
+                "message": v.message,
+            }
+        )
+        if v.status != "pass":
+            entry["status"] = v.status if entry["status"] == "pass" else entry["status"]
+    status = "pass" if all(r["status"] == "pass" for r in recipes.values()) else "fail"
+    return {"status": status, "tier": tier, "recipes": recipes}
+
+
+def write_junit(path: Path, verdicts: list[Verdict], durations: dict[str, float]) -> None:
+    """One ``testcase`` per expectation; ``failure`` for a regression, ``error`` for a broken run."""
+    suite = ET.Element(
+        "testsuite",
+        name="kdrun-regress",
+        tests=str(len(verdicts)),
+        failures=str(sum(v.status == "fail" for v in verdicts)),
+        errors=str(sum(v.status == "error" for v in verdicts)),
+        time=f"{sum(durations.values()):.1f}",
+    )
+    for v in verdicts:
+        case = ET.SubElement(suite, "testcase", classname=f"recipes.{v.recipe.name}", name=str(v.expectation))
+        if v.status != "pass":
+            ET.SubElement(case, "failure" if v.status == "fail" else "error", message=v.message)
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    path.write_text(ET.tostring(root, encoding="unicode") + "\n")

@@ -1,0 +1,43 @@
+"""Recipe -> composed run configs, one per seed; unknown keys are caught here, with their line."""
+
+import tempfile
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig, OmegaConf
+
+from kdrun.regress.recipe import Recipe, RecipeError
+
+IGNORED = ("defaults", "regress")
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def _leaves(node: object, prefix: str = "") -> list[str]:
+    if isinstance(node, dict) and node:
+        return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}{k}.")]
+    return [prefix.rstrip(".")]
+
+
+def recipe_configs(recipe: Recipe, extra: list[str], folder: Path | None = None) -> dict[int, DictConfig]:
+    """The config of each seed: ``recipe=<name> seed=<s> <extra>``; ``RecipeError`` on a bad key."""
+    link_root = Path(folder or tempfile.mkdtemp(prefix="kdrun-recipes-"))
+    link = link_root / "recipe"  # Hydra finds group `recipe` in a folder of that name
+    if not link.exists():
+        link.symlink_to(recipe.path.resolve().parent, target_is_directory=True)
+    search = f"hydra.searchpath=[file://{link_root}]"
+    base = _compose([search, *recipe.group_overrides])
+    data = OmegaConf.to_container(OmegaConf.load(recipe.path))
+    for leaf in _leaves({k: v for k, v in data.items() if k not in IGNORED}):
+        if OmegaConf.select(base, leaf, default="__missing__") == "__missing__":
+            raise RecipeError(f"{recipe.path}:{recipe.lines.get(leaf, 1)}: unknown key {leaf!r}")
+    try:
+        return {
+            seed: _compose([search, f"recipe={recipe.name}", f"seed={seed}", *extra]) for seed in recipe.seeds
+        }
+    except Exception as err:  # Hydra's own composition errors (bad group option, ...)
+        message = " ".join(str(err).split()).split(" Config search path:")[0]
+        raise RecipeError(f"{recipe.path}:1: {message}") from None
