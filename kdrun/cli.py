@@ -123,7 +123,7 @@ def _regress(args: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="kdrun regress",
         description=COMMANDS["regress"],
-        epilog="Overrides after `--` apply to every run, e.g. `kdrun regress recipes/ -- trainer.accelerator=gpu`.",
+        epilog="Overrides after `--` apply to every run: `kdrun regress recipes/ -- epochs=5`.",
     )
     parser.add_argument(
         "targets", type=Path, nargs="*", default=[Path("recipes")], help="recipe files or folders"
