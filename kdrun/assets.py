@@ -60,6 +60,9 @@ class Assets:
     ) -> None:
         self.cfg, self.data, self.cache = cfg, data, cache
         self._teacher = loaded_teacher
+        # Teachers train on all of ``data``; everything on the student side on ``student_data``.
+        limit = cfg.kd.student_limit
+        self.student_data = data if limit is None else data.head(limit)
 
     def build(self, section: DictConfig, seed: int | None = None) -> nn.Module:
         """A fresh model; with ``seed``, initialised from that seed."""
@@ -79,10 +82,11 @@ class Assets:
         if section.checkpoint:
             model = load_weights(build(section, self.data), section.checkpoint, "teacher.checkpoint")
             return Asset(model.eval(), "checkpoint", str(section.checkpoint), display_name(section))
-        return self._cached("teacher", section, section.seed, Scratch)
+        return self._cached("teacher", section, section.seed, Scratch, data=self.data)
 
     def scratch(self, section: DictConfig, seed: int) -> Asset:
-        """``section`` trained on the labels alone: the twin a distilled model is compared with."""
+        """``section`` trained on the labels alone (student-side data): the twin a distilled model
+        is compared with."""
         return self._cached("baseline", section, seed, Scratch)
 
     def distilled(self, section: DictConfig, teacher: Asset) -> Asset:
@@ -102,8 +106,9 @@ class Assets:
         seed: int,
         make: Callable[[nn.Module], Strategy],
         extra: dict[str, Any] | None = None,
+        data: TensorDataModule | None = None,
     ) -> Asset:
-        cfg, data = self.cfg, self.data
+        cfg, data = self.cfg, data or self.student_data
         trainer = {
             k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in COSMETIC_TRAINER_KEYS
         }

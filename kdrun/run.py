@@ -78,6 +78,10 @@ def prepare(cfg: DictConfig) -> tuple[TensorDataModule, assets.Asset | None]:
     for key, section in sections.items():
         _probe(key, section, data)
     strategy.preflight(cfg, data)
+    limit, available = cfg.kd.student_limit, len(data.splits["train"][1])
+    if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= available):
+        raise KdrunConfigError("kd.student_limit", limit, f"must be null or an integer in [1, {available}] "
+                               "(the training images)")
     ctx = assets.Assets(cfg, data, Cache(cfg.paths.cache_dir))
     for section in sections.values():  # a checkpoint that does not fit its model fails now
         if section.get("checkpoint") and section is not cfg.teacher:
@@ -161,11 +165,12 @@ def _train(
     # Same seed and init as the baseline: a paired comparison (fit re-seeds training itself).
     student = ctx.build(cfg.student, seed=cfg.seed)
     strategy = STRATEGIES[cfg.strategy.name].build(ctx, student)
+    student_data = ctx.student_data
     if cfg.kd.cache_logits:
-        strategy.cache_teacher_logits(data.loader("train"))
+        strategy.cache_teacher_logits(student_data.loader("train"))
     clock.lap("teacher")
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
-    fit(strategy, data, cfg, epochs=cfg.student.epochs, seed=cfg.seed, log_dir=run_dir, label="student")
+    fit(strategy, student_data, cfg, epochs=cfg.student.epochs, seed=cfg.seed, log_dir=run_dir, label="student")
     save_weights(student, run_dir / "student.safetensors")
     clock.lap("student")
 
@@ -193,6 +198,7 @@ def _train(
             "num_classes": data.num_classes,
             "input_shape": list(data.input_shape),
             **{split: len(tensors[1]) for split, tensors in data.splits.items()},
+            "student_train": len(student_data.splits["train"][1]),
         },
         "extra_models": extra,
         "timings_s": clock.laps,

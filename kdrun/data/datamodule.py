@@ -54,6 +54,14 @@ class TensorDataModule(L.LightningDataModule):
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.splits["train"][0].shape[1:])
 
+    def head(self, n: int) -> "TensorDataModule":
+        """The same data with only the first ``n`` training samples (val and test unchanged)."""
+        x, y = self.splits["train"]
+        digest = hashlib.sha256(f"{self.fingerprint}:head{n}".encode()).hexdigest()[:16]
+        return TensorDataModule(
+            (x[:n], y[:n]), self.splits["val"], self.splits["test"], self.classes, self.batch_size, digest
+        )
+
     def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
         """A DataLoader over one split; ``shuffle`` draws from a generator seeded by the run."""
         x, y = self.splits[split]
