@@ -92,13 +92,17 @@ def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> list[dict[str, Any]
     from kdrun.run import train  # heavy imports only when something runs
 
     runs = []
-    for seed, cfg in configs.items():
-        run_dir = out / recipe.name / f"seed{seed}"
-        console.print(f"[bold]regress[/]: {recipe.name} seed {seed} -> {run_dir}")
+    for label, cfg in configs.items():
+        run_dir = out / recipe.name / label
+        console.print(f"[bold]regress[/]: {recipe.name} {label} -> {run_dir}", markup=True)
         try:
             runs.append(train(cfg, run_dir))
         except Exception as err:  # recorded in the run's results.json; the recipe fails
             runs.append({"status": "failed", "error": f"{type(err).__name__}: {err}"})
+    if recipe.sweep:  # summary table, CSV and (for a T x alpha grid) the heatmap of the sweep
+        from kdrun.report.command import report
+
+        report(out / recipe.name, "gain")
     return runs
 
 

@@ -22,8 +22,19 @@ def _leaves(node: object, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")]
 
 
-def recipe_configs(recipe: Recipe, extra: list[str], folder: Path | None = None) -> dict[int, DictConfig]:
-    """The config of each seed: ``recipe=<name> seed=<s> <extra>``; ``RecipeError`` on a bad key."""
+def sweep_points(recipe: Recipe) -> list[list[str]]:
+    """The override lists of the recipe's sweep grid (``[[]]`` without a sweep)."""
+    points: list[list[str]] = [[]]
+    for key, values in recipe.sweep.items():
+        points = [[*point, f"{key}={value}"] for point in points for value in values]
+    return points
+
+
+def recipe_configs(
+    recipe: Recipe, extra: list[str], folder: Path | None = None
+) -> dict[str, DictConfig]:
+    """Run label (``seed0``, ``T=4,alpha=0.9/seed0``) -> config: ``recipe=<name> <point> seed=<s>
+    <extra>``. ``RecipeError`` on a key the config does not have."""
     link_root = Path(folder or tempfile.mkdtemp(prefix="kdrun-recipes-"))
     link = link_root / "recipe"  # Hydra finds group `recipe` in a folder of that name
     if not link.exists():

@@ -5,7 +5,9 @@ regress:
   description: one line: what the recipe shows
   tier: fast                       # fast (CI, every change) | full (make regress-full)
   seeds: [0, 1, 2]
-  expect:                          # "[mean|min|max|std](<results.json path>) <op> <number>"
+  sweep: {T: [1, 4], alpha: [0.5, 0.9]}   # optional: a grid of overrides, each point over the seeds
+  expect:                          # "[mean|min|max|std](<results.json path>) <op> <number>",
+                                   # aggregated over every run (all seeds, all sweep points)
     - mean(deltas.kd_gain_top1) >= 0.005
     - min(student.top1) >= 0.93
   published: {source: Hinton 2015, setting: ..., value: ...}   # optional, for docs/results.md
@@ -22,7 +24,7 @@ from typing import Any
 import yaml
 
 TIERS = ("fast", "full")
-REGRESS_KEYS = ("description", "tier", "seeds", "expect", "published")
+REGRESS_KEYS = ("description", "tier", "seeds", "sweep", "expect", "published")
 AGGREGATES = ("mean", "min", "max", "std")
 OPS = (">=", "<=", ">", "<")
 # First component of a metric path: the sections of results.json that hold numbers.
@@ -72,6 +74,7 @@ class Recipe:
     seeds: list[int]
     expect: list[Expectation]
     published: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # dotted key -> line, for later errors
     group_overrides: list[str] = field(default_factory=list)  # `override /student: cnn` -> student=cnn
 
@@ -124,6 +127,10 @@ def load_recipe(path: Path) -> Recipe:
     seeds = block["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
         raise error(lines["regress.seeds"], f"regress.seeds={seeds!r}: a non-empty list of integers >= 0")
+    sweep = block.get("sweep") or {}
+    if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
+        raise error(lines.get("regress.sweep", lines["regress"]), "regress.sweep: a mapping of override key -> "
+                    "non-empty list of values, e.g. {T: [1, 4], alpha: [0.5, 0.9]}")
     if not isinstance(block["expect"], list) or not block["expect"]:
         raise error(lines["regress.expect"], "regress.expect: a non-empty list of `agg(metric) op number`")
     expect = []
@@ -163,6 +170,7 @@ def load_recipe(path: Path) -> Recipe:
         seeds=list(seeds),
         expect=expect,
         published=block.get("published") or {},
+        sweep=sweep,
         lines=lines,
         group_overrides=overrides,
     )

@@ -1,0 +1,119 @@
+"""`kdrun regress`: recipes pass or fail on their metrics; a broken recipe names file and line."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from kdrun.config import validate
+from kdrun.regress.compose import recipe_configs
+from kdrun.regress.recipe import RecipeError, load_recipe
+from tests.conftest import REPO, run_kdrun
+
+SMOKE = """# @package _global_
+epochs: 2
+teacher:
+  epochs: 2
+dataset:
+  limit: 512
+measure:
+  min_run_time: 0.05
+regress:
+  description: smoke-sized vanilla KD
+  tier: fast
+  seeds: [0]
+  expect:
+    - mean(student.top1) >= {bound}
+    - teacher.top1 > 0.5
+"""
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def regress_runs(tmp_path_factory):
+    """One recipe that is met, then the same with its bound raised above what it reaches."""
+    cwd = tmp_path_factory.mktemp("regress")
+    _write(cwd / "recipes", "met", SMOKE.format(bound=0.3))
+    passed = run_kdrun(["regress", "recipes/met.yaml", "--out", "out_pass"], cwd)
+    _write(cwd / "recipes", "raised", SMOKE.format(bound=0.99))
+    failed = run_kdrun(["regress", "recipes", "--out", "out_fail"], cwd)
+    return cwd, passed, failed
+
+
+def test_a_met_expectation_passes(regress_runs):
+    cwd, passed, _ = regress_runs
+    assert passed.returncode == 0, passed.stderr[-2000:]
+    summary = json.loads((cwd / "out_pass/regress.json").read_text())
+    assert summary["status"] == "pass"
+    check = summary["recipes"]["met"]["checks"][0]
+    assert check["status"] == "pass" and check["measured"] >= 0.3 and len(check["values"]) == 1
+
+
+def test_a_raised_expectation_fails_with_exit_1_and_names_the_metric(regress_runs):
+    cwd, passed, failed = regress_runs
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    assert "FAIL raised: recipes/raised.yaml:14: mean(student.top1) >= 0.99 not met" in failed.stdout
+    summary = json.loads((cwd / "out_fail/regress.json").read_text())
+    assert summary["recipes"]["raised"]["status"] == "fail"
+    assert summary["recipes"]["met"]["status"] == "pass"
+    # Same config, same seed: the two recipes measured the same value (deterministic on CPU).
+    met, raised = (summary["recipes"][n]["checks"][0]["measured"] for n in ("met", "raised"))
+    assert met == raised
+    suite = ET.parse(cwd / "out_fail/junit.xml").getroot().find("testsuite")
+    assert suite.get("tests") == "4" and suite.get("failures") == "1"
+
+
+BROKEN = [
+    ("regress:\n  tier: fast\n", "1: a recipe starts with `# @package _global_`"),
+    ("# @package _global_\nT: 2.0\n", "missing `regress:` block"),
+    ("# @package _global_\nregress:\n  description: x\n  tier: fast\n  seeds: [0]\n  expect: [student.top1 >= 1]\n"
+     "  tolerance: 0.1\n", "7: unknown key regress.tolerance"),
+    ("# @package _global_\nregress:\n  description: x\n  tier: nightly\n  seeds: [0]\n  expect: [a > 1]\n",
+     "4: regress.tier='nightly'; allowed: fast, full"),
+    ("# @package _global_\nregress:\n  description: x\n  tier: fast\n  seeds: [0]\n  expect:\n"
+     "    - student.top1 >= 0.9\n    - student.top1 is high\n", "8: malformed expectation 'student.top1 is high'"),
+    ("# @package _global_\nregress:\n  description: x\n  tier: fast\n  seeds: [0]\n  expect:\n"
+     "    - mean(studnet.top1) >= 0.9\n", "7: metric 'studnet.top1' is not in results.json"),
+    ("# @package _global_\nregress:\n  description: x\n  tier: fast\n  seeds: [0]\n  expect:\n"
+     "    - median(student.top1) >= 0.9\n", "7: unknown aggregate 'median'"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BROKEN)
+def test_a_broken_recipe_is_refused_naming_file_and_line(tmp_path, text, message):
+    path = _write(tmp_path, "broken", text)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert str(info.value).startswith(f"{path}:") and message in str(info.value)
+
+
+def test_an_unknown_config_key_in_a_recipe_names_its_line(tmp_path):
+    text = SMOKE.format(bound=0.3).replace("teacher:\n  epochs: 2", "teacher:\n  epocs: 2")
+    recipe = load_recipe(_write(tmp_path / "recipe", "typo", text))
+    with pytest.raises(RecipeError, match=r"typo.yaml:4: unknown key 'teacher.epocs'"):
+        recipe_configs(recipe, [])
+
+
+def test_cli_refuses_a_broken_recipe_with_one_line(tmp_path):
+    _write(tmp_path / "recipes", "bad", BROKEN[5][0])
+    run = run_kdrun(["regress", "recipes"], tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "error: recipes/bad.yaml:7: metric 'studnet.top1' is not in results.json; it starts with one of: "
+        "teacher, baseline, student, deltas, extra_models, timings_s, duration_s"
+    ]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_recipe_parses_composes_and_validates(path):
+    recipe = load_recipe(path)
+    assert recipe.description and recipe.expect
+    for cfg in recipe_configs(recipe, []).values():
+        validate(cfg)
