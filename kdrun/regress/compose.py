@@ -47,7 +47,11 @@ def recipe_configs(
             raise RecipeError(f"{recipe.path}:{recipe.lines.get(leaf, 1)}: unknown key {leaf!r}")
     try:
         return {
-            seed: _compose([search, f"recipe={recipe.name}", f"seed={seed}", *extra]) for seed in recipe.seeds
+            "/".join(filter(None, [",".join(point), f"seed{seed}"])): _compose(
+                [search, f"recipe={recipe.name}", *point, f"seed={seed}", *extra]
+            )
+            for point in sweep_points(recipe)
+            for seed in recipe.seeds
         }
     except Exception as err:  # Hydra's own composition errors (bad group option, ...)
         message = " ".join(str(err).split()).split(" Config search path:")[0]
