@@ -19,6 +19,7 @@ from kdrun.config import validate
 from kdrun.console import console
 from kdrun.errors import KdrunConfigError
 from kdrun.regress.compose import recipe_configs
+from kdrun.regress.markdown import write_results_markdown
 from kdrun.regress.recipe import Expectation, Recipe, RecipeError, find_recipes, load_recipe
 from kdrun.report import write_json_atomic
 
@@ -88,17 +89,18 @@ def check(recipe: Recipe, runs: list[dict[str, Any]]) -> list[Verdict]:
     return verdicts
 
 
-def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> list[dict[str, Any]]:
+def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str, Any]]:
+    """Run label -> results (``status: failed`` and the error for a run that raised)."""
     from kdrun.run import train  # heavy imports only when something runs
 
-    runs = []
+    runs = {}
     for label, cfg in configs.items():
         run_dir = out / recipe.name / label
         console.print(f"[bold]regress[/]: {recipe.name} {label} -> {run_dir}", markup=True)
         try:
-            runs.append(train(cfg, run_dir))
+            runs[label] = train(cfg, run_dir)
         except Exception as err:  # recorded in the run's results.json; the recipe fails
-            runs.append({"status": "failed", "error": f"{type(err).__name__}: {err}"})
+            runs[label] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
     if recipe.sweep:  # summary table, CSV and (for a T x alpha grid) the heatmap of the sweep
         from kdrun.report.command import report
 
@@ -125,15 +127,21 @@ def regress(targets: list[Path], tier: str, out: Path | None, extra: list[str]) 
         planned[recipe.name] = (recipe, configs)
     verdicts: list[Verdict] = []
     durations = {}
+    measured = []
     for recipe, configs in planned.values():
         started = time.perf_counter()
         runs = _run_recipe(recipe, configs, out)
         durations[recipe.name] = time.perf_counter() - started
-        verdicts += check(recipe, runs)
+        verdicts += check(recipe, list(runs.values()))
+        measured.append((recipe, runs))
     console.print(verdict_table(verdicts))
     write_json_atomic(out / "regress.json", _summary(verdicts, durations, tier))
     write_junit(out / "junit.xml", verdicts, durations)
-    console.print(f"regress: {out / 'regress.json'}, {out / 'junit.xml'}")
+    command = " ".join(
+        ["kdrun regress", *map(str, targets), f"--tier {tier}", *(["--", *extra] if extra else [])]
+    )
+    write_results_markdown(out / "results.md", measured, command)
+    console.print(f"regress: {out / 'regress.json'}, {out / 'junit.xml'}, {out / 'results.md'}")
     bad = [v for v in verdicts if v.status != "pass"]
     for v in bad:
         console.print(f"[red]{v.status.upper()}[/] {v.recipe.name}: {v.message}", soft_wrap=True)

@@ -30,9 +30,7 @@ def sweep_points(recipe: Recipe) -> list[list[str]]:
     return points
 
 
-def recipe_configs(
-    recipe: Recipe, extra: list[str], folder: Path | None = None
-) -> dict[str, DictConfig]:
+def recipe_configs(recipe: Recipe, extra: list[str], folder: Path | None = None) -> dict[str, DictConfig]:
     """Run label (``seed0``, ``T=4,alpha=0.9/seed0``) -> config: ``recipe=<name> <point> seed=<s>
     <extra>``. ``RecipeError`` on a key the config does not have."""
     link_root = Path(folder or tempfile.mkdtemp(prefix="kdrun-recipes-"))

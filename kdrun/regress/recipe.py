@@ -129,8 +129,11 @@ def load_recipe(path: Path) -> Recipe:
         raise error(lines["regress.seeds"], f"regress.seeds={seeds!r}: a non-empty list of integers >= 0")
     sweep = block.get("sweep") or {}
     if not isinstance(sweep, dict) or not all(isinstance(v, list) and v for v in sweep.values()):
-        raise error(lines.get("regress.sweep", lines["regress"]), "regress.sweep: a mapping of override key -> "
-                    "non-empty list of values, e.g. {T: [1, 4], alpha: [0.5, 0.9]}")
+        raise error(
+            lines.get("regress.sweep", lines["regress"]),
+            "regress.sweep: a mapping of override key -> "
+            "non-empty list of values, e.g. {T: [1, 4], alpha: [0.5, 0.9]}",
+        )
     if not isinstance(block["expect"], list) or not block["expect"]:
         raise error(lines["regress.expect"], "regress.expect: a non-empty list of `agg(metric) op number`")
     expect = []
