@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision are pinned to the builds on this machine's disk; pyproject admits a range.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup train test test-slow lint bench clean
+.PHONY: setup train test test-slow regress regress-full lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,12 @@ test: setup  ## fast suite (seconds to minutes); slow tests are `make test-slow`
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+regress: setup  ## the fast recipes (CI): exit 1 if one falls short of its expected metrics
+	$(BIN)/kdrun regress recipes --tier fast --out outputs/regress/fast
+
+regress-full: setup  ## every recipe, incl. the strategy recipes, the T x alpha grid and the headline
+	$(BIN)/kdrun regress recipes --tier all --out outputs/regress/all
 
 lint: setup
 	$(BIN)/ruff check kdrun tests benchmarks

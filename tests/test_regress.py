@@ -70,19 +70,24 @@ def test_a_raised_expectation_fails_with_exit_1_and_names_the_metric(regress_run
     assert suite.get("tests") == "4" and suite.get("failures") == "1"
 
 
+HEAD = "# @package _global_\nregress:\n  description: x\n  tier: fast\n  seeds: [0]\n"
 BROKEN = [
     ("regress:\n  tier: fast\n", "1: a recipe starts with `# @package _global_`"),
     ("# @package _global_\nT: 2.0\n", "missing `regress:` block"),
-    ("# @package _global_\nregress:\n  description: x\n  tier: fast\n  seeds: [0]\n  expect: [student.top1 >= 1]\n"
-     "  tolerance: 0.1\n", "7: unknown key regress.tolerance"),
-    ("# @package _global_\nregress:\n  description: x\n  tier: nightly\n  seeds: [0]\n  expect: [a > 1]\n",
-     "4: regress.tier='nightly'; allowed: fast, full"),
-    ("# @package _global_\nregress:\n  description: x\n  tier: fast\n  seeds: [0]\n  expect:\n"
-     "    - student.top1 >= 0.9\n    - student.top1 is high\n", "8: malformed expectation 'student.top1 is high'"),
-    ("# @package _global_\nregress:\n  description: x\n  tier: fast\n  seeds: [0]\n  expect:\n"
-     "    - mean(studnet.top1) >= 0.9\n", "7: metric 'studnet.top1' is not in results.json"),
-    ("# @package _global_\nregress:\n  description: x\n  tier: fast\n  seeds: [0]\n  expect:\n"
-     "    - median(student.top1) >= 0.9\n", "7: unknown aggregate 'median'"),
+    (HEAD + "  expect: [student.top1 >= 1]\n  tolerance: 0.1\n", "7: unknown key regress.tolerance"),
+    (
+        "# @package _global_\nregress:\n  description: x\n  tier: nightly\n  seeds: [0]\n  expect: [a > 1]\n",
+        "4: regress.tier='nightly'; allowed: fast, full",
+    ),
+    (
+        HEAD + "  expect:\n    - student.top1 >= 0.9\n    - student.top1 is high\n",
+        "8: malformed expectation 'student.top1 is high'",
+    ),
+    (
+        HEAD + "  expect:\n    - mean(studnet.top1) >= 0.9\n",
+        "7: metric 'studnet.top1' is not in results.json",
+    ),
+    (HEAD + "  expect:\n    - median(student.top1) >= 0.9\n", "7: unknown aggregate 'median'"),
 ]
 
 
