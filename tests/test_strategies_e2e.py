@@ -145,3 +145,19 @@ def test_every_registered_strategy_has_a_config_and_a_test():
 
     configs = {p.name.removesuffix(".yaml") for p in (files("kdrun.conf") / "strategy").iterdir()}
     assert set(STRATEGIES) <= configs
+
+
+def test_student_limit_trains_the_student_side_on_fewer_images_than_the_teacher(tmp_path):
+    results = _run(tmp_path, "kd.student_limit=256")
+    assert results["data"]["train"] == 512 and results["data"]["student_train"] == 256
+    teacher_spec = json.loads(next((tmp_path / "cache/teacher").glob("cnn-*/spec.json")).read_text())
+    baseline_spec = json.loads(next((tmp_path / "cache/baseline").glob("mlp-*/spec.json")).read_text())
+    assert teacher_spec["data"] == results["data"]["fingerprint"]  # the teacher saw all 512
+    assert baseline_spec["data"] != results["data"]["fingerprint"]  # the scratch student saw 256
+
+
+def test_head_keeps_the_first_samples_and_changes_the_fingerprint(tiny_data):
+    head = tiny_data.head(10)
+    assert torch.equal(head.splits["train"][0], tiny_data.splits["train"][0][:10])
+    assert head.splits["test"] is tiny_data.splits["test"]
+    assert head.fingerprint != tiny_data.fingerprint
