@@ -4,7 +4,7 @@ trained once and cached (teachers, scratch baselines, distilled assistants)."""
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from kdrun.console import console
 from kdrun.data import TensorDataModule
 from kdrun.fit import fit
 from kdrun.models import create_model, load_weights, save_weights
-from kdrun.sections import display_name
+from kdrun.models.ensemble import TeacherEnsemble
+from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies.base import Strategy
 from kdrun.strategies.scratch import Scratch
 from kdrun.strategies.vanilla import Vanilla
@@ -35,6 +36,7 @@ class Asset:
     source: str
     path: str
     name: str = ""
+    members: list["Asset"] = field(default_factory=list)  # an ensemble's members
 
 
 def model_spec(section: DictConfig) -> dict[str, Any]:
@@ -79,10 +81,20 @@ class Assets:
             if self._teacher is None:
                 self._teacher = self.teacher(self.cfg.teacher)
             return self._teacher
+        if is_ensemble(section):
+            return self._ensemble()
         if section.checkpoint:
             model = load_weights(build(section, self.data), section.checkpoint, "teacher.checkpoint")
             return Asset(model.eval(), "checkpoint", str(section.checkpoint), display_name(section))
         return self._cached("teacher", section, section.seed, Scratch, data=self.data)
+
+    def _ensemble(self) -> Asset:
+        """``teacher=ensemble``: each member loaded or trained and cached; combined at ``kd.T``."""
+        members = [self.teacher(section) for section in ensemble_members(self.cfg)]
+        ensemble = TeacherEnsemble([m.model for m in members], T=float(self.cfg.kd.T)).eval()
+        identity = "ensemble:" + "+".join(_identity(m) for m in members)
+        name = f"ensemble({len(members)}x{members[0].name})"
+        return Asset(ensemble, "ensemble", identity, name, members)
 
     def scratch(self, section: DictConfig, seed: int) -> Asset:
         """``section`` trained on the labels alone (student-side data): the twin a distilled model
@@ -145,6 +157,8 @@ class Assets:
 
 def _identity(asset: Asset) -> str:
     """What identifies a teacher's weights in a cache key: its cache folder, or the file's stamp."""
+    if asset.source == "ensemble":
+        return asset.path
     if asset.source == "checkpoint":
         stat = os.stat(asset.path)
         return f"{os.path.abspath(asset.path)}:{stat.st_size}:{stat.st_mtime_ns}"

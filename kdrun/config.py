@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from kdrun.data import DATASETS
 from kdrun.errors import KdrunConfigError
 from kdrun.models.factory import resolve_name
+from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 
 SCHEDULES = ("cosine", "constant")
@@ -51,7 +52,10 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...] | list[str]) -> 
 def validate(cfg: DictConfig) -> None:
     """Raise ``KdrunConfigError`` for the first bad value; return quietly when all is well."""
     for role in ("teacher", "student"):
-        resolve_name(_select(cfg, f"{role}.name"), cfg[role].variant, key=f"{role}.name")
+        if role == "teacher" and is_ensemble(cfg.teacher):
+            ensemble_members(cfg)  # checks members / checkpoints / model
+        else:
+            resolve_name(_select(cfg, f"{role}.name"), cfg[role].variant, key=f"{role}.name")
         _number(cfg, f"{role}.epochs", 1, integer=True)
         _choice(cfg, f"{role}.channels_last", [True, False])
         _choice(cfg, f"{role}.pretrained", [True, False])

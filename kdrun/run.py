@@ -24,7 +24,7 @@ from kdrun.fit import fit
 from kdrun.measure import accuracy, profile
 from kdrun.models import save_weights
 from kdrun.report import deltas, results_table, write_json_atomic
-from kdrun.sections import display_name
+from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES, Member
 
 RESULTS = "results.json"
@@ -73,15 +73,22 @@ def prepare(cfg: DictConfig) -> tuple[TensorDataModule, assets.Asset | None]:
     validate(cfg)
     data = _datamodule(OmegaConf.to_yaml(cfg.dataset, resolve=True))
     strategy = STRATEGIES[cfg.strategy.name]
-    sections = {"teacher.name": cfg.teacher, "student.name": cfg.student}
+    if is_ensemble(cfg.teacher):
+        sections = {f"teacher.model[{i}]": m for i, m in enumerate(ensemble_members(cfg))}
+    else:
+        sections = {"teacher.name": cfg.teacher}
+    sections["student.name"] = cfg.student
     sections |= {f"{key}.name": section for key, section in strategy.sections(cfg).items()}
     for key, section in sections.items():
         _probe(key, section, data)
     strategy.preflight(cfg, data)
     limit, available = cfg.kd.student_limit, len(data.splits["train"][1])
-    if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= available):
-        raise KdrunConfigError("kd.student_limit", limit, f"must be null or an integer in [1, {available}] "
-                               "(the training images)")
+    if limit is not None and not (
+        isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= available
+    ):
+        raise KdrunConfigError(
+            "kd.student_limit", limit, f"must be null or an integer in [1, {available}] (the training images)"
+        )
     ctx = assets.Assets(cfg, data, Cache(cfg.paths.cache_dir))
     for section in sections.values():  # a checkpoint that does not fit its model fails now
         if section.get("checkpoint") and section is not cfg.teacher:
@@ -165,18 +172,28 @@ def _train(
     # Same seed and init as the baseline: a paired comparison (fit re-seeds training itself).
     student = ctx.build(cfg.student, seed=cfg.seed)
     strategy = STRATEGIES[cfg.strategy.name].build(ctx, student)
+    student = strategy.student  # the model that ships (e.g. the student with k heads)
     student_data = ctx.student_data
     if cfg.kd.cache_logits:
         strategy.cache_teacher_logits(student_data.loader("train"))
     clock.lap("teacher")
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
-    fit(strategy, student_data, cfg, epochs=cfg.student.epochs, seed=cfg.seed, log_dir=run_dir, label="student")
+    fit(
+        strategy,
+        student_data,
+        cfg,
+        epochs=cfg.student.epochs,
+        seed=cfg.seed,
+        log_dir=run_dir,
+        label="student",
+    )
     save_weights(student, run_dir / "student.safetensors")
     clock.lap("student")
 
     teacher_row = _member_row(strategy.teacher_member, ctx, cfg) if strategy.teacher_member else None
     baseline_row = _shared_row(_as_member("baseline", baseline), data, cfg)
-    student_row = _report_row(student, data, cfg, name=display_name(cfg.student), source="trained")
+    name = strategy.student_name(display_name(cfg.student))
+    student_row = _report_row(student, data, cfg, name=name, source="trained")
     extra = {}
     for member in strategy.members:
         row = _member_row(member, ctx, cfg)
@@ -192,6 +209,7 @@ def _train(
         "student": student_row,
         "deltas": deltas(teacher_row, baseline_row, student_row),
         "strategy": strategy.hparams(),
+        "diagnostics": strategy.diagnostics(data),
         "data": {
             "name": cfg.dataset.name,
             "fingerprint": data.fingerprint,

@@ -5,6 +5,7 @@ peers) lists them by config name; each entry becomes a full section, like ``cfg.
 """
 
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -64,3 +65,34 @@ def model_sections(cfg: DictConfig, key: str, group: str, minimum: int = 1) -> l
 def display_name(section: DictConfig) -> str:
     """``mobilenet_v3_small`` for a section with a variant, else its name."""
     return section.name if section.variant is None else f"{section.name}_{section.variant}"
+
+
+def is_ensemble(section: DictConfig) -> bool:
+    """``teacher=ensemble``: a section that stands for several member models."""
+    return section.name == "ensemble"
+
+
+def ensemble_members(cfg: DictConfig) -> list[DictConfig]:
+    """The member sections of ``teacher=ensemble``: ``members`` seeds, or one per checkpoint."""
+    teacher = cfg.teacher
+    if teacher.model == "ensemble":
+        raise KdrunConfigError("teacher.model", "ensemble", "an ensemble's members are single models")
+    if teacher.checkpoints is not None:
+        paths = list(teacher.checkpoints)
+        if len(paths) < 2:
+            raise KdrunConfigError("teacher.checkpoints", paths, "must list at least 2 files, one per member")
+        entries = [{"name": teacher.model, "checkpoint": str(p), "epochs": teacher.epochs} for p in paths]
+        key = "teacher.checkpoints"
+    else:
+        k = teacher.members
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise KdrunConfigError("teacher.members", k, "must be an integer >= 2")
+        entries = [
+            {"name": teacher.model, "seed": teacher.seed + i, "epochs": teacher.epochs} for i in range(k)
+        ]
+        key = "teacher.model"
+    sections = [model_section(cfg, entry, "teacher", key) for entry in entries]
+    for section in sections:
+        if section.checkpoint and not Path(str(section.checkpoint)).expanduser().is_file():
+            raise KdrunConfigError("teacher.checkpoints", str(section.checkpoint), "file does not exist")
+    return sections

@@ -1,5 +1,7 @@
 """Several teachers as one: their softened probabilities combined per sample."""
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +29,12 @@ class TeacherEnsemble(nn.Module):
         self.T, self.weighting = T, weighting
         fixed = torch.tensor(weights if weighting == "fixed" else [1.0] * len(members), dtype=torch.float32)
         self.register_buffer("fixed", fixed / fixed.sum(), persistent=False)
+
+    def at_temperature(self, T: float) -> "TeacherEnsemble":
+        """The same members combined at another temperature (T = 1: the ensemble's prediction)."""
+        clone = copy.copy(self)  # shares the member modules and buffers
+        clone.T = T
+        return clone
 
     def member_weights(self, logits: torch.Tensor) -> torch.Tensor:
         """(K, B, C) member logits -> (K, B, 1) weights that sum to 1 over K."""

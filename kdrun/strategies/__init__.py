@@ -2,6 +2,7 @@
 
 from kdrun.strategies import (  # noqa: F401  (registers the built-ins)
     dkd,
+    hydra_heads,
     multi_teacher,
     mutual,
     online,

@@ -18,6 +18,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.models.ensemble import TeacherEnsemble
+
 if TYPE_CHECKING:  # the assets layer imports strategies; strategies only use its interface
     from kdrun.assets import Assets
     from kdrun.data import TensorDataModule
@@ -135,6 +137,14 @@ class Strategy(nn.Module):
         """One training batch -> (student logits, {term name: unweighted scalar loss})."""
         raise NotImplementedError
 
+    def student_name(self, default: str) -> str:
+        """The distilled student's name in the report (``default``: its config's model name)."""
+        return default
+
+    def diagnostics(self, data: "TensorDataModule") -> dict[str, Any]:
+        """Strategy-specific measurements after training, for results.json (``diagnostics``)."""
+        return {}
+
     def hparams(self) -> dict[str, Any]:
         """What to record about this strategy in results.json."""
         return {"name": self.name, "weights": self.weights}
@@ -143,5 +153,9 @@ class Strategy(nn.Module):
 def pretrained_teacher(strategy: Strategy, assets: "Assets") -> Strategy:
     """Record the configured teacher (``teacher=``) as the report's teacher row."""
     asset = assets.teacher()
-    strategy.teacher_member = Member("teacher", asset.model, asset.name, asset.source, asset.path)
+    model = asset.model.at_temperature(1.0) if isinstance(asset.model, TeacherEnsemble) else asset.model
+    strategy.teacher_member = Member("teacher", model, asset.name, asset.source, asset.path)
+    strategy.members += [
+        Member(f"teacher_{i + 1}", m.model, m.name, m.source, m.path) for i, m in enumerate(asset.members)
+    ]
     return strategy

@@ -45,7 +45,7 @@ class MultiTeacher(Vanilla):
         )
         strategy = cls(student, ensemble, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
         name = f"ensemble({'+'.join(m.name for m in members)})"
-        strategy.teacher_member = Member("teacher", ensemble.eval(), name, "ensemble")
+        strategy.teacher_member = Member("teacher", ensemble.at_temperature(1.0).eval(), name, "ensemble")
         strategy.members = [
             Member(f"teacher_{i + 1}", m.model, m.name, m.source, m.path) for i, m in enumerate(members)
         ]

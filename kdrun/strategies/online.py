@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdrun.errors import KdrunConfigError
 from kdrun.losses import kd_loss
-from kdrun.sections import display_name
+from kdrun.sections import display_name, is_ensemble
 from kdrun.strategies.base import Member, Strategy, register
 
 
@@ -21,6 +22,17 @@ class Online(Strategy):
         super().__init__(student)  # the teacher trains here: not frozen
         self.online_teacher = teacher
         self.T, self.alpha = T, alpha
+
+    @classmethod
+    def sections(cls, cfg):
+        if is_ensemble(cfg.teacher):
+            raise KdrunConfigError(
+                "teacher",
+                "ensemble",
+                "strategy=online trains one teacher model alongside "
+                "the student; choose a single-model teacher",
+            )
+        return {}
 
     @classmethod
     def build(cls, assets, student: nn.Module) -> "Online":
