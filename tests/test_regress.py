@@ -112,7 +112,7 @@ def test_cli_refuses_a_broken_recipe_with_one_line(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [
         "error: recipes/bad.yaml:7: metric 'studnet.top1' is not in results.json; it starts with one of: "
-        "teacher, baseline, student, deltas, extra_models, timings_s, duration_s"
+        "teacher, baseline, student, deltas, extra_models, diagnostics, timings_s, duration_s"
     ]
 
 

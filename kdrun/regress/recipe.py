@@ -28,7 +28,16 @@ REGRESS_KEYS = ("description", "tier", "seeds", "sweep", "expect", "published")
 AGGREGATES = ("mean", "min", "max", "std")
 OPS = (">=", "<=", ">", "<")
 # First component of a metric path: the sections of results.json that hold numbers.
-RESULT_SECTIONS = ("teacher", "baseline", "student", "deltas", "extra_models", "timings_s", "duration_s")
+RESULT_SECTIONS = (
+    "teacher",
+    "baseline",
+    "student",
+    "deltas",
+    "extra_models",
+    "diagnostics",
+    "timings_s",
+    "duration_s",
+)
 _EXPECT = re.compile(
     r"^\s*(?:(?P<agg>[a-z]+)\((?P<path1>[\w.\[\]-]+)\)|(?P<path2>[\w.\[\]-]+))\s*"
     r"(?P<op>>=|<=|>|<)\s*(?P<value>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$"
