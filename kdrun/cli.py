@@ -20,6 +20,7 @@ COMMANDS = {
     "report": "summarise every run under a folder: table, summary.csv/.md, T x alpha heatmap.png",
     "export-soft-labels": "write the teacher's train-split logits to out=FILE, for strategy=soft_labels",
     "regress": "run recipes (files or folders) and check the metrics each must reach; exit 1 on regression",
+    "layers": "list a model's layer names and output shapes (for strategy.pairs of hints/attention)",
     "models": "list the model names teacher=/student= configs and teacher.name= accept",
 }
 
@@ -165,6 +166,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     if command == "regress":
         _regress(rest)
+    if command == "layers":
+        from kdrun.errors import KdrunConfigError as _Err
+        from kdrun.layers import main as layers_main
+
+        try:
+            layers_main(rest)
+        except _Err as err:
+            fail(str(err))
+        return
     config_name, entry = ENTRY_POINTS[command]
     _check_overrides(rest, config_name)
     # Hydra reads sys.argv; keep the command name out of it so overrides parse as usual.

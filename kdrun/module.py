@@ -32,6 +32,9 @@ class DistillModule(L.LightningModule):
             module.eval()
         return self
 
+    def on_train_epoch_start(self) -> None:
+        self.strategy.on_train_epoch_start(self.current_epoch)
+
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, index = batch
         logits, terms = self.strategy.loss_terms(x, y, index)

@@ -1,7 +1,9 @@
 """Distillation methods, looked up by name: one file per method, registered with ``@register``."""
 
 from kdrun.strategies import (  # noqa: F401  (registers the built-ins)
+    attention,
     dkd,
+    hints,
     hydra_heads,
     multi_teacher,
     mutual,

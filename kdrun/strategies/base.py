@@ -137,6 +137,9 @@ class Strategy(nn.Module):
         """One training batch -> (student logits, {term name: unweighted scalar loss})."""
         raise NotImplementedError
 
+    def on_train_epoch_start(self, epoch: int) -> None:
+        """Called at the start of every training epoch (a schedule such as FitNets' stages)."""
+
     def student_name(self, default: str) -> str:
         """The distilled student's name in the report (``default``: its config's model name)."""
         return default

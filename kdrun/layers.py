@@ -1,0 +1,76 @@
+"""``kdrun layers <model>``: the module names ``strategy.pairs`` accepts, with output shapes."""
+
+import torch
+from omegaconf import OmegaConf
+from rich.table import Table
+
+from kdrun.console import console
+from kdrun.models import create_model
+from kdrun.sections import group_options
+
+
+def layers(name: str, image_size: int, channels: int, num_classes: int, group: str = "student") -> Table:
+    """Build ``name`` (a teacher/student config name, or any model name) and list its submodules'
+    output shapes for one input of the given size."""
+    from importlib.resources import files
+
+    spec = {
+        "name": name,
+        "variant": None,
+        "args": {},
+        "pretrained": False,
+        "bn_momentum": None,
+        "channels_last": False,
+    }
+    source = "model name"
+    if name in group_options(group):
+        section = OmegaConf.load(files("kdrun.conf") / group / f"{name}.yaml")
+        spec.update(
+            {
+                k: OmegaConf.to_container(section[k]) if k == "args" else section[k]
+                for k in ("name", "variant", "args", "bn_momentum")
+            }
+        )
+        source = f"{group}/{name}.yaml"
+    model = create_model(spec, num_classes, (channels, image_size, image_size)).eval()
+    shapes: dict[str, tuple] = {}
+    handles = [
+        module.register_forward_hook(
+            lambda _m, _i, out, n=n: (
+                shapes.__setitem__(n, tuple(out.shape)) if isinstance(out, torch.Tensor) else None
+            )
+        )
+        for n, module in model.named_modules()
+        if n
+    ]
+    with torch.no_grad():
+        model(torch.zeros(1, channels, image_size, image_size))
+    for handle in handles:
+        handle.remove()
+    table = Table(
+        title=f"{name} ({source}): layers for strategy.pairs, input 1x{channels}x{image_size}x{image_size}"
+    )
+    for column in ("layer", "type", "output shape"):
+        table.add_column(column)
+    for n, module in model.named_modules():
+        if n in shapes:
+            table.add_row(n, type(module).__name__, str(shapes[n]))
+    return table
+
+
+def main(args: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="kdrun layers", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a teacher/student config name (cnn, resnet50, ...) or any model name")
+    parser.add_argument("--image-size", type=int, default=28, help="input side (default: mnist_subset's 28)")
+    parser.add_argument("--channels", type=int, default=1, help="input channels (default 1)")
+    parser.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
+    parser.add_argument(
+        "--group",
+        choices=("student", "teacher"),
+        default="student",
+        help="whose config a name like `cnn` refers to (they differ in width)",
+    )
+    options = parser.parse_args(args)
+    console.print(layers(options.model, options.image_size, options.channels, options.classes, options.group))
