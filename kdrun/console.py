@@ -17,3 +17,12 @@ def fail(message: str) -> NoReturn:
     """Print one error line and exit with status 2 (bad input)."""
     err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+EXIT_FAILED = 1
+
+
+def fail_run(message: str) -> NoReturn:
+    """Print one error line and exit with status 1 (the input was fine; a check failed)."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    sys.exit(EXIT_FAILED)

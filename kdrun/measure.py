@@ -29,16 +29,21 @@ def flops_per_image(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 def latency_ms(
     model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, min_run_time: float
 ) -> tuple[float, float]:
-    """Median and IQR of one forward pass at ``batch``, in ms (torch.utils.benchmark, warmed up).
+    """Median and IQR of one forward pass at ``batch``, in ms (torch.utils.benchmark, warmed up)."""
+    x = torch.randn(batch, *input_shape)
+    with torch.no_grad():
+        return latency_of(model, x, threads, min_run_time)
+
+
+def latency_of(fn: Any, x: Any, threads: int, min_run_time: float) -> tuple[float, float]:
+    """Median and IQR in ms of ``fn(x)``: a model, a TorchScript module, an ONNX Runtime call.
 
     ``adaptive_autorange`` keeps sampling blocks until the IQR is within 10% of the median (or
     10 x ``min_run_time`` has passed), so the IQR is a spread over many blocks, not one.
     """
-    x = torch.randn(batch, *input_shape)
-    with torch.no_grad():
-        model(x)  # warm-up: first-call allocations and lazy init stay out of the measurement
-        timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=threads)
-        m = timer.adaptive_autorange(threshold=0.1, min_run_time=min_run_time, max_run_time=10 * min_run_time)
+    fn(x)  # warm-up: first-call allocations and lazy init stay out of the measurement
+    timer = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
+    m = timer.adaptive_autorange(threshold=0.1, min_run_time=min_run_time, max_run_time=10 * min_run_time)
     return m.median * 1e3, m.iqr * 1e3
 
 

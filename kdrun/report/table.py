@@ -13,7 +13,7 @@ def _signed_pts(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:+.2f}"
 
 
-def _count(value: int) -> str:
+def human_count(value: int) -> str:
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if value >= size:
             return f"{value / size:.2f}{unit}"
@@ -52,8 +52,18 @@ def results_table(results: dict[str, Any]) -> Table:
         cells = [label, row["name"], row["source"], _pct(row["top1"]), _signed_pts(gain)]
         if has_top5:
             cells.append(_pct(row.get("top5")))
-        cells += [_count(row["params"]), _count(row["flops"]), f"{row['size_mb']:.2f}"]
+        cells += [human_count(row["params"]), human_count(row["flops"]), f"{row['size_mb']:.2f}"]
         cells += [f"{row['latency_ms'][b]:.3f}" for b in batches]
+        table.add_row(*cells)
+    student = results["student"]
+    for name, entry in results.get("export", {}).get("formats", {}).items():
+        # The exported file, run in its own runtime: accuracy from the parity check, its own latency.
+        cells = [f"student ({name})", student["name"], "export", _pct(entry["parity"]["top1"])]
+        cells.append(_signed_pts(entry["parity"]["top1"] - base))
+        if has_top5:
+            cells.append("-")
+        cells += [human_count(student["params"]), human_count(student["flops"]), f"{entry['file_mb']:.2f}"]
+        cells += [f"{entry['latency_ms'][b]:.3f}" for b in batches]
         table.add_row(*cells)
     d = results["deltas"]
     caption = f"KD gain {_signed_pts(d['kd_gain_top1'])} pts over scratch"

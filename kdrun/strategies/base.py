@@ -140,6 +140,15 @@ class Strategy(nn.Module):
     def on_train_epoch_start(self, epoch: int) -> None:
         """Called at the start of every training epoch (a schedule such as FitNets' stages)."""
 
+    @classmethod
+    def shipped_student(cls, cfg: DictConfig, student: nn.Module) -> nn.Module:
+        """The architecture of the model this strategy ships, around a fresh ``student``.
+
+        ``kdrun export`` rebuilds it from the run's config and loads student.safetensors into
+        it; a strategy that reshapes the student (Hydra's k heads) returns the reshaped model.
+        """
+        return student
+
     def student_name(self, default: str) -> str:
         """The distilled student's name in the report (``default``: its config's model name)."""
         return default

@@ -115,6 +115,13 @@ class HydraHeads(Strategy):
         strategy = cls(HydraStudent(body, heads), teacher.model, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
         return pretrained_teacher(strategy, assets)
 
+    @classmethod
+    def shipped_student(cls, cfg: DictConfig, student: nn.Module) -> nn.Module:
+        body, classifier = split_classifier(student)
+        hidden = list(cfg.strategy.head_hidden or [])
+        heads = [make_head(classifier, hidden) for _ in ensemble_members(cfg)]
+        return HydraStudent(body, heads)
+
     @property
     def weights(self) -> dict[str, float]:
         return {"soft": self.alpha, "hard": 1.0 - self.alpha}

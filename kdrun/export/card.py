@@ -1,0 +1,166 @@
+"""MODEL_CARD.md: what the exported student is, how good, how fast, and how to rebuild it.
+
+Every number comes from results.json (written by the run and by the export), never re-typed.
+"""
+
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+from kdrun.report.table import human_count
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _pts(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:+.2f}"
+
+
+def _ms(row: dict[str, Any], batch: str) -> str:
+    value = row.get("latency_ms", {}).get(batch)
+    iqr = row.get("latency_iqr_ms", {}).get(batch)
+    if value is None:
+        return "-"
+    return f"{value:.3f}" + (f" (IQR {iqr:.3f})" if iqr is not None else "")
+
+
+def _weights(weights: dict[str, float] | None) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in (weights or {}).items()) or "-"
+
+
+def reproduce_command(run_dir: Path) -> str:
+    """``kdrun train`` with the run's own overrides (Hydra's ``.hydra/overrides.yaml``)."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    overrides: list[str] = []
+    if path.is_file():
+        from omegaconf import OmegaConf
+
+        overrides = [str(o) for o in OmegaConf.load(path)]
+    return " ".join(["kdrun train", *(shlex.quote(o) for o in overrides)])
+
+
+def model_card(results: dict[str, Any], run_dir: Path, normalization: dict[str, list[float]] | None) -> str:
+    """The card's Markdown text."""
+    cfg, data, student = results["config"], results["data"], results["student"]
+    teacher, baseline, d = results.get("teacher"), results["baseline"], results["deltas"]
+    export = results["export"]
+    batches = list(student["latency_ms"])
+    n_test = data["test"]
+    stderr = math.sqrt(student["top1"] * (1 - student["top1"]) / n_test)
+    teacher_name = teacher["name"] if teacher else "none (the strategy has no teacher row)"
+    channels, height, width = data["input_shape"]
+    student_train = data.get("student_train", data["train"])
+    optimizer = cfg["optim"]["optimizer"]
+    lines = [
+        f"# {student['name']} distilled on {data['name']}",
+        "",
+        f"Written by `kdrun export` (kdrun {results['kdrun_version']}) from the run `{run_dir}`, "
+        f"started {results['started_at']}. Every number below is read from that run's results.json.",
+        "",
+        "## Model",
+        "",
+        f"- Architecture: `{student['name']}` — {human_count(student['params'])} parameters, "
+        f"{human_count(student['flops'])} FLOPs per image, {student['size_mb']:.2f} MB of weights.",
+        f"- Input: float32 `(N, {channels}, {height}, {width})`, N free (dynamic batch)"
+        + (
+            f", each channel normalised as `(x - mean) / std` with the training split's "
+            f"mean {[round(m, 4) for m in normalization['mean']]} and std "
+            f"{[round(s, 4) for s in normalization['std']]} "
+            "(on the pixel scale kdrun's loader yields for this data set)."
+            if normalization
+            else "."
+        ),
+        f"- Output: `logits`, `(N, {data['num_classes']})`; the predicted class is the arg-max.",
+        "- Files: "
+        + ", ".join(f"`{Path(e['path']).name}` ({e['format']})" for e in export["formats"].values())
+        + ", and `student.safetensors` (PyTorch weights) in the run folder.",
+        "",
+        "## Training",
+        "",
+        f"- Data: `{data['name']}`, {data['train']} train / {data['val']} val / {n_test} test images "
+        f"(fingerprint `{data['fingerprint']}`); the student trained on {student_train}.",
+        f"- Teacher: `{teacher_name}`"
+        + (f" ({teacher['source']}), top-1 {_pct(teacher['top1'])}%." if teacher else "."),
+        f"- Strategy: `{results['strategy']['name']}`, T = {cfg['kd']['T']:g}, α = {cfg['kd']['alpha']:g}, "
+        f"loss weights {_weights(results['strategy'].get('weights'))}.",
+        f"- Budget: {cfg['student']['epochs']} epochs, optimizer `{optimizer.get('_target_', '?')}`"
+        f" (lr {optimizer.get('lr')}), batch size {cfg['dataset']['batch_size']}, "
+        f"seed {results['seed']} (one seed; the scratch student shares its init and batch order).",
+        "",
+        f"## Accuracy (test split, {n_test} images, last epoch)",
+        "",
+        "| model | arch | top-1 % | Δ vs scratch (pts) | params | FLOPs/img |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    rows = ([("teacher", teacher)] if teacher else []) + [
+        ("scratch student", baseline),
+        ("distilled student", student),
+    ]
+    for label, row in rows:
+        gain = row["top1"] - baseline["top1"]
+        lines.append(
+            f"| {label} | {row['name']} | {_pct(row['top1'])} | {_pts(gain)} | "
+            f"{human_count(row['params'])} | {human_count(row['flops'])} |"
+        )
+    for name, entry in export["formats"].items():
+        lines.append(
+            f"| exported student ({name}) | {student['name']} | {_pct(entry['parity']['top1'])} | "
+            f"{_pts(entry['parity']['top1'] - baseline['top1'])} | {human_count(student['params'])} | "
+            f"{human_count(student['flops'])} |"
+        )
+    lines += [
+        "",
+        f"KD gain {_pts(d['kd_gain_top1'])} pts over the scratch student"
+        + (
+            f", gap to the teacher {_pts(d['gap_to_teacher_top1'])} pts, params ×{d['params_ratio']:.3f}"
+            if teacher
+            else ""
+        )
+        + f". One seed: the binomial standard error of the student's top-1 on {n_test} images is "
+        f"±{100 * stderr:.2f} pts, so a gain smaller than about twice that is not evidence by itself "
+        "(`kdrun regress` runs recipes over several seeds).",
+        "",
+        "## Parity (PyTorch vs export, every test image)",
+        "",
+        "| format | max abs logit diff | top-1 agreement | allowed |",
+        "|---|---:|---:|---|",
+    ]
+    for name, entry in export["formats"].items():
+        p = entry["parity"]
+        lines.append(
+            f"| {name} | {p['max_abs_diff']:.2e} | {p['top1_agreement']:.4f} | "
+            f"≤ {export['atol']:g}, ≥ {export['min_top1_agreement']:g} |"
+        )
+    lines += [
+        "",
+        f"## Latency (CPU, {export['threads']} thread(s), ms per call, median (IQR), measured side by side)",
+        "",
+        "| runtime | " + " | ".join(f"batch {b.removeprefix('batch')}" for b in batches) + " |",
+        "|---|" + "---:|" * len(batches),
+        "| PyTorch (eager) | " + " | ".join(_ms(export["pytorch"], b) for b in batches) + " |",
+    ]
+    for name, entry in export["formats"].items():
+        runtime = "ONNX Runtime" if name == "onnx" else "TorchScript"
+        lines.append(f"| {runtime} ({name}) | " + " | ".join(_ms(entry, b) for b in batches) + " |")
+    if teacher:
+        lines.append(
+            "| teacher, PyTorch (at training time) | " + " | ".join(_ms(teacher, b) for b in batches) + " |"
+        )
+    formats = " ".join(f"--format {f}" for f in export["formats"])
+    lines += [
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        reproduce_command(run_dir),
+        f"kdrun export <run dir> {formats}",
+        "```",
+        "",
+        "On CPU the same config and seed give the same numbers (`trainer.deterministic`); latency "
+        "depends on the machine.",
+        "",
+    ]
+    return "\n".join(lines)

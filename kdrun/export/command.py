@@ -1,0 +1,175 @@
+"""``kdrun export <run dir>``: the run's distilled student -> ONNX / TorchScript, checked and timed.
+
+Reads the run's results.json (its resolved config) and student.safetensors, rebuilds the shipped
+architecture, writes each format to ``<run dir>/export/``, checks parity on the run's test split,
+times each runtime side by side with PyTorch, adds an ``export`` section to results.json and
+writes MODEL_CARD.md next to the files.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.table import Table
+
+from kdrun.assets import build
+from kdrun.data import TensorDataModule, build_datamodule
+from kdrun.errors import KdrunConfigError
+from kdrun.export.card import model_card
+from kdrun.export.formats import FORMATS
+from kdrun.export.parity import compare, verdict
+from kdrun.export.settings import check_settings
+from kdrun.measure import latency_of
+from kdrun.models import load_weights
+from kdrun.report import write_json_atomic
+from kdrun.strategies import STRATEGIES
+
+EXPORT_DIR = "export"
+
+
+class ExportParityError(RuntimeError):
+    """The exported model does not compute what the PyTorch student computes.
+
+    ``results`` is the run's results with the ``export`` section that records the failure.
+    """
+
+    def __init__(self, message: str, results: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], DictConfig, torch.nn.Module, TensorDataModule]:
+    """The run's results, config, distilled student (eval mode) and data; one-line errors otherwise."""
+    results_path, weights = run_dir / "results.json", run_dir / "student.safetensors"
+    if not results_path.is_file():
+        raise KdrunConfigError(
+            "run_dir", str(run_dir), "has no results.json: not a kdrun train run directory"
+        )
+    try:
+        results = json.loads(results_path.read_text())
+    except json.JSONDecodeError as err:
+        raise KdrunConfigError("run_dir", str(run_dir), f"results.json is corrupt ({err.msg})") from None
+    if results.get("status") != "ok":
+        raise KdrunConfigError(
+            "run_dir",
+            str(run_dir),
+            f"the run did not finish (status {results.get('status')!r}); nothing to export",
+        )
+    if not weights.is_file():
+        raise KdrunConfigError(
+            "run_dir", str(run_dir), "has no student.safetensors (the distilled student's weights) to export"
+        )
+    cfg = OmegaConf.create(results["config"])
+    data = build_datamodule(cfg.dataset)
+    if data.fingerprint != results["data"]["fingerprint"]:
+        raise KdrunConfigError(
+            "run_dir",
+            str(run_dir),
+            "its data set has changed since the run (fingerprint differs); parity needs it",
+        )
+    student = STRATEGIES[cfg.strategy.name].shipped_student(cfg, build(cfg.student, data))
+    load_weights(student, weights, key="run_dir")
+    return results, cfg, student.eval().to(memory_format=torch.contiguous_format), data
+
+
+def export_run(run_dir: Path, settings: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """Export, check and time the run's student in ``settings['formats']``; return the run's
+    results with the new ``export`` section (also written to results.json).
+
+    Raises ``ExportParityError`` (after recording it) when an export computes something else.
+    """
+    check_settings(settings)
+    run_dir = Path(run_dir)
+    results, cfg, student, data = load_run(run_dir)
+    out = run_dir / EXPORT_DIR
+    out.mkdir(exist_ok=True)
+    threads, min_time = int(cfg.measure.threads), float(cfg.measure.min_run_time)
+    shape = tuple(data.input_shape)
+    inputs = {f"batch{b}": torch.randn(b, *shape) for b in cfg.measure.batch_sizes}
+    example = data.splits["test"][0][:2]  # batch 2: a batch of 1 would be specialised away
+
+    def timings(fn: Any) -> dict[str, dict[str, float]]:
+        pairs = {b: latency_of(fn, x, threads, min_time) for b, x in inputs.items()}
+        return {
+            "latency_ms": {b: round(m, 4) for b, (m, _) in pairs.items()},
+            "latency_iqr_ms": {b: round(i, 4) for b, (_, i) in pairs.items()},
+        }
+
+    with torch.no_grad():
+        section: dict[str, Any] = {
+            "atol": float(settings["atol"]),
+            "min_top1_agreement": float(settings["min_top1_agreement"]),
+            "threads": threads,
+            "pytorch": timings(student),
+            "formats": {},
+        }
+    failures = []
+    for name in settings["formats"]:
+        fmt = FORMATS[name]
+        path = out / f"student{fmt.suffix}"
+        tmp = path.with_name(f".{path.name}.tmp")
+        fmt.write(student, example, tmp)
+        os.replace(tmp, path)  # a reader never finds half a model file
+        runner = fmt.load(path, threads)
+        parity = compare(student, runner, data.loader("test", batch_size=256))
+        problem = verdict(parity, section["atol"], section["min_top1_agreement"])
+        section["formats"][name] = {
+            "format": name,
+            "path": str(path),
+            "file_mb": round(path.stat().st_size / 2**20, 4),
+            "status": "ok" if problem is None else "failed",
+            "parity": parity,
+            **({"error": problem} if problem else {}),
+            **timings(runner),
+        }
+        if problem:
+            failures.append(f"{name}: {problem}")
+    results["export"] = section
+    write_json_atomic(run_dir / "results.json", results)
+    card = out / "MODEL_CARD.md"
+    tmp = card.with_name(".MODEL_CARD.md.tmp")
+    tmp.write_text(model_card(results, run_dir, data.normalization))
+    os.replace(tmp, card)
+    if failures:
+        raise ExportParityError("parity check failed: " + " | ".join(failures), results)
+    return results
+
+
+def export_table(section: dict[str, Any]) -> Table:
+    """Parity and latency of each export next to PyTorch's."""
+    batches = list(section["pytorch"]["latency_ms"])
+    table = Table(title=f"export: parity on the test split, latency on CPU ({section['threads']} thread(s))")
+    for column in ("runtime", "file", "MB", "max |Δ logit|", "top-1 agree", "top-1 %"):
+        table.add_column(column, justify="left" if column in ("runtime", "file") else "right")
+    for b in batches:
+        table.add_column(f"ms @{b.removeprefix('batch')}", justify="right")
+        table.add_column(f"speed-up @{b.removeprefix('batch')}", justify="right")
+    torch_ms = section["pytorch"]["latency_ms"]
+    table.add_row(
+        "pytorch",
+        "student.safetensors",
+        "-",
+        "-",
+        "-",
+        "-",
+        *[c for b in batches for c in (f"{torch_ms[b]:.3f}", "1.00")],
+    )
+    for name, e in section["formats"].items():
+        p = e["parity"]
+        table.add_row(
+            name + ("" if e["status"] == "ok" else " [red](failed)[/]"),
+            Path(e["path"]).name,
+            f"{e['file_mb']:.2f}",
+            f"{p['max_abs_diff']:.1e}",
+            f"{p['top1_agreement']:.4f}",
+            f"{100 * p['top1']:.2f}",
+            *[
+                c
+                for b in batches
+                for c in (f"{e['latency_ms'][b]:.3f}", f"{torch_ms[b] / e['latency_ms'][b]:.2f}")
+            ],
+        )
+    return table

@@ -1,0 +1,198 @@
+"""`kdrun export` and `kdrun train export=...`: files, parity, latency, model card, clear failures."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_cfg, run_kdrun
+from safetensors.torch import save_file
+
+from kdrun.assets import model_spec
+from kdrun.errors import KdrunConfigError
+from kdrun.export import FORMATS, ExportParityError, check_settings, export_run
+from kdrun.export import formats as formats_module
+from kdrun.export.formats import Format
+from kdrun.models.factory import create_model
+from kdrun.strategies.hydra_heads import HydraHeads
+
+pytest.importorskip("onnxruntime", reason="the export extra (pip install 'kdrun[export]') is not installed")
+
+
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One smoke run that exports to both formats at the end of training."""
+    cwd = tmp_path_factory.mktemp("export")
+    proc = run_kdrun(["train", "debug=smoke", "threads=1", "export=all"], cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = (cwd / "outputs" / "runs").iterdir()
+    return run_dir
+
+
+def _results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def test_train_export_writes_both_formats_with_parity_and_latency(exported_run: Path) -> None:
+    results = _results(exported_run)
+    section = results["export"]
+    assert set(section["formats"]) == {"onnx", "torchscript"}
+    for name, entry in section["formats"].items():
+        path = Path(entry["path"])
+        assert path.is_file() and path.parent == exported_run / "export", name
+        assert entry["status"] == "ok"
+        parity = entry["parity"]
+        assert parity["images"] == results["data"]["test"]
+        assert parity["max_abs_diff"] <= section["atol"]
+        assert parity["top1_agreement"] >= section["min_top1_agreement"]
+        # The exported model scores what the PyTorch student scored on the same test split.
+        assert parity["top1"] == pytest.approx(results["student"]["top1"], abs=1e-6)
+        assert set(entry["latency_ms"]) == {"batch1", "batch64"}
+        assert all(v > 0 for v in entry["latency_ms"].values())
+    assert set(section["pytorch"]["latency_ms"]) == {"batch1", "batch64"}
+    assert not list((exported_run / "export").glob(".*tmp"))  # no temp file left behind
+
+
+def test_onnx_file_has_a_dynamic_batch_and_matches_the_student(exported_run: Path) -> None:
+    import onnxruntime as ort
+
+    from kdrun.export.command import load_run
+
+    _, _, student, data = load_run(exported_run)
+    session = ort.InferenceSession(str(exported_run / "export" / "student.onnx"))
+    for batch in (1, 3, 17):
+        x = data.splits["test"][0][:batch]
+        (logits,) = session.run(None, {"input": x.numpy()})
+        assert logits.shape == (batch, data.num_classes)
+        assert torch.allclose(torch.from_numpy(logits), student(x).detach(), atol=1e-4)
+
+
+def test_model_card_lists_the_numbers_of_results_json(exported_run: Path) -> None:
+    results = _results(exported_run)
+    card = (exported_run / "export" / "MODEL_CARD.md").read_text()
+    for role, label in (
+        ("teacher", "teacher"),
+        ("baseline", "scratch student"),
+        ("student", "distilled student"),
+    ):
+        row = results[role]
+        match = re.search(rf"^\| {label} \| {row['name']} \| ([\d.]+) \|", card, re.M)
+        assert match, label
+        assert float(match.group(1)) == pytest.approx(100 * row["top1"], abs=0.005)
+    cfg = results["config"]
+    assert f"T = {cfg['kd']['T']:g}, α = {cfg['kd']['alpha']:g}" in card
+    assert f"seed {results['seed']}" in card
+    assert "101.77k parameters" in card  # the mlp student of the default job
+    assert f"{results['export']['formats']['onnx']['parity']['max_abs_diff']:.2e}" in card
+    onnx_ms = results["export"]["formats"]["onnx"]["latency_ms"]["batch1"]
+    assert re.search(rf"\| ONNX Runtime \(onnx\) \| {onnx_ms:.3f} ", card)
+    assert "kdrun train debug=smoke threads=1 export=all" in card  # the reproducing command
+
+
+def test_cli_export_reexports_a_finished_run(exported_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run, run_dir)
+    shutil.rmtree(run_dir / "export")
+    proc = run_kdrun(["export", str(run_dir), "--format", "torchscript"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (run_dir / "export" / "student.torchscript.pt").is_file()
+    assert not (run_dir / "export" / "student.onnx").exists()
+    assert set(_results(run_dir)["export"]["formats"]) == {"torchscript"}
+    assert "student (torchscript)" in proc.stdout  # a row of the results table
+
+
+def test_export_without_student_weights_fails_clearly(exported_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run, run_dir)
+    (run_dir / "student.safetensors").unlink()
+    proc = run_kdrun(["export", str(run_dir)], tmp_path)
+    assert proc.returncode == 2
+    assert "has no student.safetensors" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with pytest.raises(KdrunConfigError, match="has no results.json"):
+        export_run(tmp_path, {"formats": ["onnx"], "atol": 1e-3, "min_top1_agreement": 0.999})
+
+
+def test_export_of_a_failed_run_is_refused(exported_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run, run_dir)
+    results = _results(run_dir)
+    (run_dir / "results.json").write_text(json.dumps({**results, "status": "failed"}))
+    with pytest.raises(KdrunConfigError, match="did not finish"):
+        export_run(run_dir, {"formats": ["torchscript"], "atol": 1e-3, "min_top1_agreement": 0.999})
+
+
+def test_parity_failure_is_recorded_and_raised(
+    exported_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runtime that computes something else (here: logits + 0.5) fails the check, with the figures."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run, run_dir)
+    real = FORMATS["torchscript"]
+
+    def load_off(path: Path, threads: int):
+        runner = real.load(path, threads)
+        return lambda x: runner(x) + 0.5
+
+    monkeypatch.setitem(formats_module.FORMATS, "torchscript", Format(**{**real.__dict__, "load": load_off}))
+    settings = {"formats": ["torchscript"], "atol": 1e-3, "min_top1_agreement": 0.999}
+    with pytest.raises(ExportParityError, match=r"max \|logit difference\| 0.5 > export.atol=0.001"):
+        export_run(run_dir, settings)
+    entry = _results(run_dir)["export"]["formats"]["torchscript"]
+    assert entry["status"] == "failed"
+    assert entry["parity"]["max_abs_diff"] == pytest.approx(0.5, abs=1e-5)
+    assert entry["parity"]["top1_agreement"] == 1.0  # a constant shift keeps every arg-max
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"formats": ["tflite"], "atol": 1e-3, "min_top1_agreement": 0.9},
+            "export.formats='tflite': allowed",
+        ),
+        ({"formats": ["onnx"], "atol": 0, "min_top1_agreement": 0.9}, "export.atol=0: must be a number > 0"),
+        ({"formats": ["onnx"], "atol": 1e-3, "min_top1_agreement": 1.5}, "export.min_top1_agreement=1.5"),
+    ],
+)
+def test_bad_export_settings_are_refused(settings: dict, message: str) -> None:
+    with pytest.raises(KdrunConfigError) as err:
+        check_settings(settings)
+    assert str(err.value).startswith(message)
+
+
+def test_missing_onnx_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without onnxruntime, `kdrun train export=onnx` stops at validation with the pip command."""
+    from kdrun.config import validate
+
+    real_find_spec = formats_module.importlib.util.find_spec
+    monkeypatch.setattr(
+        formats_module.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a),
+    )
+    with pytest.raises(
+        KdrunConfigError, match=r"needs the packages onnxruntime: pip install 'kdrun\[export\]'"
+    ):
+        validate(make_cfg("export=onnx"))
+    validate(make_cfg("export=torchscript"))  # TorchScript needs nothing beyond torch
+
+
+def test_hydra_heads_student_is_rebuilt_for_export(tmp_path: Path) -> None:
+    """The shipped architecture of a reshaping strategy (k heads) loads the trained weights exactly."""
+    cfg = make_cfg("strategy=hydra_heads", "teacher=ensemble", "teacher.members=3")
+    spec = model_spec(cfg.student)
+    trained = HydraHeads.shipped_student(cfg, create_model(spec, 10, (1, 28, 28)))
+    torch.nn.init.normal_(trained.heads[2].weight)  # heads differ, so a mix-up would show
+    path = tmp_path / "student.safetensors"
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(path))
+    from kdrun.models import load_weights
+
+    rebuilt = load_weights(
+        HydraHeads.shipped_student(cfg, create_model(spec, 10, (1, 28, 28))), path, "run_dir"
+    )
+    x = torch.randn(4, 1, 28, 28)
+    assert len(rebuilt.heads) == 3
+    assert torch.equal(rebuilt(x), trained(x))
