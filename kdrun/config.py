@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from kdrun.data import DATASETS
 from kdrun.errors import KdrunConfigError
+from kdrun.loggers import check_loggers
 from kdrun.models.factory import resolve_name
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
@@ -88,3 +89,4 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.threads is not None:
         _number(cfg, "threads", 1, integer=True)
+    check_loggers(cfg)

@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
 from kdrun.callbacks import EpochLines, RecalibrateBatchNorm
 from kdrun.data import TensorDataModule
+from kdrun.loggers import build_loggers
 from kdrun.module import DistillModule
 from kdrun.strategies import Strategy
 
@@ -34,6 +35,7 @@ def fit(
     seed: int,
     log_dir: Path,
     label: str,
+    loggers: list[Logger] | None = None,
 ) -> dict[str, float]:
     """Train ``strategy`` for ``epochs`` and return the last epoch's logged metrics.
 
@@ -41,6 +43,8 @@ def fit(
     shuffle order and every random draw of training (dropout) follow ``seed``, whatever ran
     before; the caller seeds model initialisation. A distilled student and its scratch twin thus
     differ only in the loss.
+
+    ``loggers`` default to one per ``cfg.logger`` entry for this phase (``label``), in ``log_dir``.
     """
     L.seed_everything(seed, verbose=False)
     data.shuffle_seed = seed
@@ -48,11 +52,12 @@ def fit(
     callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
     if cfg.recalibrate_bn:
         callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
-    logger = instantiate(cfg.logger, save_dir=str(log_dir)) if cfg.logger else False
+    if loggers is None:  # the caller passes the student's, to add the final results after evaluation
+        loggers = build_loggers(cfg, log_dir, label)
     trainer = L.Trainer(
         **cfg.trainer,
         max_epochs=epochs,
-        logger=logger,
+        logger=loggers or False,
         callbacks=callbacks,
         default_root_dir=str(log_dir),
         enable_checkpointing=False,

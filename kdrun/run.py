@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -21,6 +22,7 @@ from kdrun.console import console, err_console, fail
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.fit import fit
+from kdrun.loggers import build_loggers, log_results
 from kdrun.measure import accuracy, profile
 from kdrun.models import save_weights
 from kdrun.report import deltas, results_table, write_json_atomic
@@ -122,13 +124,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """
     started = time.perf_counter()
     data, loaded_teacher = prepare(cfg)
+    loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
-        results = _train(cfg, data, run_dir, loaded_teacher)
+        results = _train(cfg, data, run_dir, loaded_teacher, loggers)
     except Exception as err:
         record_failure(cfg, run_dir, err, started)
+        for logger in loggers:
+            logger.finalize("failed")
         raise
     results = {"status": "ok", **results, **_header(cfg, run_dir, started)}
     write_json_atomic(run_dir / RESULTS, results)
+    log_results(loggers, cfg, results)
     console.print(results_table(results))
     console.print(f"results: {run_dir / RESULTS}")
     return results
@@ -160,7 +166,11 @@ def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
 
 
 def _train(
-    cfg: DictConfig, data: TensorDataModule, run_dir: Path, loaded_teacher: assets.Asset | None
+    cfg: DictConfig,
+    data: TensorDataModule,
+    run_dir: Path,
+    loaded_teacher: assets.Asset | None,
+    loggers: list[Logger],
 ) -> dict[str, Any]:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -186,6 +196,7 @@ def _train(
         seed=cfg.seed,
         log_dir=run_dir,
         label="student",
+        loggers=loggers,
     )
     save_weights(student, run_dir / "student.safetensors")
     clock.lap("student")
