@@ -24,8 +24,8 @@ from kdrun.strategies.scratch import Scratch
 from kdrun.strategies.vanilla import Vanilla
 
 WEIGHTS = "model.safetensors"
-# Trainer keys that change how a run is displayed, not the weights it produces.
-COSMETIC_TRAINER_KEYS = {"log_every_n_steps", "enable_progress_bar"}
+# Trainer keys that change how a run is displayed or what it keeps, not the weights it produces.
+COSMETIC_TRAINER_KEYS = {"log_every_n_steps", "enable_progress_bar", "keep_checkpoint"}
 
 
 @dataclass
@@ -133,6 +133,7 @@ class Assets:
             "optim": OmegaConf.to_container(cfg.optim),
             "trainer": trainer,
             "recalibrate_bn": cfg.recalibrate_bn,
+            **({"augment": data.augment.settings} if data.augment else {}),
             **(extra or {}),
         }
         name = display_name(section)
@@ -142,7 +143,7 @@ class Assets:
             L.seed_everything(seed, verbose=False)
             model = build(section, data)
             strategy = make(model)
-            if cfg.kd.cache_logits:
+            if cache_logits(cfg, data):
                 strategy.cache_teacher_logits(data.loader("train"))
             metrics = fit(strategy, data, cfg, epochs=section.epochs, seed=seed, log_dir=folder, label=kind)
             save_weights(model, folder / WEIGHTS)
@@ -153,6 +154,11 @@ class Assets:
             console.print(f"{kind}: reusing cached {name} from {folder}")
         model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
         return Asset(model.eval(), "cache" if hit else "trained", str(folder), name)
+
+
+def cache_logits(cfg: DictConfig, data: TensorDataModule) -> bool:
+    """``kd.cache_logits``, but only for inputs that are the same every epoch (no ``dataset.augment``)."""
+    return bool(cfg.kd.cache_logits) and data.augment is None
 
 
 def _identity(asset: Asset) -> str:

@@ -7,8 +7,10 @@ from omegaconf import DictConfig
 
 from kdrun.data import DATASETS
 from kdrun.errors import KdrunConfigError
+from kdrun.export.settings import check_settings as check_export
 from kdrun.loggers import check_loggers
 from kdrun.models.factory import resolve_name
+from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 
@@ -78,6 +80,14 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "dataset.channels", [1, 3])
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
+    if cfg.dataset.get("augment") is not None:
+        _number(cfg, "dataset.augment.crop_padding", 0, integer=True)
+        _choice(cfg, "dataset.augment.flip", [True, False])
+        _number(cfg, "dataset.augment.color_jitter", 0, 1)
+    if "num_workers" in cfg.dataset:
+        _number(cfg, "dataset.num_workers", 0, integer=True)
+    if cfg.dataset.get("pin_memory") is not None:
+        _choice(cfg, "dataset.pin_memory", [True, False])
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
     _number(cfg, "measure.threads", 1, integer=True)
@@ -90,3 +100,6 @@ def validate(cfg: DictConfig) -> None:
     if cfg.threads is not None:
         _number(cfg, "threads", 1, integer=True)
     check_loggers(cfg)
+    check_run_dir(cfg.resume)
+    _choice(cfg, "trainer.keep_checkpoint", [True, False])
+    check_export(cfg.export)

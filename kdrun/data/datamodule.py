@@ -15,6 +15,7 @@ from torch.utils.data import (
     TensorDataset,
 )
 
+from kdrun.data.augment import Augment
 from kdrun.data.sources import DATASETS
 from kdrun.errors import KdrunConfigError
 
@@ -44,7 +45,12 @@ class TensorDataModule(L.LightningDataModule):
         self.classes = classes
         self.batch_size = batch_size
         self.fingerprint = fingerprint
+        self.normalization: dict[str, list[float]] | None = None  # per-channel mean/std applied to inputs
         self.shuffle_seed = shuffle_seed
+        self.shuffle_generator: torch.Generator | None = None  # the last shuffled loader's
+        self.augment: Augment | None = None  # random per-sample changes to training batches
+        self.num_workers = 0  # DataLoader worker processes (0: batches are built in the main process)
+        self.pin_memory = False
 
     @property
     def num_classes(self) -> int:
@@ -58,21 +64,31 @@ class TensorDataModule(L.LightningDataModule):
         """The same data with only the first ``n`` training samples (val and test unchanged)."""
         x, y = self.splits["train"]
         digest = hashlib.sha256(f"{self.fingerprint}:head{n}".encode()).hexdigest()[:16]
-        return TensorDataModule(
+        head = TensorDataModule(
             (x[:n], y[:n]), self.splits["val"], self.splits["test"], self.classes, self.batch_size, digest
         )
+        head.augment, head.num_workers, head.pin_memory = self.augment, self.num_workers, self.pin_memory
+        return head
 
     def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
         """A DataLoader over one split; ``shuffle`` draws from a generator seeded by the run."""
         x, y = self.splits[split]
         dataset = TensorDataset(x, y, torch.arange(len(y)))
         if shuffle:
-            generator = torch.Generator().manual_seed(self.shuffle_seed)
-            order = RandomSampler(dataset, generator=generator)
+            # One generator per loader; each epoch draws its order from it. A resumed fit restores
+            # its state (kdrun.checkpointing.TrainingRandomness).
+            self.shuffle_generator = torch.Generator().manual_seed(self.shuffle_seed)
+            order = RandomSampler(dataset, generator=self.shuffle_generator)
         else:
             order = SequentialSampler(dataset)
         batches = BatchSampler(order, batch_size or self.batch_size, drop_last=False)
-        return DataLoader(dataset, sampler=batches, batch_size=None)
+        return DataLoader(
+            dataset,
+            sampler=batches,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", shuffle=True)
@@ -83,30 +99,48 @@ class TensorDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.loader("test")
 
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, ...], dataloader_idx: int) -> tuple:
+        """Training batches get ``augment`` on their device (one random draw per sample)."""
+        if self.augment is None or self.trainer is None or not self.trainer.training:
+            return batch
+        x, y, index = batch
+        return self.augment(x), y, index
+
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     """Load ``cfg.name``, split it, resize/convert it to what the config declares."""
     if cfg.name not in DATASETS:
         raise KdrunConfigError("dataset.name", cfg.name, f"allowed: {', '.join(sorted(DATASETS))}")
-    x, y, test_x, test_y, classes = DATASETS[cfg.name](cfg)
+    x, y, test_x, test_y, classes, *own_val = DATASETS[cfg.name](cfg)
     if len(y) == 0:
         raise KdrunConfigError("dataset.name", cfg.name, "the data set is empty")
     split = cfg.split
     if test_x is None:
         x, test_x, y, test_y = _stratified(x, y, split.test, split.seed, "dataset.split.test")
-    x, val_x, y, val_y = _stratified(x, y, split.val, split.seed, "dataset.split.val")
+    if own_val:  # the set's own validation images (imagefolder's val/)
+        val_x, val_y = own_val
+    else:
+        x, val_x, y, val_y = _stratified(x, y, split.val, split.seed, "dataset.split.val")
     if cfg.limit is not None:
         x, y = x[: cfg.limit], y[: cfg.limit]
     train_x, val_x, test_x = (_shape(t, cfg.image_size, cfg.channels) for t in (x, val_x, test_x))
     mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
     std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     splits = [((t - mean) / std, labels) for t, labels in ((train_x, y), (val_x, val_y), (test_x, test_y))]
-    return TensorDataModule(
+    data = TensorDataModule(
         *splits,
         classes=classes,
         batch_size=cfg.batch_size,
         fingerprint=_fingerprint(splits),
     )
+    data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
+    augment = cfg.get("augment")
+    if augment and (augment.crop_padding or augment.flip or augment.color_jitter):
+        data.augment = Augment(mean.flatten().tolist(), std.flatten().tolist(), **augment)
+    data.num_workers = cfg.get("num_workers") or 0
+    pin = cfg.get("pin_memory")  # null: pinned when a GPU can take the batches
+    data.pin_memory = torch.cuda.is_available() if pin is None else bool(pin)
+    return data
 
 
 def _stratified(x: torch.Tensor, y: torch.Tensor, size: int, seed: int, key: str) -> tuple:

@@ -1,8 +1,9 @@
 """Where each data set's raw arrays come from, by name.
 
 A source returns ``(train_x, train_y, test_x, test_y, classes)`` or, for sets without a test
-split of their own, ``(x, y, None, None, classes)``; images are float tensors (N, C, H, W) in
-[0, 1]. Embedded sets (``mnist_subset``, ``digits``) ship inside a PyPI wheel and never download.
+split of their own, ``(x, y, None, None, classes)``; a set with a validation split of its own
+appends ``val_x, val_y``. Images are float tensors (N, C, H, W) in [0, 1]. Embedded sets
+(``mnist_subset``, ``digits``) ship inside a PyPI wheel and never download.
 """
 
 from collections.abc import Callable

@@ -1,0 +1,169 @@
+"""dataset=imagefolder: a folder of PNGs written here loads, splits, augments and trains."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kdrun.assets import cache_logits
+from kdrun.config import validate
+from kdrun.data import build_datamodule
+from kdrun.data.augment import Augment
+from kdrun.errors import KdrunConfigError
+from tests.conftest import make_cfg, run_kdrun
+
+# One dominant colour channel per class: labels can be checked against pixels.
+CLASSES = {"blue": 2, "green": 1, "red": 0}
+
+
+def _write(folder, per_class: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for name, channel in CLASSES.items():
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 90, (20, 20, 3), dtype=np.uint8)
+            pixels[..., channel] = rng.integers(160, 255, (20, 20), dtype=np.uint8)
+            pixels[5:9, 2 + i % 10 : 6 + i % 10] = 255  # a white patch, so crops and flips show
+            Image.fromarray(pixels).save(folder / name / f"{i:03d}.png")
+
+
+@pytest.fixture
+def flat_folder(tmp_path):
+    """root/<class>/*.png, 20 images per class."""
+    _write(tmp_path / "flat", 20, seed=0)
+    return tmp_path / "flat"
+
+
+@pytest.fixture
+def split_folder(tmp_path):
+    """root/train|val|test/<class>/*.png."""
+    for split, count in (("train", 12), ("val", 3), ("test", 4)):
+        _write(tmp_path / "split" / split, count, seed=len(split))
+    return tmp_path / "split"
+
+
+def _data(root, *overrides):
+    cfg = make_cfg("dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=16", *overrides)
+    validate(cfg)
+    return build_datamodule(cfg.dataset)
+
+
+def _dominant_channel(data, split):
+    x, _ = data.splits[split]
+    mean = torch.tensor(data.normalization["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(data.normalization["std"]).view(1, -1, 1, 1)
+    return (x * std + mean).mean(dim=(2, 3)).argmax(dim=1)
+
+
+def test_class_folders_are_split_by_ratio_with_labels_from_folder_names(flat_folder):
+    data = _data(flat_folder)
+    assert data.classes == ["blue", "green", "red"]  # sorted folder names, like torchvision's ImageFolder
+    sizes = {name: len(y) for name, (_, y) in data.splits.items()}
+    assert sizes == {"train": 43, "val": 5, "test": 12}  # test 20% of 60, val 10% of the other 48
+    assert data.input_shape == (3, 16, 16)
+    expected = torch.tensor([CLASSES[name] for name in data.classes])
+    for split in ("train", "val", "test"):
+        assert torch.equal(_dominant_channel(data, split), expected[data.splits[split][1]]), split
+    grey = _data(flat_folder, "dataset.channels=1", "dataset.split.test=6")
+    assert grey.input_shape == (1, 16, 16) and len(grey.splits["test"][1]) == 6  # a count works too
+
+
+def test_train_val_test_folders_are_used_as_given(split_folder):
+    data = _data(split_folder)
+    sizes = {name: len(y) for name, (_, y) in data.splits.items()}
+    assert sizes == {"train": 36, "val": 9, "test": 12}
+    expected = torch.tensor([CLASSES[name] for name in data.classes])
+    assert torch.equal(_dominant_channel(data, "val"), expected[data.splits["val"][1]])
+
+
+def test_bad_folders_name_dataset_root(tmp_path, split_folder):
+    with pytest.raises(KdrunConfigError, match=r"^dataset.root=None: a folder with train/"):
+        build_datamodule(make_cfg("dataset=imagefolder").dataset)
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    (tmp_path / "empty" / "b").mkdir()
+    with pytest.raises(KdrunConfigError, match=r"no images \(.png"):
+        _data(tmp_path / "empty")
+    (split_folder / "val" / "zebra").mkdir()
+    with pytest.raises(KdrunConfigError, match=r"val/zebra'?: class folder not in the training classes"):
+        _data(split_folder)
+    (split_folder / "train" / "red" / "broken.png").write_text("not a png")
+    with pytest.raises(KdrunConfigError, match=r"broken.png'?: not a readable image"):
+        _data(split_folder)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("dataset.augment.crop_padding=-1", "dataset.augment.crop_padding"),
+        ("dataset.augment.color_jitter=1.5", "dataset.augment.color_jitter"),
+        ("dataset.augment.flip=maybe", "dataset.augment.flip"),
+        ("dataset.num_workers=-2", "dataset.num_workers"),
+    ],
+)
+def test_bad_augmentation_and_loader_settings_are_rejected(flat_folder, override, key):
+    cfg = make_cfg("dataset=imagefolder", f"dataset.root={flat_folder}", override)
+    with pytest.raises(KdrunConfigError, match=rf"^{key}="):
+        validate(cfg)
+
+
+def test_augmentation_differs_per_sample_keeps_labels_and_skips_evaluation(flat_folder):
+    data = _data(flat_folder, "dataset.augment.color_jitter=0.3")
+    x = data.splits["train"][0][:1].repeat(32, 1, 1, 1)  # 32 copies of one image
+    y, index = torch.zeros(32, dtype=torch.long), torch.arange(32)
+    data.trainer = SimpleNamespace(training=True)
+    torch.manual_seed(0)
+    out_x, out_y, out_index = data.on_after_batch_transfer((x, y, index), 0)
+    assert out_x.shape == x.shape and out_y is y and out_index is index
+    assert len({tuple(sample.flatten().tolist()) for sample in out_x}) == 32  # each copy changed its own way
+    data.trainer = SimpleNamespace(training=False)  # validation, test: the stored images
+    assert data.on_after_batch_transfer((x, y, index), 0)[0] is x
+    off = _data(flat_folder, "dataset.augment.crop_padding=0", "dataset.augment.flip=false")
+    assert off.augment is None
+
+
+def test_crop_and_flip_move_pixels_without_changing_them():
+    image = torch.rand(1, 3, 8, 8)
+    flip = Augment([0.0] * 3, [1.0] * 3, crop_padding=0, flip=True, color_jitter=0.0)
+    torch.manual_seed(0)
+    flipped = flip(image.repeat(16, 1, 1, 1))
+    assert all(torch.equal(s, image[0]) or torch.equal(s, image[0].flip(-1)) for s in flipped)
+    assert any(torch.equal(s, image[0]) for s in flipped) and any(
+        not torch.equal(s, image[0]) for s in flipped
+    )
+    crop = Augment([0.0] * 3, [1.0] * 3, crop_padding=2, flip=False, color_jitter=0.0)
+    padded = torch.nn.functional.pad(image[0], (2, 2, 2, 2))
+    for sample in crop(image.repeat(8, 1, 1, 1)):
+        windows = [padded[:, r : r + 8, c : c + 8] for r in range(5) for c in range(5)]
+        assert any(torch.allclose(sample, w) for w in windows)
+
+
+def test_cached_teacher_logits_only_without_augmentation(flat_folder):
+    cfg = make_cfg("dataset=imagefolder", f"dataset.root={flat_folder}")
+    assert not cache_logits(cfg, _data(flat_folder))
+    assert cache_logits(
+        cfg, _data(flat_folder, "dataset.augment.crop_padding=0", "dataset.augment.flip=false")
+    )
+
+
+def test_smoke_training_run_on_an_image_folder(flat_folder, tmp_path):
+    run = run_kdrun(
+        [
+            "train",
+            "debug=smoke",
+            "dataset=imagefolder",
+            f"dataset.root={flat_folder}",
+            "hydra.run.dir=outputs/run",
+        ],
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "kd.cache_logits: not used, dataset.augment changes the training inputs" in run.stdout
+    results = json.loads((tmp_path / "outputs/run/results.json").read_text())
+    assert results["status"] == "ok"
+    assert results["data"]["name"] == "imagefolder" and results["data"]["input_shape"] == [3, 32, 32]
+    assert (results["data"]["train"], results["data"]["val"], results["data"]["test"]) == (43, 5, 12)
+    spec = json.loads(next((tmp_path / "outputs/cache/teacher").glob("*/spec.json")).read_text())
+    assert spec["augment"] == {"crop_padding": 4, "flip": True, "color_jitter": 0.0}  # part of the cache key
