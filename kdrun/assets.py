@@ -24,8 +24,8 @@ from kdrun.strategies.scratch import Scratch
 from kdrun.strategies.vanilla import Vanilla
 
 WEIGHTS = "model.safetensors"
-# Trainer keys that change how a run is displayed, not the weights it produces.
-COSMETIC_TRAINER_KEYS = {"log_every_n_steps", "enable_progress_bar"}
+# Trainer keys that change how a run is displayed or what it keeps, not the weights it produces.
+COSMETIC_TRAINER_KEYS = {"log_every_n_steps", "enable_progress_bar", "keep_checkpoint"}
 
 
 @dataclass

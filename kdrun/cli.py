@@ -176,6 +176,15 @@ def main(argv: list[str] | None = None) -> None:
             fail(str(err))
         return
     config_name, entry = ENTRY_POINTS[command]
+    if command == "train":
+        from kdrun.resume import resume_args
+
+        try:
+            rest = resume_args(rest)
+        except KdrunConfigError as err:
+            fail(str(err))
+        if rest is None:  # resume= names a run that has finished
+            return
     _check_overrides(rest, config_name)
     # Hydra reads sys.argv; keep the command name out of it so overrides parse as usual.
     sys.argv = [f"kdrun {command}", *rest]

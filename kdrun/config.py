@@ -7,8 +7,10 @@ from omegaconf import DictConfig
 
 from kdrun.data import DATASETS
 from kdrun.errors import KdrunConfigError
+from kdrun.export.settings import check_settings as check_export
 from kdrun.loggers import check_loggers
 from kdrun.models.factory import resolve_name
+from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 
@@ -98,3 +100,6 @@ def validate(cfg: DictConfig) -> None:
     if cfg.threads is not None:
         _number(cfg, "threads", 1, integer=True)
     check_loggers(cfg)
+    check_run_dir(cfg.resume)
+    _choice(cfg, "trainer.keep_checkpoint", [True, False])
+    check_export(cfg.export)

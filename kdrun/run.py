@@ -1,6 +1,7 @@
 """``kdrun train`` as a pure task: config in, results dict out (and results.json on disk)."""
 
 import functools
+import shutil
 import sys
 import time
 import traceback
@@ -21,6 +22,7 @@ from kdrun.config import validate
 from kdrun.console import console, err_console, fail
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
+from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
 from kdrun.fit import fit
 from kdrun.loggers import build_loggers, log_results
 from kdrun.measure import accuracy, profile
@@ -30,6 +32,7 @@ from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES, Member
 
 RESULTS = "results.json"
+CHECKPOINTS = "checkpoints"  # the student phase's last.ckpt, for resume=
 
 
 def hydra_task(cfg: DictConfig) -> float | None:
@@ -47,6 +50,13 @@ def hydra_task(cfg: DictConfig) -> float | None:
         if not in_sweep:
             fail(str(err))
         record_failure(cfg, run_dir, err, started)
+        return None
+    except ExportParityError as err:  # the run's results.json holds the figures and the verdict
+        err_console.print(
+            f"error: export: {err} (details in {run_dir / RESULTS})", markup=False, soft_wrap=True
+        )
+        if not in_sweep:
+            sys.exit(1)
         return None
     except Exception as err:  # train() recorded it, with the traceback, in results.json
         err_console.print(
@@ -123,6 +133,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     that writes ``results.json`` with ``status: "failed"`` and the error, then re-raises.
     """
     started = time.perf_counter()
+    if cfg.resume not in (None, "auto") and Path(cfg.resume).resolve() != run_dir.resolve():
+        raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
     data, loaded_teacher = prepare(cfg)
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
@@ -135,9 +147,26 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results = {"status": "ok", **results, **_header(cfg, run_dir, started)}
     write_json_atomic(run_dir / RESULTS, results)
     log_results(loggers, cfg, results)
-    console.print(results_table(results))
-    console.print(f"results: {run_dir / RESULTS}")
+    if not cfg.trainer.keep_checkpoint:  # only a run that has not finished needs it
+        shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+    try:
+        if cfg.export.formats:  # the run is complete and recorded; the export adds its section
+            results = export_run(run_dir, cfg.export)
+    except ExportParityError as err:
+        results = err.results
+        raise
+    finally:
+        show_results(results, run_dir)
     return results
+
+
+def show_results(results: dict[str, Any], run_dir: Path) -> None:
+    """The results table, and the export's parity/latency table when the student was exported."""
+    console.print(results_table(results))
+    if "export" in results:
+        console.print(export_table(results["export"]))
+        console.print(f"model card: {run_dir / EXPORT_DIR / 'MODEL_CARD.md'}")
+    console.print(f"results: {run_dir / RESULTS}")
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, started: float) -> None:
@@ -201,6 +230,8 @@ def _train(
         seed=cfg.seed,
         log_dir=run_dir,
         label="student",
+        checkpoint_dir=run_dir / CHECKPOINTS,
+        resume=cfg.resume is not None,
         loggers=loggers,
     )
     save_weights(student, run_dir / "student.safetensors")

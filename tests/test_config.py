@@ -55,6 +55,8 @@ BAD = [
     (["optim.schedule=linear"], "optim.schedule"),
     (["seed=-3"], "seed"),
     (["measure.batch_sizes=[]"], "measure.batch_sizes"),
+    (["resume=/no/such/run"], "resume"),
+    (["trainer.keep_checkpoint=maybe"], "trainer.keep_checkpoint"),
 ]
 
 

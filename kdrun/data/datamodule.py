@@ -45,7 +45,9 @@ class TensorDataModule(L.LightningDataModule):
         self.classes = classes
         self.batch_size = batch_size
         self.fingerprint = fingerprint
+        self.normalization: dict[str, list[float]] | None = None  # per-channel mean/std applied to inputs
         self.shuffle_seed = shuffle_seed
+        self.shuffle_generator: torch.Generator | None = None  # the last shuffled loader's
         self.augment: Augment | None = None  # random per-sample changes to training batches
         self.num_workers = 0  # DataLoader worker processes (0: batches are built in the main process)
         self.pin_memory = False
@@ -73,8 +75,10 @@ class TensorDataModule(L.LightningDataModule):
         x, y = self.splits[split]
         dataset = TensorDataset(x, y, torch.arange(len(y)))
         if shuffle:
-            generator = torch.Generator().manual_seed(self.shuffle_seed)
-            order = RandomSampler(dataset, generator=generator)
+            # One generator per loader; each epoch draws its order from it. A resumed fit restores
+            # its state (kdrun.checkpointing.TrainingRandomness).
+            self.shuffle_generator = torch.Generator().manual_seed(self.shuffle_seed)
+            order = RandomSampler(dataset, generator=self.shuffle_generator)
         else:
             order = SequentialSampler(dataset)
         batches = BatchSampler(order, batch_size or self.batch_size, drop_last=False)
@@ -129,6 +133,7 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
         batch_size=cfg.batch_size,
         fingerprint=_fingerprint(splits),
     )
+    data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     augment = cfg.get("augment")
     if augment and (augment.crop_padding or augment.flip or augment.color_jitter):
         data.augment = Augment(mean.flatten().tolist(), std.flatten().tolist(), **augment)
