@@ -26,6 +26,9 @@ from kdrun.strategies.vanilla import Vanilla
 WEIGHTS = "model.safetensors"
 # Trainer keys that change how a run is displayed or what it keeps, not the weights it produces.
 COSMETIC_TRAINER_KEYS = {"log_every_n_steps", "enable_progress_bar", "keep_checkpoint"}
+# Trainer keys added after cache entries existed: hashed only when not at this value, so the
+# entries made before stay valid.
+LATER_TRAINER_KEYS = {"strategy": "auto"}
 
 
 @dataclass
@@ -42,7 +45,10 @@ class Asset:
 def model_spec(section: DictConfig) -> dict[str, Any]:
     """The keys of a ``teacher``/``student`` section that define the architecture."""
     keys = ("name", "variant", "args", "pretrained", "bn_momentum", "channels_last")
-    return {k: OmegaConf.to_container(section[k]) if k == "args" else section[k] for k in keys}
+    spec = {k: OmegaConf.to_container(section[k]) if k == "args" else section[k] for k in keys}
+    if section.get("library"):  # only timm sections have it: other models' cache keys stay as they were
+        spec["library"] = section.library
+    return spec
 
 
 def build(section: DictConfig, data: TensorDataModule) -> nn.Module:
@@ -122,7 +128,9 @@ class Assets:
     ) -> Asset:
         cfg, data = self.cfg, data or self.student_data
         trainer = {
-            k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in COSMETIC_TRAINER_KEYS
+            k: v
+            for k, v in OmegaConf.to_container(cfg.trainer).items()
+            if k not in COSMETIC_TRAINER_KEYS and LATER_TRAINER_KEYS.get(k, object()) != v
         }
         spec = {
             "model": model_spec(section),

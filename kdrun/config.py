@@ -58,7 +58,8 @@ def validate(cfg: DictConfig) -> None:
         if role == "teacher" and is_ensemble(cfg.teacher):
             ensemble_members(cfg)  # checks members / checkpoints / model
         else:
-            resolve_name(_select(cfg, f"{role}.name"), cfg[role].variant, key=f"{role}.name")
+            name = _select(cfg, f"{role}.name")
+            resolve_name(name, cfg[role].variant, key=f"{role}.name", library=cfg[role].get("library"))
         _number(cfg, f"{role}.epochs", 1, integer=True)
         _choice(cfg, f"{role}.channels_last", [True, False])
         _choice(cfg, f"{role}.pretrained", [True, False])

@@ -48,7 +48,7 @@ def model_section(cfg: DictConfig, entry: Any, group: str, key: str) -> DictConf
     OmegaConf.set_struct(root, False)
     root._section = OmegaConf.merge(base, entry)
     section = OmegaConf.create(OmegaConf.to_container(root._section, resolve=True))
-    resolve_name(section.name, section.variant, key=f"{key}.name")
+    resolve_name(section.name, section.variant, key=f"{key}.name", library=section.get("library"))
     return section
 
 

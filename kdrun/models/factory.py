@@ -1,7 +1,9 @@
 """``create_model(spec, num_classes, input_shape)``: one factory that hides model-zoo differences."""
 
+import difflib
 import math
 from collections.abc import Callable, Mapping
+from importlib.util import find_spec
 from typing import Any
 
 import torch
@@ -39,8 +41,11 @@ def model_names() -> list[str]:
     return [*MODELS, *ALIASES, *torchvision_names()]
 
 
-def resolve_name(name: str, variant: str | None, key: str = "name") -> str:
-    """The registry or torchvision name a spec refers to; raises for unknown names."""
+def resolve_name(name: str, variant: str | None, key: str = "name", library: str | None = None) -> str:
+    """The registry, torchvision or (``library="timm"``) timm name a spec refers to; raises for
+    unknown names."""
+    if library is not None:
+        return _timm_name(name, key, library)
     if name in ALIASES:
         pattern, default, allowed = ALIASES[name]
         variant = variant or default
@@ -55,21 +60,49 @@ def resolve_name(name: str, variant: str | None, key: str = "name") -> str:
         key,
         name,
         f"allowed: {', '.join([*MODELS, *ALIASES])}, or any torchvision classifier "
-        "(`kdrun models` lists them)",
+        "(`kdrun models` lists them), or a timm model with `library: timm` (student=timm)",
     )
+
+
+def _timm_name(name: str, key: str, library: str) -> str:
+    section = key.rsplit(".", 1)[0]
+    if library != "timm":
+        raise KdrunConfigError(
+            f"{section}.library", library, "allowed: timm, or null (kdrun's and torchvision's)"
+        )
+    if find_spec("timm") is None:
+        raise KdrunConfigError(f"{section}.library", library, "needs timm: pip install 'kdrun[timm]'")
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f"closest: {', '.join(close)}; " if close else ""
+        raise KdrunConfigError(
+            key, name, f"not a timm model ({hint}`kdrun models '*{name[:4]}*'` lists names)"
+        )
+    return name
 
 
 def create_model(spec: Mapping[str, Any], num_classes: int, input_shape: InputShape) -> nn.Module:
     """Build the model a config spec names, for ``num_classes`` and inputs of ``input_shape``.
 
-    ``spec`` keys: ``name``, ``variant`` (aliases only), ``args`` (constructor keywords),
-    ``pretrained`` (torchvision weights; needs internet once), ``bn_momentum`` (null keeps the
+    ``spec`` keys: ``name``, ``variant`` (aliases only), ``library`` (``timm``: timm builds it, stem
+    and head included; absent: kdrun's or torchvision's), ``args`` (constructor keywords),
+    ``pretrained`` (torchvision or timm weights; needs internet once), ``bn_momentum`` (null keeps the
     architecture's own), ``channels_last`` (NHWC weights: 2.5x faster training on CPU for
     depthwise-conv nets, see docs/performance.md).
     """
-    name = resolve_name(spec["name"], spec.get("variant"))
+    library = spec.get("library")
+    name = resolve_name(spec["name"], spec.get("variant"), library=library)
     args = dict(spec.get("args") or {})
-    if name in MODELS:
+    if library == "timm":
+        import timm
+
+        pretrained = bool(spec.get("pretrained"))
+        model = timm.create_model(
+            name, pretrained=pretrained, num_classes=num_classes, in_chans=input_shape[0], **args
+        )
+    elif name in MODELS:
         model = MODELS[name](num_classes, input_shape, **args)
     else:
         model = _torchvision_model(name, num_classes, input_shape[0], bool(spec.get("pretrained")), args)
