@@ -1,6 +1,7 @@
 """``kdrun <command> [overrides]``: dispatch to the command's Hydra entry point. No logic here."""
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -90,14 +91,54 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
         Singleton.set_state(state)
 
 
-def _models() -> None:
-    from kdrun.models import model_names
-    from kdrun.models.factory import ALIASES, MODELS
+def _models(args: list[str]) -> None:
+    import argparse
+    from fnmatch import fnmatch
+    from importlib.util import find_spec
 
-    print("built-in:", ", ".join(MODELS))
-    print("aliases: ", ", ".join(f"{k} (variant: {'/'.join(v[2])})" for k, v in ALIASES.items()))
-    print("torchvision:", ", ".join(model_names()[len(MODELS) + len(ALIASES) :]))
-    print("use: kdrun train teacher=resnet50 student=mlp, or teacher.name=<any name above>")
+    from kdrun.models.factory import ALIASES, MODELS, torchvision_names
+    from kdrun.sections import group_options
+
+    parser = argparse.ArgumentParser(prog="kdrun models", description=COMMANDS["models"])
+    parser.add_argument("pattern", nargs="?", help="filter torchvision and timm names, e.g. '*lite*'")
+    pattern = parser.parse_args(args).pattern or "*"
+    print("configs:     teacher=" + ", ".join(group_options("teacher")))
+    print("             student=" + ", ".join(group_options("student")))
+    print("built-in:   ", ", ".join(MODELS))
+    print("aliases:    ", ", ".join(f"{k} (variant: {'/'.join(v[2])})" for k, v in ALIASES.items()))
+    print("torchvision:", ", ".join(n for n in torchvision_names() if fnmatch(n, pattern)))
+    if find_spec("timm") is None:
+        print("timm:        not installed (pip install 'kdrun[timm]')")
+    else:
+        import timm
+
+        names = timm.list_models(pattern)
+        if pattern == "*":
+            names = [f"{len(names)} models (`kdrun models '*lite*'` filters)"]
+        print("timm:       ", ", ".join(names))
+    print("use: teacher=<config> student=<config>; any torchvision name: student.name=<name>;")
+    print("     any timm name: student=timm student.name=<name> (the same for teacher)")
+
+
+def _complete(args: list[str]) -> None:
+    """Hydra's shell completion behind the dispatcher.
+
+    The script that `kdrun train -sc install=bash` prints runs `kdrun -sc query=bash` with the
+    whole line in COMP_LINE (`kdrun train logger=`): the command word is completed here, and the
+    rest goes to the command's Hydra entry with the command word taken out of the line.
+    """
+    line = os.environ.get("COMP_LINE", "kdrun train ")
+    words = line.split()
+    if len(words) < 2 or (len(words) == 2 and not line.endswith(" ")):  # typing the command
+        prefix = words[1] if len(words) == 2 else ""
+        print(" ".join(name for name in COMMANDS if name.startswith(prefix)))
+        return
+    if words[1] not in ENTRY_POINTS:  # argparse commands complete nothing
+        return
+    os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+    config_name, entry = ENTRY_POINTS[words[1]]
+    sys.argv = [f"kdrun {words[1]}", *[arg for arg in args if arg not in COMMANDS]]
+    entry()
 
 
 def _report(args: list[str]) -> None:
@@ -145,7 +186,11 @@ def _regress(args: list[str]) -> None:
 def usage() -> str:
     lines = ["usage: kdrun <command> [hydra overrides]", "", "commands:"]
     lines += [f"  {name:<19} {text}" for name, text in COMMANDS.items()]
-    lines += ["", "`kdrun train --help` lists the config groups and their choices."]
+    lines += [
+        "",
+        "`kdrun <command> --help` for its options; `kdrun train --help` lists the config groups",
+        "and their choices. Docs: docs/cli/<command>.md.",
+    ]
     return "\n".join(lines)
 
 
@@ -155,11 +200,14 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return
+    if any(arg.startswith(("-sc", "--shell-completion")) for arg in args) and "COMP_LINE" in os.environ:
+        _complete(args)
+        return
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
         fail(f"command={command!r}: allowed: {', '.join(COMMANDS)}")
     if command == "models":
-        _models()
+        _models(rest)
         return
     if command == "report":
         _report(rest)

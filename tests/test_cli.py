@@ -1,0 +1,86 @@
+"""The command line as a user meets it: help, composed config, shell completion, models, colour."""
+
+import os
+import pty
+import subprocess
+
+import pytest
+import yaml
+
+from kdrun.cli import COMMANDS
+from tests.conftest import KDRUN, run_kdrun
+
+
+def test_top_level_help_lists_each_command_on_one_line(tmp_path):
+    out = run_kdrun(["--help"], tmp_path).stdout
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert list(lines) == list(COMMANDS)
+    assert all(len(line.split()) > 3 for line in lines.values())  # a description on the same line
+
+
+def test_train_help_lists_config_groups_with_their_choices(tmp_path):
+    out = run_kdrun(["train", "--help"], tmp_path).stdout
+    groups = dict(
+        line.split(": ", 1) for line in out.split("Config groups")[1].split("\n\n")[0].splitlines()[1:]
+    )
+    assert groups["logger"] == "csv, mlflow, none, tensorboard"
+    assert "imagefolder" in groups["dataset"].split(", ")
+    assert "timm" in groups["student"].split(", ") and "timm" in groups["teacher"].split(", ")
+    assert "logger=[csv,tensorboard]" in out and "docs/cli/train.md" in out
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    run = run_kdrun(["train", "--cfg", "job", "logger=[csv,tensorboard]", "T=2"], tmp_path)
+    cfg = yaml.safe_load(run.stdout)
+    assert set(cfg["logger"]) == {"csv", "tensorboard"} and cfg["T"] == 2
+    assert not (tmp_path / "outputs").exists()  # nothing ran
+
+
+def _complete(line: str, cwd) -> str:
+    env = {**os.environ, "COMP_LINE": line}
+    run = subprocess.run([*KDRUN, "-sc", "query=bash"], cwd=cwd, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_shell_completion_through_the_dispatcher(tmp_path):
+    assert _complete("kdrun tr", tmp_path).split() == ["train"]
+    assert _complete("kdrun train logger=", tmp_path).split() == [
+        "logger=csv",
+        "logger=mlflow",
+        "logger=none",
+        "logger=tensorboard",
+    ]
+    assert "strategy=" in _complete("kdrun train ", tmp_path).split()
+    script = run_kdrun(["train", "-sc", "install=bash"], tmp_path).stdout
+    assert "complete -o nospace -o default -F hydra_bash_completion kdrun" in script
+
+
+def test_models_lists_configs_and_filters_zoo_names(tmp_path):
+    pytest.importorskip("timm", reason="timm is not installed (pip install 'kdrun[timm]')")
+    out = run_kdrun(["models", "*lite*"], tmp_path).stdout
+    lines = dict(line.split(":", 1) for line in out.splitlines() if ":" in line.split()[0])
+    assert "timm" in lines["configs"] and "resnet50" in lines["configs"]
+    assert "efficientnet_lite0" in lines["timm"].split(", ")
+    assert "resnet50" not in lines["torchvision"]  # filtered by the pattern
+
+
+def test_errors_are_coloured_only_on_a_terminal(tmp_path):
+    piped = run_kdrun(["train", "T=-1"], tmp_path)
+    assert piped.returncode == 2 and "\x1b[" not in piped.stderr
+    assert piped.stderr.startswith("error: kd.T=-1")
+    output = bytearray()
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 1024)
+        output.extend(data)
+        return data
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        status = pty.spawn([*KDRUN, "train", "T=-1"], read)
+    finally:
+        os.chdir(cwd)
+    assert os.waitstatus_to_exitcode(status) == 2
+    assert b"\x1b[" in output and b"kd.T=-1" in output
