@@ -61,3 +61,11 @@ def test_timm_student_trains_in_a_smoke_run(tmp_path):
     )
     spec = json.loads(next((tmp_path / "outputs/cache/baseline").glob("*/spec.json")).read_text())
     assert spec["model"]["library"] == "timm"  # part of the scratch baseline's cache key
+
+
+def test_layers_of_the_timm_config_come_from_the_timm_model():
+    from kdrun.layers import layers
+
+    table = layers("timm", image_size=28, channels=1, num_classes=10)
+    assert "student/timm.yaml" in str(table.title)
+    assert "conv_stem" in table.columns[0]._cells  # efficientnet_lite0's stem, as timm names it
