@@ -40,20 +40,29 @@ def test_unknown_logger_class_is_rejected():
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
-    """One smoke run with all three loggers, then a two-point sweep that reuses its cache."""
+    """A two-point smoke sweep with all three loggers (point 0 also trains teacher and baseline)."""
     cwd = tmp_path_factory.mktemp("loggers")
+    sweep = "outputs/multirun/s1"
     run = run_kdrun(
-        ["train", "debug=smoke", "logger=[csv,tensorboard,mlflow]", "hydra.run.dir=outputs/runs/a"], cwd
+        [
+            "train",
+            "-m",
+            "debug=smoke",
+            "logger=[csv,tensorboard,mlflow]",
+            "T=2,8",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "mlflow.store" not in run.stderr  # MLflow's table-creation chatter is silenced
-    results = json.loads((cwd / "outputs/runs/a/results.json").read_text())
-    return cwd, results
+    points = [json.loads((cwd / sweep / str(i) / "results.json").read_text()) for i in (0, 1)]
+    return cwd, points
 
 
 def test_csv_gets_losses_metrics_config_and_final_results(logged):
-    cwd, results = logged
-    run = cwd / "outputs/runs/a"
+    cwd, (results, _) = logged
+    run = cwd / "outputs/multirun/s1/0"
     rows = (run / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert {"train/loss_soft", "train/loss_hard", "val/acc"} <= set(header)
@@ -65,8 +74,8 @@ def test_csv_gets_losses_metrics_config_and_final_results(logged):
 def test_tensorboard_event_file_holds_losses_final_results_and_hparams(logged):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cwd, results = logged
-    events = EventAccumulator(str(cwd / "outputs/runs/a/tensorboard"))
+    cwd, (_, results) = logged
+    events = EventAccumulator(str(cwd / "outputs/multirun/s1/1/tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc"} <= scalars
@@ -75,46 +84,48 @@ def test_tensorboard_event_file_holds_losses_final_results_and_hparams(logged):
     assert events.Scalars("results/student/top1")[0].value == pytest.approx(results["student"]["top1"])
     # The HPARAMS tab: the resolved config next to the final results.
     assert "_hparams_/session_start_info" in events.summary_metadata
-    # The teacher trained in this run logged to its own cache entry.
-    teacher = cwd / "outputs/cache/teacher"
-    assert list(teacher.glob("cnn-*/tensorboard/events.out.tfevents.*"))
+    # The teacher trained in this sweep logged to its own cache entry.
+    assert list((cwd / "outputs/cache/teacher").glob("cnn-*/tensorboard/events.out.tfevents.*"))
 
 
-def _runs(cwd, experiment):
+def test_mlflow_sweep_is_one_experiment_with_a_run_per_phase_and_point(logged):
     from mlflow import MlflowClient
 
+    cwd, points = logged
     client = MlflowClient(f"sqlite:///{cwd}/outputs/mlflow.db")
-    found = client.get_experiment_by_name(experiment)
-    assert found is not None, [e.name for e in client.search_experiments()]
-    return {r.info.run_name.split()[0]: r for r in client.search_runs([found.experiment_id])}, client
-
-
-def test_mlflow_store_holds_a_run_per_phase_with_params_metrics_and_results(logged):
-    cwd, results = logged
-    runs, client = _runs(cwd, "kdrun")
-    assert set(runs) == {"teacher", "baseline", "student"}
-    student = runs["student"]
-    assert student.info.status == "FINISHED"
-    assert student.data.tags["kdrun.phase"] == "student"
-    assert student.data.params["kd/T"] == "4.0" and student.data.params["student/name"] == "mlp"
-    metrics = student.data.metrics
-    assert metrics["results/deltas/kd_gain_top1"] == pytest.approx(results["deltas"]["kd_gain_top1"])
-    assert {"train/loss_soft", "train/loss_hard", "val/acc"} <= set(metrics)
-    history = client.get_metric_history(student.info.run_id, "train/loss")
-    assert len(history) >= 8  # one per step: 512 images / 64 per batch
-    assert "results/deltas/kd_gain_top1" not in runs["teacher"].data.metrics
-
-
-def test_mlflow_runs_of_a_sweep_share_one_experiment(logged):
-    cwd, _ = logged
-    sweep = run_kdrun(
-        ["train", "-m", "debug=smoke", "logger=mlflow", "T=2,8", "hydra.sweep.dir=outputs/multirun/s1"], cwd
+    experiment = client.get_experiment_by_name("sweep s1")
+    assert experiment is not None, [e.name for e in client.search_experiments()]
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    students = [
+        "student T=2,debug=smoke,logger=[csv,tensorboard,mlflow]",
+        "student T=8,debug=smoke,logger=[csv,tensorboard,mlflow]",
+    ]
+    assert sorted(runs) == sorted(
+        [
+            "teacher T=2,debug=smoke,logger=[csv,tensorboard,mlflow]",
+            "baseline T=2,debug=smoke,logger=[csv,tensorboard,mlflow]",
+            *students,
+        ]
     )
-    assert sweep.returncode == 0, sweep.stderr[-3000:]
-    from mlflow import MlflowClient
+    for name, results in zip(students, points, strict=True):
+        student = runs[name]
+        assert student.info.status == "FINISHED" and student.data.tags["kdrun.phase"] == "student"
+        assert student.data.params["kd/T"] == str(results["config"]["kd"]["T"])
+        assert student.data.params["student/name"] == "mlp"
+        metrics = student.data.metrics
+        assert metrics["results/deltas/kd_gain_top1"] == pytest.approx(results["deltas"]["kd_gain_top1"])
+        assert {"train/loss_soft", "train/loss_hard", "val/acc"} <= set(metrics)
+    history = client.get_metric_history(runs[students[0]].info.run_id, "train/loss")
+    assert len(history) >= 8  # one per step: 512 images / 64 per batch
+    teacher = next(r for n, r in runs.items() if n.startswith("teacher"))
+    assert "results/deltas/kd_gain_top1" not in teacher.data.metrics
 
-    client = MlflowClient(f"sqlite:///{cwd}/outputs/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("sweep s1").experiment_id])
-    names = sorted(r.info.run_name for r in runs)
-    assert names == ["student T=2,debug=smoke,logger=mlflow", "student T=8,debug=smoke,logger=mlflow"]
-    assert all("results/deltas/kd_gain_top1" in r.data.metrics for r in runs)
+
+def test_single_runs_go_to_the_kdrun_experiment_named_by_phase(tmp_path):
+    from kdrun.loggers import _mlflow_args
+
+    args = _mlflow_args(make_cfg("logger=mlflow").logger.mlflow, tmp_path, "baseline")
+    assert (args["experiment_name"], args["run_name"]) == ("kdrun", "baseline")
+    assert args["tags"] == {"kdrun.phase": "baseline", "kdrun.log_dir": str(tmp_path)}
+    named = make_cfg("logger=mlflow", "logger.mlflow.experiment_name=mine", "logger.mlflow.run_name=x")
+    assert "experiment_name" not in _mlflow_args(named.logger.mlflow, tmp_path, "student")
