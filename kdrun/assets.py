@@ -16,6 +16,7 @@ from kdrun.cache import Cache
 from kdrun.console import console
 from kdrun.data import TensorDataModule
 from kdrun.fit import fit
+from kdrun.logit_cache import load_or_compute
 from kdrun.models import create_model, load_weights, save_weights
 from kdrun.models.ensemble import TeacherEnsemble
 from kdrun.sections import display_name, ensemble_members, is_ensemble
@@ -152,7 +153,7 @@ class Assets:
             model = build(section, data)
             strategy = make(model)
             if cache_logits(cfg, data):
-                strategy.cache_teacher_logits(data.loader("train"))
+                load_or_compute(strategy, data, self.cache)
             metrics = fit(strategy, data, cfg, epochs=section.epochs, seed=seed, log_dir=folder, label=kind)
             save_weights(model, folder / WEIGHTS)
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))

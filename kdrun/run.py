@@ -25,6 +25,7 @@ from kdrun.errors import KdrunConfigError
 from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
 from kdrun.fit import fit
 from kdrun.loggers import build_loggers, log_results
+from kdrun.logit_cache import load_or_compute
 from kdrun.measure import accuracy, profile
 from kdrun.models import save_weights
 from kdrun.report import deltas, results_table, write_json_atomic
@@ -213,8 +214,11 @@ def _train(
     strategy = STRATEGIES[cfg.strategy.name].build(ctx, student)
     student = strategy.student  # the model that ships (e.g. the student with k heads)
     student_data = ctx.student_data
+    logits = None
     if assets.cache_logits(cfg, student_data):
-        strategy.cache_teacher_logits(student_data.loader("train"))
+        logits = load_or_compute(strategy, student_data, ctx.cache)
+        if logits == "disk":
+            console.print("teacher logits: reusing the cached train-split logits (kdrun/logit_cache.py)")
     elif cfg.kd.cache_logits:  # cached logits would belong to inputs the student never sees
         console.print(
             "kd.cache_logits: not used, dataset.augment changes the training inputs every epoch "
@@ -267,6 +271,7 @@ def _train(
         },
         "extra_models": extra,
         "timings_s": clock.laps,
+        "teacher_logits": logits,  # disk | computed | null (a live teacher, or none to cache)
         "paths": {
             "teacher": strategy.teacher_member.path if strategy.teacher_member else None,
             "baseline": baseline.path,

@@ -1,5 +1,6 @@
 """The frozen teacher stays frozen; the strategy registry is the only place methods are named."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -44,15 +45,21 @@ def test_optimizer_holds_only_the_student_parameters():
     assert trainable == {id(p) for p in student.parameters()}
 
 
-def test_training_logs_every_loss_component(tiny_data, tmp_path):
+@pytest.mark.parametrize(("every", "rows"), [(1, 5), (2, 2)])
+def test_training_logs_every_loss_component(tiny_data, tmp_path, every, rows):
+    """Loss terms reach the logger on every ``trainer.log_every_n_steps``-th step (5 steps here)."""
     teacher, student = _models()
     strategy = STRATEGIES["vanilla"](student, teacher, T=4.0, alpha=0.9)
-    metrics = fit(strategy, tiny_data, make_cfg(), epochs=1, seed=0, log_dir=tmp_path, label="test")
+    cfg = make_cfg(f"trainer.log_every_n_steps={every}")
+    metrics = fit(strategy, tiny_data, cfg, epochs=1, seed=0, log_dir=tmp_path, label="test")
     assert set(metrics) >= LOGGED
-    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
     assert set(header) >= LOGGED
-    steps = [line for line in (tmp_path / "metrics.csv").read_text().splitlines()[1:] if line.split(",")[5]]
-    assert len(steps) == 5  # one row of loss terms per training step (40 samples / batch 8)
+    soft = header.index("train/loss_soft")
+    steps = [line.split(",") for line in lines[1:] if line.split(",")[soft]]
+    assert len(steps) == rows  # 40 samples / batch 8 = 5 steps
+    assert [int(row[header.index("step")]) for row in steps] == list(range(every - 1, 5, every))
 
 
 def test_registry_holds_the_built_in_strategies():

@@ -30,6 +30,12 @@ class TeacherEnsemble(nn.Module):
         fixed = torch.tensor(weights if weighting == "fixed" else [1.0] * len(members), dtype=torch.float32)
         self.register_buffer("fixed", fixed / fixed.sum(), persistent=False)
 
+    def extra_repr(self) -> str:
+        # Part of the module's identity (the teacher-logit cache key hashes the repr): none of
+        # these are in the state_dict.
+        weights = [round(w, 6) for w in self.fixed.tolist()]
+        return f"T={self.T:g}, weighting={self.weighting}, weights={weights}"
+
     def at_temperature(self, T: float) -> "TeacherEnsemble":
         """The same members combined at another temperature (T = 1: the ensemble's prediction)."""
         clone = copy.copy(self)  # shares the member modules and buffers

@@ -63,6 +63,9 @@ class Strategy(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    # Whether the teacher's logits can replace running it (kdrun.logit_cache); not when a step
+    # needs more of the teacher than its logits (intermediate features).
+    caches_logits: ClassVar[bool] = True
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None) -> None:
         super().__init__()

@@ -1,0 +1,179 @@
+"""kdrun's KD epoch against a minimal hand-written PyTorch KD loop; cached KD against scratch.
+
+    python benchmarks/overhead.py            # prints the Markdown section; run.py writes it to the doc
+
+Both sides train the same model objects (built by kdrun's factory, so the same memory layout),
+on the same in-memory tensors, batch size, Adam + per-step cosine schedule, T and alpha, and
+both validate once per epoch. The hand loop is what an engineer writes in 30 lines: a random
+permutation per epoch, index the tensors, forward, loss, backward, step. Blocks of epochs
+alternate kdrun / hand (ABAB...) so drift on a shared machine hits both; the figure is the
+median epoch (first epoch of each block dropped: warm-up), and the ratio is kdrun / hand.
+"""
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import kdrun.fit as kdrun_fit  # noqa: E402
+from kdrun.assets import model_spec  # noqa: E402
+from kdrun.callbacks import EpochLines  # noqa: E402
+from kdrun.data import TensorDataModule, build_datamodule  # noqa: E402
+from kdrun.fit import fit  # noqa: E402
+from kdrun.losses import kd_loss  # noqa: E402
+from kdrun.models.factory import create_model  # noqa: E402
+from kdrun.strategies import STRATEGIES  # noqa: E402
+
+PAIRS = (("resnet18", "mobilenet_v3"), ("mlp", "mlp"))
+EPOCHS, BLOCKS = 3, 3  # epochs per block; blocks per side (alternating)
+
+
+def _cfg(teacher: str, student: str):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+        return compose("train", overrides=[f"teacher={teacher}", f"student={student}", "logger=csv"])
+
+
+class _Timed(EpochLines):
+    """kdrun's own per-epoch line callback, recording each epoch's seconds (train + validation)."""
+
+    seconds: list[float] = []
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        _Timed.seconds.append(time.perf_counter() - self.started)
+
+
+def kdrun_epochs(strategy: nn.Module, data: TensorDataModule, cfg, epochs: int) -> list[float]:
+    _Timed.seconds = []
+    kdrun_fit.EpochLines = _Timed  # fit() builds its callbacks; this one also times them
+    try:
+        with tempfile.TemporaryDirectory() as log_dir:
+            fit(strategy, data, cfg, epochs=epochs, seed=0, log_dir=Path(log_dir), label="bench")
+    finally:
+        kdrun_fit.EpochLines = EpochLines
+    return list(_Timed.seconds)
+
+
+def hand_epochs(
+    student: nn.Module,
+    teacher: nn.Module | None,
+    data: TensorDataModule,
+    epochs: int,
+    T: float,
+    alpha: float,
+    cached: torch.Tensor | None = None,
+) -> list[float]:
+    """The minimal KD loop (``teacher=None`` and no ``cached``: plain cross-entropy)."""
+    x, y = data.splits["train"]
+    vx, vy = data.splits["val"]
+    batch = data.batch_size
+    steps = epochs * -(-len(y) // batch)
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    generator = torch.Generator().manual_seed(0)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        student.train()
+        for idx in torch.randperm(len(y), generator=generator).split(batch):
+            xb, yb = x[idx], y[idx]
+            logits = student(xb)
+            loss = F.cross_entropy(logits, yb)
+            if cached is not None or teacher is not None:
+                with torch.no_grad():
+                    t_logits = cached[idx] if cached is not None else teacher(xb)
+                loss = alpha * kd_loss(logits, t_logits, T) + (1 - alpha) * loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        student.eval()
+        with torch.no_grad():
+            correct = sum(int((student(a).argmax(1) == b).sum()) for a, b in zip(vx.split(512), vy.split(512)))
+        assert correct >= 0
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def _median(blocks: list[list[float]]) -> float:
+    return statistics.median(t for block in blocks for t in block[1:])
+
+
+def compare(pair: tuple[str, str], data: TensorDataModule) -> dict[str, float]:
+    """Median epoch seconds: kdrun vs hand, live teacher and cached logits, and scratch."""
+    cfg = _cfg(*pair)
+    T, alpha = float(cfg.kd.T), float(cfg.kd.alpha)
+    shape, classes = data.input_shape, data.num_classes
+
+    def model(section) -> nn.Module:
+        torch.manual_seed(0)
+        return create_model(model_spec(section), classes, shape)
+
+    teacher = model(cfg.teacher).eval().requires_grad_(False)
+    with torch.no_grad():
+        cached = torch.cat([teacher(a) for a in data.splits["train"][0].split(512)])
+    runs: dict[str, Callable[[], list[float]]] = {}
+
+    def kdrun_kd(cache: bool) -> list[float]:
+        strategy = STRATEGIES["vanilla"](model(cfg.student), teacher, T=T, alpha=alpha)
+        if cache:
+            strategy.cache_teacher_logits(data.loader("train"))
+        return kdrun_epochs(strategy, data, cfg, EPOCHS)
+
+    runs["kdrun live"] = lambda: kdrun_kd(False)
+    runs["hand live"] = lambda: hand_epochs(model(cfg.student), teacher, data, EPOCHS, T, alpha)
+    runs["kdrun cached"] = lambda: kdrun_kd(True)
+    runs["hand cached"] = lambda: hand_epochs(model(cfg.student), None, data, EPOCHS, T, alpha, cached)
+    runs["kdrun scratch"] = lambda: kdrun_epochs(STRATEGIES["scratch"](model(cfg.student)), data, cfg, EPOCHS)
+    runs["hand scratch"] = lambda: hand_epochs(model(cfg.student), None, data, EPOCHS, T, alpha)
+    blocks: dict[str, list[list[float]]] = {name: [] for name in runs}
+    for _ in range(BLOCKS):
+        for name, run in runs.items():
+            blocks[name].append(run())
+    return {name: _median(b) for name, b in blocks.items()}
+
+
+def measure() -> list[str]:
+    torch.set_num_threads(2)
+    data = build_datamodule(_cfg("cnn", "mlp").dataset)
+    lines = [
+        "## Overhead: kdrun's KD epoch vs a hand-written PyTorch loop (`benchmarks/overhead.py`)",
+        "",
+        f"Default data ({len(data.splits['train'][1])} train / {len(data.splits['val'][1])} val images, "
+        f"{'x'.join(map(str, data.input_shape))}), batch {data.batch_size}, Adam + cosine, 2 threads; "
+        f"median seconds per epoch (train + validation) over {BLOCKS} alternating blocks of {EPOCHS} "
+        "epochs, first epoch of each block dropped. Targets: kdrun / hand <= 1.10; cached KD / scratch <= 1.05.",
+        "",
+        "| teacher -> student | teacher | kdrun s | hand s | kdrun / hand | cached KD / scratch (kdrun) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for pair in PAIRS:
+        t = compare(pair, data)
+        for mode in ("live", "cached"):
+            ratio = t[f"kdrun {mode}"] / t[f"hand {mode}"]
+            kd_vs_scratch = f"{t['kdrun cached'] / t['kdrun scratch']:.2f}" if mode == "cached" else "-"
+            lines.append(
+                f"| {pair[0]} -> {pair[1]} | {mode} | {t[f'kdrun {mode}']:.3f} | {t[f'hand {mode}']:.3f} | "
+                f"**{ratio:.2f}** | {kd_vs_scratch} |"
+            )
+        lines.append(
+            f"| {pair[1]} alone | scratch | {t['kdrun scratch']:.3f} | {t['hand scratch']:.3f} | "
+            f"{t['kdrun scratch'] / t['hand scratch']:.2f} | - |"
+        )
+        print("\n".join(lines[-3:]), flush=True)
+    return [*lines, ""]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:  # e.g. `mlp:mlp` to measure one pair
+        PAIRS = tuple(tuple(arg.split(":")) for arg in sys.argv[1:])
+    print("\n".join(measure()))
