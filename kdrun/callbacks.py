@@ -22,6 +22,8 @@ class EpochLines(Callback):
         self.started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # one line per epoch, not one per DDP process
+            return
         metrics = trainer.callback_metrics
         shown = "  ".join(
             f"{name} {float(metrics[name]):.4f}"
@@ -47,7 +49,8 @@ class RecalibrateBatchNorm(Callback):
         self.model = model
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        recalibrate_batchnorm(self.model, trainer.datamodule.train_dataloader())
+        # The whole training split in every process (train_dataloader() is one DDP process's share).
+        recalibrate_batchnorm(self.model, trainer.datamodule.loader("train", shuffle=True))
 
 
 @torch.no_grad()

@@ -1,13 +1,16 @@
 """Validation of a composed config: every check runs before any data is loaded or model trained."""
 
+import inspect
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from omegaconf import DictConfig
 
 from kdrun.data import DATASETS
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
+from kdrun.fit import DDP, KDRUN_TRAINER_KEYS
 from kdrun.loggers import check_loggers
 from kdrun.models.factory import resolve_name
 from kdrun.resume import check_run_dir
@@ -102,5 +105,52 @@ def validate(cfg: DictConfig) -> None:
         _number(cfg, "threads", 1, integer=True)
     check_loggers(cfg)
     check_run_dir(cfg.resume)
-    _choice(cfg, "trainer.keep_checkpoint", [True, False])
+    _trainer(cfg)
     check_export(cfg.export)
+
+
+# Trainer arguments kdrun sets itself (kdrun.fit): a `trainer.` key for one would collide.
+SET_BY_KDRUN = (
+    "max_epochs",
+    "logger",
+    "callbacks",
+    "default_root_dir",
+    "enable_checkpointing",
+    "plugins",
+    "enable_model_summary",
+    "enable_progress_bar",
+    "use_distributed_sampler",
+)
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+LEGACY_PRECISIONS = (32, 16, 64, "32", "16", "bf16")  # Lightning's older spellings
+
+
+def _trainer(cfg: DictConfig) -> None:
+    """The ``trainer`` group: Lightning Trainer arguments kdrun supports, and kdrun's own keys."""
+    # num_nodes: a run spans one node (docs/distributed.md).
+    arguments = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "num_nodes", *SET_BY_KDRUN}
+    for key in cfg.trainer:
+        if key not in arguments and key not in KDRUN_TRAINER_KEYS:
+            hint = {"max_epochs": "; set epochs= / teacher.epochs=", "num_nodes": "; see docs/distributed.md"}
+            raise KdrunConfigError(
+                f"trainer.{key}",
+                cfg.trainer[key],
+                f"allowed: Lightning Trainer arguments that kdrun does not set{hint.get(key, '')}",
+            )
+    _choice(cfg, "trainer.accelerator", ["cpu", "gpu", "cuda", "mps", "auto"])
+    _number(cfg, "trainer.devices", 1, integer=True)
+    _choice(cfg, "trainer.strategy", ["auto", *DDP])
+    precision = cfg.trainer.precision
+    if precision not in PRECISIONS + LEGACY_PRECISIONS:
+        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join(PRECISIONS)}")
+    _choice(cfg, "trainer.deterministic", [True, False, "warn"])
+    _number(cfg, "trainer.log_every_n_steps", 1, integer=True)
+    _number(cfg, "trainer.num_sanity_val_steps", -1, integer=True, hint=" (-1: the whole val split)")
+    _choice(cfg, "trainer.keep_checkpoint", [True, False])
+    devices = cfg.trainer.devices
+    if devices > 1 and cfg.dataset.batch_size < devices:
+        raise KdrunConfigError(
+            "dataset.batch_size",
+            cfg.dataset.batch_size,
+            f"must be >= trainer.devices ({devices}): each DDP process takes a share of every batch",
+        )

@@ -1,14 +1,19 @@
 """Train a strategy with Lightning: the one training path for teachers, baselines and students."""
 
 import logging
+import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import Logger
+from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
 from kdrun.callbacks import EpochLines, RecalibrateBatchNorm
@@ -20,15 +25,19 @@ from kdrun.strategies import Strategy
 
 # Lightning's start-up chatter (GPU/TPU availability, tips) is not news in a kdrun run.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+logging.getLogger("lightning.fabric").setLevel(logging.WARNING)  # "Initializing distributed: ..."
 # Frozen teachers are in eval mode on purpose; the CSV logger shares the run folder with Hydra.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
 warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# Epoch-level values are torchmetrics computes, which are already reduced across DDP processes.
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(.*sync_dist=True\)`")
 
 # Keys of the ``trainer`` group that kdrun reads itself; the rest are Lightning Trainer arguments.
 KDRUN_TRAINER_KEYS = ("keep_checkpoint",)
+DDP = ("ddp", "ddp_spawn")  # trainer.strategy values that run one process per device
 
 
 def fit(
@@ -65,8 +74,12 @@ def fit(
         loggers = build_loggers(cfg, log_dir, label)
     if checkpoint_dir is not None:
         callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness()]
+    args = trainer_args(cfg.trainer)
+    ddp = isinstance(args.get("strategy"), DDPStrategy)
+    if ddp:
+        callbacks.append(DDPWorker(torch.get_num_threads(), cfg.trainer.devices))
     trainer = L.Trainer(
-        **{key: value for key, value in cfg.trainer.items() if key not in KDRUN_TRAINER_KEYS},
+        **args,
         max_epochs=epochs,
         logger=loggers or False,
         callbacks=callbacks,
@@ -78,9 +91,55 @@ def fit(
     )
     module = DistillModule(strategy, cfg.optim, data.num_classes)
     start = resume_point(checkpoint_dir) if checkpoint_dir is not None and resume else None
-    trainer.fit(module, datamodule=data, ckpt_path=start)
+    with _worker_cpp_log_level("ERROR" if ddp else None):
+        trainer.fit(module, datamodule=data, ckpt_path=start)
     module.eval()
     return _floats(trainer.callback_metrics)
+
+
+def trainer_args(trainer: DictConfig) -> dict[str, Any]:
+    """The ``trainer`` group as Lightning Trainer arguments.
+
+    Several devices (``strategy=ddp``, or ``devices`` > 1) run DDP with the spawn launcher: the
+    worker processes run only the fit and hand the weights back. Lightning's default ``ddp``
+    launcher re-executes the command line in each worker, which would run the whole kdrun
+    pipeline (teacher, baseline, cache locks) again in each. Batches are split by the data module
+    (``ShardedBatches``), so Lightning's sampler injection is off.
+    """
+    args = {key: value for key, value in trainer.items() if key not in KDRUN_TRAINER_KEYS}
+    if args.get("strategy") in DDP or args.get("devices", 1) > 1:
+        # find_unused_parameters: some methods leave parameters out of a step (hints' first stage).
+        args["strategy"] = DDPStrategy(start_method="spawn", find_unused_parameters=True)
+        args["use_distributed_sampler"] = False
+    return args
+
+
+class DDPWorker(Callback):
+    """What a spawned DDP worker does not inherit from the kdrun process.
+
+    Unpickling this callback imports this module in the worker, so the logging and warning filters
+    above apply there too; ``setup`` shares the process's torch threads between the workers.
+    """
+
+    def __init__(self, threads: int, devices: int) -> None:
+        self.threads = max(1, threads // devices)
+
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        torch.set_num_threads(self.threads)
+
+
+@contextmanager
+def _worker_cpp_log_level(level: str | None) -> Iterator[None]:
+    """Spawned workers read ``TORCH_CPP_LOG_LEVEL`` at start: DDP's C++ reducer warns on every
+    process that ``find_unused_parameters`` found none, which is expected for most methods."""
+    if level is None or "TORCH_CPP_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["TORCH_CPP_LOG_LEVEL"] = level
+    try:
+        yield
+    finally:
+        del os.environ["TORCH_CPP_LOG_LEVEL"]
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:

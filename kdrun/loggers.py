@@ -6,6 +6,7 @@ artefacts live (``save_dir``: the run directory for the student, the cache entry
 baselines); MLflow writes every phase to one tracking store, as runs named after the phase.
 """
 
+import csv
 import logging
 import os
 from importlib.util import find_spec
@@ -15,7 +16,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.errors import KdrunConfigError
@@ -95,8 +96,21 @@ def log_results(loggers: list[Logger], cfg: DictConfig, results: dict[str, Any])
         if isinstance(logger, TensorBoardLogger):  # its HPARAMS tab pairs the config with these
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), metrics)
         else:
+            if isinstance(logger, CSVLogger):
+                _keep_csv_columns(logger)
             logger.log_metrics(metrics)
         logger.finalize("success")
+
+
+def _keep_csv_columns(logger: CSVLogger) -> None:
+    """Make the CSV writer keep the columns already in its file: the training rows may come from
+    another process (a DDP worker, or the process before a resume), whose writer knew them."""
+    writer = logger.experiment
+    path = Path(writer.metrics_file_path)
+    if path.is_file():
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        writer.metrics_keys = sorted(set(writer.metrics_keys) | set(header))
 
 
 def _numbers(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:

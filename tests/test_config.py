@@ -57,6 +57,15 @@ BAD = [
     (["measure.batch_sizes=[]"], "measure.batch_sizes"),
     (["resume=/no/such/run"], "resume"),
     (["trainer.keep_checkpoint=maybe"], "trainer.keep_checkpoint"),
+    (["trainer.strategy=fsdp"], "trainer.strategy"),
+    (["trainer.devices=0"], "trainer.devices"),
+    (["trainer.devices=2", "dataset.batch_size=1"], "dataset.batch_size"),
+    (["trainer.precision=8-true"], "trainer.precision"),
+    (["trainer.accelerator=tpu"], "trainer.accelerator"),
+    (["+trainer.num_nodes=2"], "trainer.num_nodes"),
+    (["+trainer.max_epochs=3"], "trainer.max_epochs"),
+    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps"),
+    (["trainer.deterministic=sometimes"], "trainer.deterministic"),
 ]
 
 

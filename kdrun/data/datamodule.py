@@ -11,6 +11,7 @@ from torch.utils.data import (
     BatchSampler,
     DataLoader,
     RandomSampler,
+    Sampler,
     SequentialSampler,
     TensorDataset,
 )
@@ -70,8 +71,17 @@ class TensorDataModule(L.LightningDataModule):
         head.augment, head.num_workers, head.pin_memory = self.augment, self.num_workers, self.pin_memory
         return head
 
-    def loader(self, split: str, shuffle: bool = False, batch_size: int | None = None) -> DataLoader:
-        """A DataLoader over one split; ``shuffle`` draws from a generator seeded by the run."""
+    def loader(
+        self,
+        split: str,
+        shuffle: bool = False,
+        batch_size: int | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> DataLoader:
+        """A DataLoader over one split; ``shuffle`` draws from a generator seeded by the run.
+
+        ``shard=(rank, world_size)``: this process's share of every batch (``ShardedBatches``).
+        """
         x, y = self.splits[split]
         dataset = TensorDataset(x, y, torch.arange(len(y)))
         if shuffle:
@@ -84,13 +94,17 @@ class TensorDataModule(L.LightningDataModule):
         batches = BatchSampler(order, batch_size or self.batch_size, drop_last=False)
         return DataLoader(
             dataset,
-            sampler=batches,
+            sampler=batches if shard is None else ShardedBatches(batches, *shard),
             batch_size=None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:
+        # Several processes (DDP) split each batch; validation runs whole in each (kdrun.fit).
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            return self.loader("train", shuffle=True, shard=(trainer.global_rank, trainer.world_size))
         return self.loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -105,6 +119,27 @@ class TensorDataModule(L.LightningDataModule):
             return batch
         x, y, index = batch
         return self.augment(x), y, index
+
+
+class ShardedBatches(Sampler[list[int]]):
+    """Process ``rank``'s share of each batch of ``batches``: every ``world_size``-th index.
+
+    The processes together see the batches, batch order and number of steps of one process, so a
+    DDP run keeps the global batch size and the learning-rate schedule. A last batch with fewer
+    samples than processes is left out: every process must take the same number of steps.
+    """
+
+    def __init__(self, batches: BatchSampler, rank: int, world_size: int) -> None:
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+
+    def __iter__(self):
+        for batch in self.batches:
+            if len(batch) >= self.world_size:
+                yield batch[self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        full, last = divmod(len(self.batches.sampler), self.batches.batch_size)
+        return full + (last >= self.world_size)
 
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
