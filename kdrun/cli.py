@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
             fail(str(err))
         if rest is None:  # resume= names a run that has finished
             return
+    # `logger=null` reads naturally; Hydra removes a group only with `~logger`.
+    rest = ["~logger" if arg == "logger=null" else arg for arg in rest]
     _check_overrides(rest, config_name)
     # Hydra reads sys.argv; keep the command name out of it so overrides parse as usual.
     sys.argv = [f"kdrun {command}", *rest]

@@ -34,6 +34,8 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
     cfg = yaml.safe_load(run.stdout)
     assert set(cfg["logger"]) == {"csv", "tensorboard"} and cfg["T"] == 2
     assert not (tmp_path / "outputs").exists()  # nothing ran
+    no_logger = run_kdrun(["train", "--cfg", "job", "logger=null"], tmp_path)  # = logger=none, ~logger
+    assert "logger" not in yaml.safe_load(no_logger.stdout)
 
 
 def _complete(line: str, cwd) -> str:
