@@ -68,6 +68,8 @@ def validate(cfg: DictConfig) -> None:
         _choice(cfg, f"{role}.pretrained", [True, False])
         if cfg[role].bn_momentum is not None:
             _number(cfg, f"{role}.bn_momentum", 0, 1, lo_open=True)
+        if "dropout" in (cfg[role].get("args") or {}):
+            _number(cfg, f"{role}.args.dropout", 0, 1)
     _number(cfg, "teacher.seed", 0, integer=True)
     checkpoint = cfg.teacher.checkpoint
     if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
@@ -78,10 +80,14 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "kd.alpha", 0, 1, hint=" (set with alpha=... or kd.alpha=...)")
     _choice(cfg, "kd.cache_logits", [True, False])
     _number(cfg, "seed", 0, integer=True)
+    if cfg.kd.student_limit is not None:  # the upper bound needs the data (run.prepare)
+        _number(cfg, "kd.student_limit", 1, integer=True)
     _choice(cfg, "dataset.name", sorted(DATASETS))
     _number(cfg, "dataset.batch_size", 1, integer=True)
     _number(cfg, "dataset.image_size", 1, integer=True)
     _choice(cfg, "dataset.channels", [1, 3])
+    _choice(cfg, "dataset.download", [True, False])
+    _number(cfg, "dataset.split.seed", 0, integer=True)
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
     if cfg.dataset.get("augment") is not None:
@@ -94,6 +100,11 @@ def validate(cfg: DictConfig) -> None:
         _choice(cfg, "dataset.pin_memory", [True, False])
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
+    for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
+        if key in cfg.optim.optimizer:
+            _number(cfg, f"optim.optimizer.{key}", lo, hi)
+    if "nesterov" in cfg.optim.optimizer:
+        _choice(cfg, "optim.optimizer.nesterov", [True, False])
     _number(cfg, "measure.threads", 1, integer=True)
     _number(cfg, "measure.min_run_time", 0, lo_open=True)
     batches = cfg.measure.batch_sizes
@@ -104,6 +115,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.threads is not None:
         _number(cfg, "threads", 1, integer=True)
     check_loggers(cfg)
+    _choice(cfg, "recalibrate_bn", [True, False])
     check_run_dir(cfg.resume)
     _trainer(cfg)
     check_export(cfg.export)

@@ -66,6 +66,23 @@ BAD = [
     (["+trainer.max_epochs=3"], "trainer.max_epochs"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps"),
     (["trainer.deterministic=sometimes"], "trainer.deterministic"),
+    (["teacher.seed=-1"], "teacher.seed"),
+    (["student.pretrained=maybe"], "student.pretrained"),
+    (["teacher.channels_last=1.5"], "teacher.channels_last"),
+    (["student.bn_momentum=1.5"], "student.bn_momentum"),
+    (["teacher.args.dropout=1.5"], "teacher.args.dropout"),
+    (["dataset.image_size=0"], "dataset.image_size"),
+    (["dataset.limit=0"], "dataset.limit"),
+    (["dataset.download=yes_please"], "dataset.download"),
+    (["dataset.split.seed=-1"], "dataset.split.seed"),
+    (["optim.optimizer.weight_decay=-0.1"], "optim.optimizer.weight_decay"),
+    (["optim=sgd", "optim.optimizer.momentum=1.5"], "optim.optimizer.momentum"),
+    (["optim=sgd", "optim.optimizer.nesterov=sure"], "optim.optimizer.nesterov"),
+    (["measure.threads=0"], "measure.threads"),
+    (["measure.min_run_time=0"], "measure.min_run_time"),
+    (["threads=0"], "threads"),
+    (["recalibrate_bn=2"], "recalibrate_bn"),
+    (["kd.student_limit=abc"], "kd.student_limit"),
 ]
 
 
