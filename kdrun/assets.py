@@ -166,8 +166,10 @@ class Assets:
 
 
 def cache_logits(cfg: DictConfig, data: TensorDataModule) -> bool:
-    """``kd.cache_logits``, but only for inputs that are the same every epoch (no ``dataset.augment``)."""
-    return bool(cfg.kd.cache_logits) and data.augment is None
+    """``kd.cache_logits``: ``auto`` caches only inputs that are the same every epoch (no
+    ``dataset.augment``); ``true`` caches even then (the teacher's targets of un-augmented images)."""
+    mode = cfg.kd.cache_logits
+    return data.augment is None if mode == "auto" else bool(mode)
 
 
 def _identity(asset: Asset) -> str:

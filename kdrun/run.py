@@ -219,10 +219,10 @@ def _train(
         logits = load_or_compute(strategy, student_data, ctx.cache)
         if logits == "disk":
             console.print("teacher logits: reusing the cached train-split logits (kdrun/logit_cache.py)")
-    elif cfg.kd.cache_logits:  # cached logits would belong to inputs the student never sees
+    elif cfg.kd.cache_logits == "auto":  # cached logits would belong to inputs the student never sees
         console.print(
             "kd.cache_logits: not used, dataset.augment changes the training inputs every epoch "
-            "(the teacher runs on each augmented batch)"
+            "(the teacher runs on each augmented batch; kd.cache_logits=true caches un-augmented targets)"
         )
     clock.lap("teacher")
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")

@@ -105,3 +105,30 @@ def test_sweep_points_share_the_logits_and_match_live_runs(sweep_dir: Path) -> N
     for T in (2.0, 4.0):
         cached, live = points[(T, True)]["student"], points[(T, False)]["student"]
         assert cached["top1"] == live["top1"] and cached["val_top1"] == live["val_top1"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "augmenting", "cached"),
+    [("auto", False, True), ("auto", True, False), ("true", True, True), ("false", False, False)],
+)
+def test_cache_mode_follows_kd_cache_logits_and_augmentation(
+    mode: str, augmenting: bool, cached: bool
+) -> None:
+    from types import SimpleNamespace
+
+    from conftest import make_cfg
+
+    from kdrun.assets import cache_logits
+
+    data = SimpleNamespace(augment=object() if augmenting else None)
+    assert cache_logits(make_cfg(f"kd.cache_logits={mode}"), data) is cached
+
+
+def test_bad_cache_mode_is_refused() -> None:
+    from conftest import make_cfg
+
+    from kdrun.config import validate
+    from kdrun.errors import KdrunConfigError
+
+    with pytest.raises(KdrunConfigError, match=r"kd.cache_logits='sometimes': allowed: auto, True, False"):
+        validate(make_cfg("kd.cache_logits=sometimes"))
