@@ -44,8 +44,11 @@ class Cache:
         with FileLock(str(final) + ".lock"):
             if final.is_dir():  # another job built it while we waited
                 return final, True
+            # A builder killed mid-build (SIGKILL) left its temp folder; holding the lock, we are
+            # the only builder of this entry, so every temp folder of it is stale.
+            for stale in final.parent.glob(f".tmp-{final.name}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
             tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             try:
                 build(tmp)

@@ -40,6 +40,17 @@ def test_failed_build_leaves_no_entry(tmp_path):
     assert not list((tmp_path / "teacher").glob(".tmp-*"))
 
 
+def test_a_builder_killed_mid_build_leaves_nothing_usable_and_its_temp_folder_goes(tmp_path):
+    cache = Cache(tmp_path)
+    final = cache.path("teacher", "cnn", {"epochs": 3})
+    killed = final.parent / f".tmp-{final.name}-99999"  # what SIGKILL leaves: no finally ran
+    killed.mkdir(parents=True)
+    (killed / "model.safetensors").write_text("half")
+    folder, hit = cache.get_or_build("teacher", "cnn", {"epochs": 3}, lambda f: (f / "w").write_text("w"))
+    assert not hit and (folder / "w").read_text() == "w"
+    assert not list(final.parent.glob(".tmp-*"))
+
+
 def _build_slowly(root: str, log: str) -> None:
     import time
     from pathlib import Path
