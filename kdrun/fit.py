@@ -91,8 +91,15 @@ def fit(
     )
     module = DistillModule(strategy, cfg.optim, data.num_classes)
     start = resume_point(checkpoint_dir) if checkpoint_dir is not None and resume else None
-    with _worker_cpp_log_level("ERROR" if ddp else None):
-        trainer.fit(module, datamodule=data, ckpt_path=start)
+    compiled = list(strategy.trained) if cfg.compile else []
+    for model in compiled:
+        model.compile()  # in place: the state_dict keeps its keys
+    try:
+        with _worker_cpp_log_level("ERROR" if ddp else None):
+            trainer.fit(module, datamodule=data, ckpt_path=start)
+    finally:
+        for model in compiled:  # eager again for evaluation, latency and export
+            model._compiled_call_impl = None
     module.eval()
     return _floats(trainer.callback_metrics)
 
