@@ -115,6 +115,19 @@ def test_export_without_student_weights_fails_clearly(exported_run: Path, tmp_pa
         export_run(tmp_path, {"formats": ["onnx"], "atol": 1e-3, "min_top1_agreement": 0.999})
 
 
+def test_export_refuses_a_run_whose_data_changed(exported_run: Path, tmp_path: Path) -> None:
+    """Parity needs the run's own test images: another fingerprint is refused, nothing written."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run, run_dir)
+    shutil.rmtree(run_dir / "export")
+    results = _results(run_dir)
+    results["data"]["fingerprint"] = "0" * 16
+    (run_dir / "results.json").write_text(json.dumps(results))
+    with pytest.raises(KdrunConfigError, match="its data set has changed since the run"):
+        export_run(run_dir, {"formats": ["torchscript"], "atol": 1e-3, "min_top1_agreement": 0.999})
+    assert not (run_dir / "export").exists()
+
+
 def test_export_of_a_failed_run_is_refused(exported_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(exported_run, run_dir)

@@ -46,3 +46,11 @@ def test_compile_trains_then_leaves_an_eager_model_with_the_same_keys(tiny_data,
     assert m_compiled["val/acc"] == pytest.approx(m_eager["val/acc"], abs=1e-6)
     for a, b in zip(eager.student.parameters(), compiled.student.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_bad_compile_value_is_refused() -> None:
+    from kdrun.config import validate
+    from kdrun.errors import KdrunConfigError
+
+    with pytest.raises(KdrunConfigError, match=r"^compile='yes': allowed: True, False"):
+        validate(make_cfg("compile=yes"))
