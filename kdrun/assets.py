@@ -143,6 +143,7 @@ class Assets:
             "trainer": trainer,
             "recalibrate_bn": cfg.recalibrate_bn,
             **({"augment": data.augment.settings} if data.augment else {}),
+            **({"compile": True} if cfg.compile else {}),  # compiled kernels round differently
             **(extra or {}),
         }
         name = display_name(section)

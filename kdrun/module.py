@@ -52,11 +52,12 @@ class DistillModule(L.LightningModule):
                 {f"train/loss_{name}": value.detach() for name, value in terms.items()}, sync_dist=True
             )
             self.log("train/loss", loss.detach(), prog_bar=True, sync_dist=True)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            # Logged here, not in on_train_epoch_end: callbacks' epoch-end hooks (the epoch line)
+            # run before the module's and must see this epoch's value.
+            self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True)
+            self.train_acc.reset()
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.log("train/acc", self.train_acc.compute())
-        self.train_acc.reset()
 
     def _non_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> str:
         bad = [f"train/loss_{name}={float(v)}" for name, v in terms.items() if not torch.isfinite(v)]

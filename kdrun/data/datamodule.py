@@ -10,10 +10,10 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
+    Dataset,
     RandomSampler,
     Sampler,
     SequentialSampler,
-    TensorDataset,
 )
 
 from kdrun.data.augment import Augment
@@ -21,6 +21,24 @@ from kdrun.data.sources import DATASETS
 from kdrun.errors import KdrunConfigError
 
 Split = tuple[torch.Tensor, torch.Tensor]
+
+
+class IndexedTensors(Dataset):
+    """``(x, y, index)`` rows of two tensors, fetched a whole batch per call.
+
+    The loader hands over a batch's index list; one conversion to a tensor, then tensor indexing
+    (``TensorDataset`` would index each tensor with the Python list: ~0.3 ms a batch).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: list[int] | int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return self.x[idx], self.y[idx], idx
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -83,7 +101,7 @@ class TensorDataModule(L.LightningDataModule):
         ``shard=(rank, world_size)``: this process's share of every batch (``ShardedBatches``).
         """
         x, y = self.splits[split]
-        dataset = TensorDataset(x, y, torch.arange(len(y)))
+        dataset = IndexedTensors(x, y)
         if shuffle:
             # One generator per loader; each epoch draws its order from it. A resumed fit restores
             # its state (kdrun.checkpointing.TrainingRandomness).
