@@ -9,7 +9,7 @@ import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun.console import fail
+from kdrun.console import fail, fail_run
 from kdrun.errors import KdrunConfigError
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
@@ -19,6 +19,7 @@ CONFIG_PATH = "pkg://kdrun.conf"
 COMMANDS = {
     "train": "distil a teacher into a student; report it against the teacher and a scratch student",
     "report": "summarise every run under a folder: table, summary.csv/.md, T x alpha heatmap.png",
+    "export": "ship a run's distilled student as ONNX / TorchScript: parity check, latency, model card",
     "export-soft-labels": "write the teacher's train-split logits to out=FILE, for strategy=soft_labels",
     "regress": "run recipes (files or folders) and check the metrics each must reach; exit 1 on regression",
     "layers": "list a model's layer names and output shapes (for strategy.pairs of hints/attention)",
@@ -156,6 +157,48 @@ def _report(args: list[str]) -> None:
         fail(str(err))
 
 
+def _export(args: list[str]) -> None:
+    import argparse
+    from importlib.resources import files
+
+    from kdrun.export import FORMATS, ExportParityError, export_run
+    from kdrun.run import show_results
+
+    defaults = OmegaConf.load(str(files("kdrun.conf") / "export" / "none.yaml"))
+    parser = argparse.ArgumentParser(
+        prog="kdrun export",
+        description=COMMANDS["export"],
+        epilog="Writes <run dir>/export/student.<format>, MODEL_CARD.md, and `export` in results.json.",
+    )
+    parser.add_argument("run_dir", type=Path, help="a finished `kdrun train` run directory")
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=[*FORMATS, "all"],
+        help="repeat for several formats (default: onnx)",
+    )
+    parser.add_argument("--atol", type=float, default=defaults.atol, help="max |logit difference| allowed")
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=defaults.min_top1_agreement,
+        help="min fraction of test images with the same top-1 class",
+    )
+    options = parser.parse_args(args)
+    formats = options.formats or ["onnx"]
+    formats = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
+    settings = {"formats": formats, "atol": options.atol, "min_top1_agreement": options.min_agreement}
+    try:
+        results = export_run(options.run_dir, settings)
+    except KdrunConfigError as err:
+        fail(str(err))
+    except ExportParityError as err:
+        show_results(err.results, options.run_dir)
+        fail_run(f"export: {err} (details in {options.run_dir / 'results.json'})")
+    show_results(results, options.run_dir)
+
+
 def _regress(args: list[str]) -> None:
     import argparse
 
@@ -214,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if command == "regress":
         _regress(rest)
+    if command == "export":
+        _export(rest)
+        return
     if command == "layers":
         from kdrun.errors import KdrunConfigError as _Err
         from kdrun.layers import main as layers_main
