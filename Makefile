@@ -34,8 +34,9 @@ regress-full: setup  ## every recipe, incl. the strategy recipes, the T x alpha 
 lint: setup
 	$(BIN)/ruff check kdrun tests benchmarks
 
-bench: setup
-	$(BIN)/python benchmarks/run.py
+bench: setup  ## every benchmark (about an hour); `make bench SECTIONS="overhead latency"` for some
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/run.py $(SECTIONS)
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -152,7 +152,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     try:
         if cfg.export.formats:  # the run is complete and recorded; the export adds its section
-            results = export_run(run_dir, cfg.export)
+            results = export_run(run_dir, cfg.export, data=data)
     except ExportParityError as err:
         results = err.results
         raise
@@ -268,6 +268,7 @@ def _train(
             "input_shape": list(data.input_shape),
             **{split: len(tensors[1]) for split, tensors in data.splits.items()},
             "student_train": len(student_data.splits["train"][1]),
+            "build_threads": data.build_threads,
         },
         "extra_models": extra,
         "timings_s": clock.laps,

@@ -65,6 +65,7 @@ class TensorDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.fingerprint = fingerprint
         self.normalization: dict[str, list[float]] | None = None  # per-channel mean/std applied to inputs
+        self.build_threads: int | None = None  # torch threads when the tensors were normalised
         self.shuffle_seed = shuffle_seed
         self.shuffle_generator: torch.Generator | None = None  # the last shuffled loader's
         self.augment: Augment | None = None  # random per-sample changes to training batches
@@ -187,6 +188,9 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
         fingerprint=_fingerprint(splits),
     )
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
+    # The mean/std reductions round differently with another torch thread count, and so do the
+    # normalised tensors and the fingerprint: whoever rebuilds this data (kdrun export) needs it.
+    data.build_threads = torch.get_num_threads()
     augment = cfg.get("augment")
     if augment and (augment.crop_padding or augment.flip or augment.color_jitter):
         data.augment = Augment(mean.flatten().tolist(), std.flatten().tolist(), **augment)

@@ -41,8 +41,23 @@ class ExportParityError(RuntimeError):
         self.results = results
 
 
-def load_run(run_dir: Path) -> tuple[dict[str, Any], DictConfig, torch.nn.Module, TensorDataModule]:
-    """The run's results, config, distilled student (eval mode) and data; one-line errors otherwise."""
+def _rebuild_data(cfg: DictConfig, threads: int | None) -> TensorDataModule:
+    """The run's data, normalised under the thread count it was built with (same rounding)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return build_datamodule(cfg.dataset)
+    finally:
+        torch.set_num_threads(before)
+
+
+def load_run(
+    run_dir: Path, data: TensorDataModule | None = None
+) -> tuple[dict[str, Any], DictConfig, torch.nn.Module, TensorDataModule]:
+    """The run's results, config, distilled student (eval mode) and data; one-line errors otherwise.
+
+    ``data``: the run's data module when the caller still holds it (export at the end of training).
+    """
     results_path, weights = run_dir / "results.json", run_dir / "student.safetensors"
     if not results_path.is_file():
         raise KdrunConfigError(
@@ -63,7 +78,8 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], DictConfig, torch.nn.Module
             "run_dir", str(run_dir), "has no student.safetensors (the distilled student's weights) to export"
         )
     cfg = OmegaConf.create(results["config"])
-    data = build_datamodule(cfg.dataset)
+    if data is None:
+        data = _rebuild_data(cfg, results["data"].get("build_threads"))
     if data.fingerprint != results["data"]["fingerprint"]:
         raise KdrunConfigError(
             "run_dir",
@@ -75,7 +91,9 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], DictConfig, torch.nn.Module
     return results, cfg, student.eval().to(memory_format=torch.contiguous_format), data
 
 
-def export_run(run_dir: Path, settings: DictConfig | dict[str, Any]) -> dict[str, Any]:
+def export_run(
+    run_dir: Path, settings: DictConfig | dict[str, Any], data: TensorDataModule | None = None
+) -> dict[str, Any]:
     """Export, check and time the run's student in ``settings['formats']``; return the run's
     results with the new ``export`` section (also written to results.json).
 
@@ -83,7 +101,7 @@ def export_run(run_dir: Path, settings: DictConfig | dict[str, Any]) -> dict[str
     """
     check_settings(settings)
     run_dir = Path(run_dir)
-    results, cfg, student, data = load_run(run_dir)
+    results, cfg, student, data = load_run(run_dir, data)
     out = run_dir / EXPORT_DIR
     out.mkdir(exist_ok=True)
     threads, min_time = int(cfg.measure.threads), float(cfg.measure.min_run_time)
