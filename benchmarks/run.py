@@ -1,35 +1,91 @@
-"""Run every benchmark in one process tree and write docs/performance.md (`make bench`)."""
+"""Run the benchmarks and write their sections of docs/performance.md (`make bench`).
+
+    python benchmarks/run.py                      # every section (about an hour on 2 cores)
+    python benchmarks/run.py overhead latency     # only these; the other sections are kept
+
+Each section is replaced between its markers and stamped with the date and the machine it was
+measured on, so a partial re-run never passes off old figures as new. Within a section every
+figure comes from one run, side by side (ratios are what to read on a shared machine).
+"""
 
 import os
 import platform
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import core  # noqa: E402
-import layout  # noqa: E402
-import sweep  # noqa: E402
-
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
 
-def main() -> None:
-    header = [
-        "# Performance",
-        "",
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}. Measured {time.strftime('%Y-%m-%d')} with `make bench` "
-        "(`python benchmarks/run.py`); every figure below comes from that one run.",
-        "",
-    ]
-    lines = header + layout.measure() + [""] + core.measure() + [""] + sweep.measure()
-    DOC.write_text("\n".join(lines) + "\n")
+def _sections() -> dict[str, Callable[[], list[str]]]:
+    import core
+    import latency
+    import layout
+    import options
+    import overhead
+    import sweep
+    import torchdistill_compare
+
+    return {
+        "overhead": overhead.measure,
+        "options": options.measure,
+        "sweep": sweep.measure,
+        "torchdistill": torchdistill_compare.measure,
+        "latency": latency.measure,
+        "layout": layout.measure,
+        "core": core.measure,
+    }
+
+
+HEADER = [
+    "# Performance",
+    "",
+    "Written by `make bench` (`python benchmarks/run.py [section ...]`). Each section says when and on",
+    "which machine it was measured; within a section the figures come from one run, side by side.",
+    "This machine is shared and noisy: read the ratios, not the absolute times.",
+    "",
+]
+
+
+def _machine() -> str:
+    return (
+        f"{platform.platform()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}"
+    )
+
+
+def write(name: str, lines: list[str]) -> None:
+    """Replace section ``name`` of the doc (or append it), stamped with date and machine."""
+    text = DOC.read_text() if DOC.exists() else "\n".join(HEADER) + "\n"
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    stamp = f"*Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {_machine()}.*"
+    block = "\n".join([start, *lines[:2], stamp, "", *lines[2:], end])
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
+    DOC.write_text(text)
+
+
+def main(names: list[str]) -> None:
+    sections = _sections()
+    unknown = [n for n in names if n not in sections]
+    if unknown:
+        sys.exit(f"unknown section(s) {', '.join(unknown)}: allowed: {', '.join(sections)}")
+    for name in names or list(sections):
+        started = time.perf_counter()
+        print(f"== {name}", flush=True)
+        lines = sections[name]()
+        write(name, lines)
+        print("\n".join(lines), f"({time.perf_counter() - started:.0f} s)", sep="\n", flush=True)
     print(f"wrote {DOC}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
