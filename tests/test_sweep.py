@@ -68,6 +68,7 @@ def test_report_on_a_folder_without_runs_is_a_clear_error(tmp_path):
     assert run.returncode == 2 and "holds no results.json" in run.stderr
 
 
+@pytest.mark.slow  # two parallel kdrun processes on 2 cores: ~20 s
 def test_joblib_launcher_runs_points_in_parallel_processes(tmp_path):
     run = run_kdrun(
         [
