@@ -23,6 +23,7 @@ SETTINGS = {
     "trainer.precision=bf16-mixed": ["trainer.precision=bf16-mixed"],
     "compile=true": ["compile=true"],
     "threads=1": ["threads=1"],
+    "trainer.log_every_n_steps=1": ["trainer.log_every_n_steps=1"],
     "student.channels_last=false": ["student.channels_last=false"],
 }
 EPOCHS, BLOCKS = 3, 2
