@@ -30,8 +30,8 @@ COMMANDS = {
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def train_command(cfg: DictConfig) -> float | None:
     """The Hydra task for ``kdrun train``; returns the distilled student's val top-1 for sweepers."""
-    # Only a call into kdrun.run here: parallel launchers pickle this function by value.
-    from kdrun.run import hydra_task
+    # Only a call into kdrun.train.pipeline here: parallel launchers pickle this function by value.
+    from kdrun.train.pipeline import hydra_task
 
     return hydra_task(cfg)
 
@@ -39,7 +39,7 @@ def train_command(cfg: DictConfig) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export_soft_labels")
 def export_command(cfg: DictConfig) -> None:
     """The Hydra task for ``kdrun export-soft-labels``."""
-    from kdrun.export_labels import export_task
+    from kdrun.commands.export_soft_labels import export_task
 
     export_task(cfg)
 
@@ -162,7 +162,7 @@ def _export(args: list[str]) -> None:
     from importlib.resources import files
 
     from kdrun.export import FORMATS, ExportParityError, export_run
-    from kdrun.run import show_results
+    from kdrun.train.pipeline import show_results
 
     defaults = OmegaConf.load(str(files("kdrun.conf") / "export" / "none.yaml"))
     parser = argparse.ArgumentParser(
@@ -261,8 +261,8 @@ def main(argv: list[str] | None = None) -> None:
         _export(rest)
         return
     if command == "layers":
+        from kdrun.commands.layers import main as layers_main
         from kdrun.errors import KdrunConfigError as _Err
-        from kdrun.layers import main as layers_main
 
         try:
             layers_main(rest)
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     config_name, entry = ENTRY_POINTS[command]
     if command == "train":
-        from kdrun.resume import resume_args
+        from kdrun.training.resume import resume_args
 
         try:
             rest = resume_args(rest)

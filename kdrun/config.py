@@ -10,12 +10,12 @@ from omegaconf import DictConfig
 from kdrun.data import DATASETS
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
-from kdrun.fit import DDP, KDRUN_TRAINER_KEYS
-from kdrun.loggers import check_loggers
 from kdrun.models.factory import resolve_name
-from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
+from kdrun.training.fit import DDP, KDRUN_TRAINER_KEYS
+from kdrun.training.loggers import check_loggers
+from kdrun.training.resume import check_run_dir
 
 SCHEDULES = ("cosine", "constant")
 
@@ -122,7 +122,7 @@ def validate(cfg: DictConfig) -> None:
     check_export(cfg.export)
 
 
-# Trainer arguments kdrun sets itself (kdrun.fit): a `trainer.` key for one would collide.
+# Trainer arguments kdrun sets itself (kdrun.training.fit): a `trainer.` key for one would collide.
 SET_BY_KDRUN = (
     "max_epochs",
     "logger",

@@ -10,13 +10,13 @@ import torch
 from conftest import make_cfg, run_kdrun
 from safetensors.torch import save_file
 
-from kdrun.assets import model_spec
 from kdrun.errors import KdrunConfigError
 from kdrun.export import FORMATS, ExportParityError, check_settings, export_run
 from kdrun.export import formats as formats_module
 from kdrun.export.formats import Format
 from kdrun.models.factory import create_model
 from kdrun.strategies.hydra_heads import HydraHeads
+from kdrun.train.phases import model_spec
 
 pytest.importorskip("onnxruntime", reason="the export extra (pip install 'kdrun[export]') is not installed")
 

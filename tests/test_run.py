@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import kdrun.run as run_module
+import kdrun.train.pipeline as run_module
 from kdrun.errors import KdrunConfigError
 from tests.conftest import make_cfg
 

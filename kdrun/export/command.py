@@ -15,7 +15,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
-from kdrun.assets import build
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export.card import model_card
@@ -26,6 +25,7 @@ from kdrun.measure import latency_of
 from kdrun.models import load_weights
 from kdrun.report import write_json_atomic
 from kdrun.strategies import STRATEGIES
+from kdrun.train.phases import build
 
 EXPORT_DIR = "export"
 

@@ -21,8 +21,8 @@ from torch import nn
 from kdrun.models.ensemble import TeacherEnsemble
 
 if TYPE_CHECKING:  # the assets layer imports strategies; strategies only use its interface
-    from kdrun.assets import Assets
     from kdrun.data import TensorDataModule
+    from kdrun.train.phases import Assets
 
 STRATEGIES: dict[str, type["Strategy"]] = {}
 
@@ -63,7 +63,7 @@ class Strategy(nn.Module):
     """
 
     name: ClassVar[str] = ""
-    # Whether the teacher's logits can replace running it (kdrun.logit_cache); not when a step
+    # Whether the teacher's logits can replace running it (kdrun.cache.logits); not when a step
     # needs more of the teacher than its logits (intermediate features).
     caches_logits: ClassVar[bool] = True
 

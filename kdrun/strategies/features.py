@@ -78,7 +78,7 @@ class FeatureDistill(Vanilla):
 
     @classmethod
     def preflight(cls, cfg: DictConfig, data) -> None:
-        from kdrun.assets import build  # the assets layer imports strategies
+        from kdrun.train.phases import build  # the assets layer imports strategies
 
         teacher, student = build(cfg.teacher, data).eval(), build(cfg.student, data).eval()
         shapes = cls._shapes(cfg, teacher, student, data.splits["train"][0][:2])

@@ -13,16 +13,16 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kdrun.cache import Cache
+from kdrun.cache.logits import load_or_compute
 from kdrun.console import console
 from kdrun.data import TensorDataModule
-from kdrun.fit import fit
-from kdrun.logit_cache import load_or_compute
 from kdrun.models import create_model, load_weights, save_weights
 from kdrun.models.ensemble import TeacherEnsemble
 from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies.base import Strategy
 from kdrun.strategies.scratch import Scratch
 from kdrun.strategies.vanilla import Vanilla
+from kdrun.training.fit import fit
 
 WEIGHTS = "model.safetensors"
 # Trainer keys that change how a run is displayed or what it keeps, not the weights it produces.

@@ -6,12 +6,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from kdrun import assets
 from kdrun.cache import Cache
 from kdrun.console import console, fail
 from kdrun.errors import KdrunConfigError
-from kdrun.run import prepare
 from kdrun.soft_labels import write_soft_labels
+from kdrun.train import phases as assets
+from kdrun.train.pipeline import prepare
 
 
 def export_task(cfg: DictConfig) -> Path:

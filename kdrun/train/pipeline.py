@@ -16,21 +16,22 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from kdrun import __version__, assets
+from kdrun import __version__
 from kdrun.cache import Cache
+from kdrun.cache.logits import load_or_compute
 from kdrun.config import validate
 from kdrun.console import console, err_console, fail
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
-from kdrun.fit import fit
-from kdrun.loggers import build_loggers, log_results
-from kdrun.logit_cache import load_or_compute
 from kdrun.measure import accuracy, profile
 from kdrun.models import save_weights
 from kdrun.report import deltas, results_table, write_json_atomic
 from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES, Member
+from kdrun.train import phases as assets
+from kdrun.training.fit import fit
+from kdrun.training.loggers import build_loggers, log_results
 
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"  # the student phase's last.ckpt, for resume=

@@ -16,12 +16,17 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
-from kdrun.callbacks import EpochLines, RecalibrateBatchNorm
-from kdrun.checkpointing import AtomicCheckpointIO, TrainingRandomness, epoch_checkpoint, resume_point
 from kdrun.data import TensorDataModule
-from kdrun.loggers import build_loggers
-from kdrun.module import DistillModule
 from kdrun.strategies import Strategy
+from kdrun.training.callbacks import EpochLines, RecalibrateBatchNorm
+from kdrun.training.checkpointing import (
+    AtomicCheckpointIO,
+    TrainingRandomness,
+    epoch_checkpoint,
+    resume_point,
+)
+from kdrun.training.loggers import build_loggers
+from kdrun.training.module import DistillModule
 
 # Lightning's start-up chatter (GPU/TPU availability, tips) is not news in a kdrun run.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

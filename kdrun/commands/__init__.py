@@ -1,0 +1,1 @@
+"""Commands besides ``train``: each module is one ``kdrun <command>``."""
