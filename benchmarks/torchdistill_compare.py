@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from overhead import _cfg, kdrun_epochs  # noqa: E402
 
 from kdrun.data import TensorDataModule, build_datamodule  # noqa: E402
+from kdrun.models.build import model_spec  # noqa: E402
 from kdrun.models.factory import create_model  # noqa: E402
 from kdrun.strategies import STRATEGIES  # noqa: E402
-from kdrun.train.phases import model_spec  # noqa: E402
 from kdrun.training.callbacks import recalibrate_batchnorm  # noqa: E402
 
 PAIRS = (("resnet18", "mobilenet_v3"), ("cnn", "mlp"))

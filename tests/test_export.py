@@ -14,9 +14,9 @@ from kdrun.errors import KdrunConfigError
 from kdrun.export import FORMATS, ExportParityError, check_settings, export_run
 from kdrun.export import formats as formats_module
 from kdrun.export.formats import Format
+from kdrun.models.build import model_spec
 from kdrun.models.factory import create_model
 from kdrun.strategies.hydra_heads import HydraHeads
-from kdrun.train.phases import model_spec
 
 pytest.importorskip("onnxruntime", reason="the export extra (pip install 'kdrun[export]') is not installed")
 

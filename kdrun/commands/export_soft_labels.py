@@ -6,12 +6,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from kdrun.cache import Cache
 from kdrun.console import console, fail
 from kdrun.errors import KdrunConfigError
 from kdrun.soft_labels import write_soft_labels
-from kdrun.train import phases as assets
-from kdrun.train.pipeline import prepare
+from kdrun.train.prepare import prepare
 
 
 def export_task(cfg: DictConfig) -> Path:
@@ -19,10 +17,10 @@ def export_task(cfg: DictConfig) -> Path:
     if not cfg.out or not str(cfg.out).endswith(".safetensors"):
         fail(str(KdrunConfigError("out", cfg.out, "must be a path ending in .safetensors")))
     try:
-        data, loaded = prepare(cfg)
+        phases = prepare(cfg)
     except KdrunConfigError as err:
         fail(str(err))
-    teacher = loaded or assets.Assets(cfg, data, Cache(cfg.paths.cache_dir)).teacher()
+    data, teacher = phases.data, phases.teacher()
     teacher.model.eval()
     with torch.no_grad():
         logits = torch.cat([teacher.model(x) for x, *_ in data.loader("train", batch_size=512)])

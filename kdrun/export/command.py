@@ -23,9 +23,9 @@ from kdrun.export.parity import compare, verdict
 from kdrun.export.settings import check_settings
 from kdrun.measure import latency_of
 from kdrun.models import load_weights
+from kdrun.models.build import build
 from kdrun.report import write_json_atomic
 from kdrun.strategies import STRATEGIES
-from kdrun.train.phases import build
 
 EXPORT_DIR = "export"
 

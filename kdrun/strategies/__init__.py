@@ -13,6 +13,6 @@ from kdrun.strategies import (  # noqa: F401  (registers the built-ins)
     ta_chain,
     vanilla,
 )
-from kdrun.strategies.base import STRATEGIES, Member, Strategy, register
+from kdrun.strategies.base import STRATEGIES, Assets, Strategy, register
 
-__all__ = ["STRATEGIES", "Member", "Strategy", "register"]
+__all__ = ["STRATEGIES", "Assets", "Strategy", "register"]

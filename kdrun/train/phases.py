@@ -1,10 +1,10 @@
-"""Models a run needs besides the student: loaded from a checkpoint, reused from the cache, or
-trained once and cached (teachers, scratch baselines, distilled assistants)."""
+"""The phases before the student's: every model a run needs besides the student, loaded from a
+checkpoint, reused from the cache, or trained once and cached (teachers, scratch baselines,
+distilled assistants). ``Phases`` is what strategies receive as ``kdrun.strategies.Assets``."""
 
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,9 @@ from kdrun.cache import Cache
 from kdrun.cache.logits import load_or_compute
 from kdrun.console import console
 from kdrun.data import TensorDataModule
-from kdrun.models import create_model, load_weights, save_weights
+from kdrun.models import load_weights, save_weights
+from kdrun.models.asset import Asset
+from kdrun.models.build import build, model_spec
 from kdrun.models.ensemble import TeacherEnsemble
 from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies.base import Strategy
@@ -32,43 +34,16 @@ COSMETIC_TRAINER_KEYS = {"log_every_n_steps", "enable_progress_bar", "keep_check
 LATER_TRAINER_KEYS = {"strategy": "auto"}
 
 
-@dataclass
-class Asset:
-    """A ready model and where it came from (``checkpoint``, ``cache`` or ``trained``)."""
-
-    model: nn.Module
-    source: str
-    path: str
-    name: str = ""
-    members: list["Asset"] = field(default_factory=list)  # an ensemble's members
-
-
-def model_spec(section: DictConfig) -> dict[str, Any]:
-    """The keys of a ``teacher``/``student`` section that define the architecture."""
-    keys = ("name", "variant", "args", "pretrained", "bn_momentum", "channels_last")
-    spec = {k: OmegaConf.to_container(section[k]) if k == "args" else section[k] for k in keys}
-    if section.get("library"):  # only timm sections have it: other models' cache keys stay as they were
-        spec["library"] = section.library
-    return spec
-
-
-def build(section: DictConfig, data: TensorDataModule) -> nn.Module:
-    """An untrained model for a ``teacher``/``student`` section, sized for ``data``."""
-    return create_model(model_spec(section), data.num_classes, data.input_shape)
-
-
-class Assets:
+class Phases:
     """What strategies ask for: teachers, scratch twins, distilled assistants, fresh models.
 
     Every trained artefact is cached under ``paths.cache_dir`` by a hash of what determines it,
     so sweep points and repeated runs train each one once.
     """
 
-    def __init__(
-        self, cfg: DictConfig, data: TensorDataModule, cache: Cache, loaded_teacher: Asset | None = None
-    ) -> None:
+    def __init__(self, cfg: DictConfig, data: TensorDataModule, cache: Cache) -> None:
         self.cfg, self.data, self.cache = cfg, data, cache
-        self._teacher = loaded_teacher
+        self._teacher: Asset | None = None  # the configured teacher, once asked for
         # Teachers train on all of ``data``; everything on the student side on ``student_data``.
         limit = cfg.kd.student_limit
         self.student_data = data if limit is None else data.head(limit)
@@ -92,7 +67,7 @@ class Assets:
             return self._ensemble()
         if section.checkpoint:
             model = load_weights(build(section, self.data), section.checkpoint, "teacher.checkpoint")
-            return Asset(model.eval(), "checkpoint", str(section.checkpoint), display_name(section))
+            return Asset(model.eval(), display_name(section), "checkpoint", str(section.checkpoint))
         return self._cached("teacher", section, section.seed, Scratch, data=self.data)
 
     def _ensemble(self) -> Asset:
@@ -101,7 +76,7 @@ class Assets:
         ensemble = TeacherEnsemble([m.model for m in members], T=float(self.cfg.kd.T)).eval()
         identity = "ensemble:" + "+".join(_identity(m) for m in members)
         name = f"ensemble({len(members)}x{members[0].name})"
-        return Asset(ensemble, "ensemble", identity, name, members)
+        return Asset(ensemble, name, "ensemble", identity, members=members)
 
     def scratch(self, section: DictConfig, seed: int) -> Asset:
         """``section`` trained on the labels alone (student-side data): the twin a distilled model
@@ -163,7 +138,7 @@ class Assets:
         if hit:
             console.print(f"{kind}: reusing cached {name} from {folder}")
         model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
-        return Asset(model.eval(), "cache" if hit else "trained", str(folder), name)
+        return Asset(model.eval(), name, "cache" if hit else "trained", str(folder))
 
 
 def cache_logits(cfg: DictConfig, data: TensorDataModule) -> bool:
