@@ -1,30 +1,26 @@
-"""``kdrun <command> [overrides]``: dispatch to the command's Hydra entry point. No logic here."""
+"""``kdrun <command> [overrides]``: a dispatch table, and the Hydra glue of the Hydra commands.
 
+``train`` and ``export-soft-labels`` are Hydra apps (overrides, ``-m``, ``--help``, completion);
+the other commands are argparse programs in ``kdrun.commands``. No logic here.
+"""
+
+import importlib
 import logging
 import os
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun.console import fail, fail_run
+from kdrun.commands import COMMANDS
+from kdrun.console import fail
 from kdrun.errors import KdrunConfigError
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 CONFIG_PATH = "pkg://kdrun.conf"
-COMMANDS = {
-    "train": "distil a teacher into a student; report it against the teacher and a scratch student",
-    "report": "summarise every run under a folder: table, summary.csv/.md, T x alpha heatmap.png",
-    "export": "ship a run's distilled student as ONNX / TorchScript: parity check, latency, model card",
-    "export-soft-labels": "write the teacher's train-split logits to out=FILE, for strategy=soft_labels",
-    "regress": "run recipes (files or folders) and check the metrics each must reach; exit 1 on regression",
-    "layers": "list a model's layer names and output shapes (for strategy.pairs of hints/attention)",
-    "models": "list the model names teacher=/student= configs and teacher.name= accept",
-}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
@@ -47,6 +43,14 @@ def export_command(cfg: DictConfig) -> None:
 ENTRY_POINTS = {
     "train": ("train", train_command),
     "export-soft-labels": ("export_soft_labels", export_command),
+}
+# The argparse commands: the module whose ``main(args)`` runs each (imported only when run).
+PROGRAMS = {
+    "report": "kdrun.commands.report",
+    "export": "kdrun.commands.export",
+    "regress": "kdrun.commands.regress",
+    "layers": "kdrun.commands.layers",
+    "models": "kdrun.commands.models",
 }
 
 
@@ -92,35 +96,6 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
         Singleton.set_state(state)
 
 
-def _models(args: list[str]) -> None:
-    import argparse
-    from fnmatch import fnmatch
-    from importlib.util import find_spec
-
-    from kdrun.models.factory import ALIASES, MODELS, torchvision_names
-    from kdrun.sections import group_options
-
-    parser = argparse.ArgumentParser(prog="kdrun models", description=COMMANDS["models"])
-    parser.add_argument("pattern", nargs="?", help="filter torchvision and timm names, e.g. '*lite*'")
-    pattern = parser.parse_args(args).pattern or "*"
-    print("configs:     teacher=" + ", ".join(group_options("teacher")))
-    print("             student=" + ", ".join(group_options("student")))
-    print("built-in:   ", ", ".join(MODELS))
-    print("aliases:    ", ", ".join(f"{k} (variant: {'/'.join(v[2])})" for k, v in ALIASES.items()))
-    print("torchvision:", ", ".join(n for n in torchvision_names() if fnmatch(n, pattern)))
-    if find_spec("timm") is None:
-        print("timm:        not installed (pip install 'kdrun[timm]')")
-    else:
-        import timm
-
-        names = timm.list_models(pattern)
-        if pattern == "*":
-            names = [f"{len(names)} models (`kdrun models '*lite*'` filters)"]
-        print("timm:       ", ", ".join(names))
-    print("use: teacher=<config> student=<config>; any torchvision name: student.name=<name>;")
-    print("     any timm name: student=timm student.name=<name> (the same for teacher)")
-
-
 def _complete(args: list[str]) -> None:
     """Hydra's shell completion behind the dispatcher.
 
@@ -140,90 +115,6 @@ def _complete(args: list[str]) -> None:
     config_name, entry = ENTRY_POINTS[words[1]]
     sys.argv = [f"kdrun {words[1]}", *[arg for arg in args if arg not in COMMANDS]]
     entry()
-
-
-def _report(args: list[str]) -> None:
-    import argparse
-
-    from kdrun.report.command import METRICS, report
-
-    parser = argparse.ArgumentParser(prog="kdrun report", description=COMMANDS["report"])
-    parser.add_argument("dir", type=Path, help="a run directory, a multirun directory, or any folder of runs")
-    parser.add_argument("--metric", default="gain", help=f"heatmap cell value: {' | '.join(METRICS)}")
-    options = parser.parse_args(args)
-    try:
-        report(options.dir, options.metric)
-    except KdrunConfigError as err:
-        fail(str(err))
-
-
-def _export(args: list[str]) -> None:
-    import argparse
-    from importlib.resources import files
-
-    from kdrun.export import FORMATS, ExportParityError, export_run
-    from kdrun.train.pipeline import show_results
-
-    defaults = OmegaConf.load(str(files("kdrun.conf") / "export" / "none.yaml"))
-    parser = argparse.ArgumentParser(
-        prog="kdrun export",
-        description=COMMANDS["export"],
-        epilog="Writes <run dir>/export/student.<format>, MODEL_CARD.md, and `export` in results.json.",
-    )
-    parser.add_argument("run_dir", type=Path, help="a finished `kdrun train` run directory")
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        action="append",
-        choices=[*FORMATS, "all"],
-        help="repeat for several formats (default: onnx)",
-    )
-    parser.add_argument("--atol", type=float, default=defaults.atol, help="max |logit difference| allowed")
-    parser.add_argument(
-        "--min-agreement",
-        type=float,
-        default=defaults.min_top1_agreement,
-        help="min fraction of test images with the same top-1 class",
-    )
-    options = parser.parse_args(args)
-    formats = options.formats or ["onnx"]
-    formats = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
-    settings = {"formats": formats, "atol": options.atol, "min_top1_agreement": options.min_agreement}
-    try:
-        results = export_run(options.run_dir, settings)
-    except KdrunConfigError as err:
-        fail(str(err))
-    except ExportParityError as err:
-        show_results(err.results, options.run_dir)
-        fail_run(f"export: {err} (details in {options.run_dir / 'results.json'})")
-    show_results(results, options.run_dir)
-
-
-def _regress(args: list[str]) -> None:
-    import argparse
-
-    from kdrun.regress.command import regress
-    from kdrun.regress.recipe import RecipeError
-
-    parser = argparse.ArgumentParser(
-        prog="kdrun regress",
-        description=COMMANDS["regress"],
-        epilog="Overrides after `--` apply to every run: `kdrun regress recipes/ -- epochs=5`.",
-    )
-    parser.add_argument(
-        "targets", type=Path, nargs="*", default=[Path("recipes")], help="recipe files or folders"
-    )
-    parser.add_argument("--tier", choices=("fast", "full", "all"), default="all", help="which recipes to run")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"
-    )
-    args, overrides = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
-    options = parser.parse_args(args)
-    try:
-        code = regress(options.targets, options.tier, options.out, overrides)
-    except RecipeError as err:
-        fail(str(err))
-    sys.exit(code)
 
 
 def usage() -> str:
@@ -249,24 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
         fail(f"command={command!r}: allowed: {', '.join(COMMANDS)}")
-    if command == "models":
-        _models(rest)
-        return
-    if command == "report":
-        _report(rest)
-        return
-    if command == "regress":
-        _regress(rest)
-    if command == "export":
-        _export(rest)
-        return
-    if command == "layers":
-        from kdrun.commands.layers import main as layers_main
-        from kdrun.errors import KdrunConfigError as _Err
-
+    if command in PROGRAMS:
         try:
-            layers_main(rest)
-        except _Err as err:
+            importlib.import_module(PROGRAMS[command]).main(rest)
+        except KdrunConfigError as err:
             fail(str(err))
         return
     config_name, entry = ENTRY_POINTS[command]

@@ -1,0 +1,33 @@
+"""``kdrun regress [recipes...]``: run recipes and check the metrics each must reach."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from kdrun.commands import COMMANDS
+from kdrun.console import fail
+from kdrun.regress.command import regress
+from kdrun.regress.recipe import RecipeError
+
+
+def main(args: list[str]) -> None:
+    """Run the selected recipes; exit 0, or 1 on a regression."""
+    parser = argparse.ArgumentParser(
+        prog="kdrun regress",
+        description=COMMANDS["regress"],
+        epilog="Overrides after `--` apply to every run: `kdrun regress recipes/ -- epochs=5`.",
+    )
+    parser.add_argument(
+        "targets", type=Path, nargs="*", default=[Path("recipes")], help="recipe files or folders"
+    )
+    parser.add_argument("--tier", choices=("fast", "full", "all"), default="all", help="which recipes to run")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"
+    )
+    args, overrides = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
+    options = parser.parse_args(args)
+    try:
+        code = regress(options.targets, options.tier, options.out, overrides)
+    except RecipeError as err:
+        fail(str(err))
+    sys.exit(code)
