@@ -72,17 +72,11 @@ def fit(
     L.seed_everything(seed, verbose=False)
     data.shuffle_seed = seed
     on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
-    callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
-    if cfg.recalibrate_bn:
-        callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
     if loggers is None:  # the caller passes the student's, to add the final results after evaluation
         loggers = build_loggers(cfg, log_dir, label)
-    if checkpoint_dir is not None:
-        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness()]
     args = trainer_args(cfg.trainer)
     ddp = isinstance(args.get("strategy"), DDPStrategy)
-    if ddp:
-        callbacks.append(DDPWorker(torch.get_num_threads(), cfg.trainer.devices))
+    callbacks = _callbacks(strategy, cfg, label, checkpoint_dir, on_terminal=on_terminal, ddp=ddp)
     trainer = L.Trainer(
         **args,
         max_epochs=epochs,
@@ -107,6 +101,26 @@ def fit(
             model._compiled_call_impl = None
     module.eval()
     return _floats(trainer.callback_metrics)
+
+
+def _callbacks(
+    strategy: Strategy,
+    cfg: DictConfig,
+    label: str,
+    checkpoint_dir: Path | None,
+    *,
+    on_terminal: bool,
+    ddp: bool,
+) -> list[Callback]:
+    """Progress, BatchNorm re-estimation, per-epoch checkpoints, the DDP worker set-up."""
+    callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
+    if cfg.recalibrate_bn:
+        callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
+    if checkpoint_dir is not None:
+        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness()]
+    if ddp:
+        callbacks.append(DDPWorker(torch.get_num_threads(), cfg.trainer.devices))
+    return callbacks
 
 
 def trainer_args(trainer: DictConfig) -> dict[str, Any]:
