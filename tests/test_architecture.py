@@ -100,7 +100,8 @@ def test_imports_inside_functions_count(tmp_path):
 def test_the_documented_dependency_picture_is_the_real_one():
     text = DOC.read_text()
     documented = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip().strip("`").strip()
-    assert documented == picture().strip(), "docs/architecture.md is stale: paste `python tests/test_architecture.py`"
+    stale = "docs/architecture.md is stale: paste `python tests/test_architecture.py`"
+    assert documented == picture().strip(), stale
 
 
 if __name__ == "__main__":
