@@ -180,6 +180,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
             **{split: len(tensors[1]) for split, tensors in data.splits.items()},
             "student_train": len(student_data.splits["train"][1]),
             "build_threads": data.build_threads,
+            **data.summary(),
         },
         "timings_s": clock.laps,
         "teacher_logits": logits,  # disk | computed | null (a live teacher, or none to cache)
