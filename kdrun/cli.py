@@ -118,7 +118,7 @@ def _complete(args: list[str]) -> None:
 
 
 def usage() -> str:
-    lines = ["usage: kdrun <command> [hydra overrides]", "", "commands:"]
+    lines = ["usage: kdrun <command> [hydra overrides]  |  kdrun --version", "", "commands:"]
     lines += [f"  {name:<19} {text}" for name, text in COMMANDS.items()]
     lines += [
         "",
@@ -131,8 +131,23 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
+    try:
+        _main(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`kdrun -h | head -3`): stop quietly, as a tool killed by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+
+
+def _main(args: list[str]) -> None:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
+        return
+    if args[0] in ("-V", "--version"):
+        from kdrun import __version__
+
+        print(f"kdrun {__version__}")
         return
     if any(arg.startswith(("-sc", "--shell-completion")) for arg in args) and "COMP_LINE" in os.environ:
         _complete(args)

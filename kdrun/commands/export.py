@@ -26,14 +26,19 @@ def main(args: list[str]) -> None:
         dest="formats",
         action="append",
         choices=[*FORMATS, "all"],
-        help="repeat for several formats (default: onnx)",
+        help="repeat for several formats; 'onnx' when none is given",
     )
-    parser.add_argument("--atol", type=float, default=defaults.atol, help="max |logit difference| allowed")
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=defaults.atol,
+        help="max |logit difference| allowed (default: %(default)s)",
+    )
     parser.add_argument(
         "--min-agreement",
         type=float,
         default=defaults.min_top1_agreement,
-        help="min fraction of test images with the same top-1 class",
+        help="min fraction of test images with the same top-1 class (default: %(default)s)",
     )
     options = parser.parse_args(args)
     formats = options.formats or ["onnx"]

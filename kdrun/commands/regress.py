@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from importlib.resources import files
 from pathlib import Path
 
 from kdrun.commands import COMMANDS
@@ -18,16 +19,30 @@ def main(args: list[str]) -> None:
         epilog="Overrides after `--` apply to every run: `kdrun regress recipes/ -- epochs=5`.",
     )
     parser.add_argument(
-        "targets", type=Path, nargs="*", default=[Path("recipes")], help="recipe files or folders"
+        "targets",
+        type=Path,
+        nargs="*",
+        help="recipe files or folders (default: ./recipes if it exists, else the recipes kdrun ships)",
     )
-    parser.add_argument("--tier", choices=("fast", "full", "all"), default="all", help="which recipes to run")
+    parser.add_argument(
+        "--tier",
+        choices=("fast", "full", "all"),
+        default="all",
+        help="which recipes to run (default: %(default)s)",
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"
     )
     args, overrides = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
     options = parser.parse_args(args)
     try:
-        code = regress(options.targets, options.tier, options.out, overrides)
+        code = regress(options.targets or [default_recipes()], options.tier, options.out, overrides)
     except RecipeError as err:
         fail(str(err))
     sys.exit(code)
+
+
+def default_recipes() -> Path:
+    """``./recipes`` in a checkout; from any other folder, the recipes that ship in the package."""
+    local = Path("recipes")
+    return local if local.is_dir() else Path(str(files("kdrun.conf") / "recipe"))
