@@ -117,7 +117,7 @@ def _median(blocks: list[list[float]]) -> float:
 def compare(pair: tuple[str, str], data: TensorDataModule) -> tuple[dict[str, float], dict[str, float]]:
     """Median epoch seconds (and last val accuracy): kdrun vs hand, live teacher, cached logits, scratch."""
     cfg = _cfg(*pair)
-    T, alpha = float(cfg.kd.T), float(cfg.kd.alpha)
+    T, alpha = float(cfg.T), float(cfg.alpha)
     shape, classes = data.input_shape, data.num_classes
 
     def model(section) -> nn.Module:

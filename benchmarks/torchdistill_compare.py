@@ -151,7 +151,7 @@ def compare(pair: tuple[str, str], data: TensorDataModule) -> tuple[dict[str, fl
     untimed pass before its accuracy is read, so the check compares what was learned.
     """
     cfg = _cfg(*pair)
-    T, alpha = float(cfg.kd.T), float(cfg.kd.alpha)
+    T, alpha = float(cfg.T), float(cfg.alpha)
 
     def model(section) -> nn.Module:
         torch.manual_seed(0)
@@ -204,7 +204,7 @@ def measure() -> list[str]:
         "",
         f"One vanilla-KD recipe on both sides: kdrun's default data ({n_train} train / {n_val} val images, "
         f"{'x'.join(map(str, data.input_shape))}, in memory), batch {data.batch_size} shuffled without "
-        f"workers, Adam lr 1e-3 with a per-step cosine decay, T={cfg.kd.T:g}, alpha={cfg.kd.alpha:g} "
+        f"workers, Adam lr 1e-3 with a per-step cosine decay, T={cfg.T:g}, alpha={cfg.alpha:g} "
         "(loss = alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE), the same seeded teacher and student "
         "objects from kdrun's factory, the frozen teacher in eval mode, one validation pass per epoch, "
         f"{torch.get_num_threads()} torch thread(s). *kdrun cached*: `kdrun.training.fit.fit` on the "
@@ -213,8 +213,8 @@ def measure() -> list[str]:
         "every step). "
         f"*torchdistill* {torchdistill.__version__}: a `DistillationBox` (`get_distillation_box`) built "
         "from the `train` section of its vanilla-KD sample config (`WeightedSumLoss` over one `KDLoss` "
-        f"term, which weighs CE by its `alpha` and the soft term by its `beta`: alpha={1 - cfg.kd.alpha:g}, "
-        f"beta={cfg.kd.alpha:g}; `RandomSampler` over a `TensorDataset` of the same "
+        f"term, which weighs CE by its `alpha` and the soft term by its `beta`: alpha={1 - cfg.alpha:g}, "
+        f"beta={cfg.alpha:g}; `RandomSampler` over a `TensorDataset` of the same "
         "tensors, which torchdistill wraps to add per-sample `supp_dict`s), run by the epoch loop of its "
         "example script (`pre_epoch_process`, `forward_process` + `post_forward_process` per batch, "
         "an `evaluate`-style pass over its val loader, `post_epoch_process`) without its `MetricLogger` "

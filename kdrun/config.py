@@ -1,17 +1,21 @@
 """Validation of a composed config: every check runs before any data is loaded or model trained."""
 
 import inspect
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from kdrun.data import DATASETS
 from kdrun.data.settings import check_dataset
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
+from kdrun.measure import MeasureOptions
+from kdrun.models.build import ModelOptions
 from kdrun.models.factory import resolve_name
+from kdrun.schema import MISSING, check, choice, number
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 from kdrun.training.fit import DDP, KDRUN_TRAINER_KEYS
@@ -19,6 +23,27 @@ from kdrun.training.loggers import check_loggers
 from kdrun.training.resume import check_run_dir
 
 SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class Knobs:
+    """The root config's own keys (the groups have their schemas)."""
+
+    T: float = number(MISSING, gt=0)
+    alpha: float = number(MISSING, ge=0, le=1)
+    seed: int = number(MISSING, ge=0, integer=True)
+    epochs: int = number(MISSING, ge=1, integer=True)
+    threads: Any = number(MISSING, ge=1, integer=True, optional=True)
+    compile: bool = choice(MISSING, True, False)
+    recalibrate_bn: bool = choice(MISSING, True, False)
+
+
+@dataclass
+class KDOptions:
+    """The ``kd`` group: how the distillation runs, whatever the method."""
+
+    cache_logits: Any = choice(MISSING, "auto", True, False)
+    student_limit: Any = number(MISSING, ge=1, integer=True, optional=True)  # upper bound: prepare
 
 
 def _number(
@@ -64,11 +89,7 @@ def validate(cfg: DictConfig) -> None:
         else:
             name = _select(cfg, f"{role}.name")
             resolve_name(name, cfg[role].variant, key=f"{role}.name", library=cfg[role].get("library"))
-        _number(cfg, f"{role}.epochs", 1, integer=True)
-        _choice(cfg, f"{role}.channels_last", [True, False])
-        _choice(cfg, f"{role}.pretrained", [True, False])
-        if cfg[role].bn_momentum is not None:
-            _number(cfg, f"{role}.bn_momentum", 0, 1, lo_open=True)
+        check(cfg[role], ModelOptions, role)
         if "dropout" in (cfg[role].get("args") or {}):
             _number(cfg, f"{role}.args.dropout", 0, 1)
     _number(cfg, "teacher.seed", 0, integer=True)
@@ -76,14 +97,11 @@ def validate(cfg: DictConfig) -> None:
     if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
         raise KdrunConfigError("teacher.checkpoint", str(checkpoint), "file does not exist")
     _choice(cfg, "strategy.name", sorted(STRATEGIES))
-    STRATEGIES[cfg.strategy.name].sections(cfg)  # the strategy's own keys and model lists
-    _number(cfg, "kd.T", 0, lo_open=True, hint=" (set with T=... or kd.T=...)")
-    _number(cfg, "kd.alpha", 0, 1, hint=" (set with alpha=... or kd.alpha=...)")
-    _choice(cfg, "kd.cache_logits", ["auto", True, False])
-    _choice(cfg, "compile", [True, False])
-    _number(cfg, "seed", 0, integer=True)
-    if cfg.kd.student_limit is not None:  # the upper bound needs the data (run.prepare)
-        _number(cfg, "kd.student_limit", 1, integer=True)
+    strategy = STRATEGIES[cfg.strategy.name]
+    check(cfg.strategy, strategy.options, "strategy")  # the strategy's own keys
+    strategy.sections(cfg)  # its model lists and cross-key rules
+    check(OmegaConf.masked_copy(cfg, [f.name for f in fields(Knobs)]), Knobs)
+    check(cfg.kd, KDOptions, "kd")
     _choice(cfg, "dataset.name", sorted(DATASETS))
     _number(cfg, "dataset.batch_size", 1, integer=True)
     _number(cfg, "dataset.image_size", 1, integer=True)
@@ -108,17 +126,13 @@ def validate(cfg: DictConfig) -> None:
             _number(cfg, f"optim.optimizer.{key}", lo, hi)
     if "nesterov" in cfg.optim.optimizer:
         _choice(cfg, "optim.optimizer.nesterov", [True, False])
-    _number(cfg, "measure.threads", 1, integer=True)
-    _number(cfg, "measure.min_run_time", 0, lo_open=True)
+    check(cfg.measure, MeasureOptions, "measure")
     batches = cfg.measure.batch_sizes
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
         raise KdrunConfigError(
             "measure.batch_sizes", list(batches), "must be a non-empty list of integers >= 1"
         )
-    if cfg.threads is not None:
-        _number(cfg, "threads", 1, integer=True)
     check_loggers(cfg)
-    _choice(cfg, "recalibrate_bn", [True, False])
     check_run_dir(cfg.resume)
     _trainer(cfg)
     check_export(cfg.export)

@@ -1,5 +1,6 @@
 """What a model costs: parameters, FLOPs, size and CPU latency."""
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -7,6 +8,17 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.classification import MulticlassAccuracy
+
+from kdrun.schema import MISSING, number
+
+
+@dataclass
+class MeasureOptions:
+    """The ``measure`` section: how latency is timed."""
+
+    batch_sizes: list[int] = MISSING  # latency at each batch size (a non-empty list, each >= 1)
+    threads: int = number(MISSING, ge=1, integer=True)
+    min_run_time: float = number(MISSING, gt=0)  # seconds of timed runs per measurement
 
 
 def count_params(model: nn.Module) -> int:

@@ -21,7 +21,7 @@ from kdrun.data import TensorDataModule
 from kdrun.errors import KdrunConfigError
 
 FORMAT = "kdrun.soft_labels/1"
-KEY = "soft_labels.path"
+KEY = "strategy.path"
 
 
 def write_soft_labels(

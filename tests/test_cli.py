@@ -70,7 +70,7 @@ def test_models_lists_configs_and_filters_zoo_names(tmp_path):
 def test_errors_are_coloured_only_on_a_terminal(tmp_path):
     piped = run_kdrun(["train", "T=-1"], tmp_path)
     assert piped.returncode == 2 and "\x1b[" not in piped.stderr
-    assert piped.stderr.startswith("error: kd.T=-1")
+    assert piped.stderr.startswith("error: T=-1")
     output = bytearray()
 
     def read(fd: int) -> bytes:
@@ -85,7 +85,7 @@ def test_errors_are_coloured_only_on_a_terminal(tmp_path):
     finally:
         os.chdir(cwd)
     assert os.waitstatus_to_exitcode(status) == 2
-    assert b"\x1b[" in output and b"kd.T=-1" in output
+    assert b"\x1b[" in output and b"T=-1" in output
 
 
 def test_version_and_a_closed_pipe(capsys):

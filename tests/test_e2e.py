@@ -53,7 +53,7 @@ def test_results_json_holds_the_contract(smoke):
     assert set(results["deltas"]) >= DELTA_KEYS
     gain = results["student"]["top1"] - results["baseline"]["top1"]
     assert results["deltas"]["kd_gain_top1"] == pytest.approx(gain, abs=1e-6)
-    assert (results["config"]["kd"]["T"], results["config"]["kd"]["alpha"]) == (
+    assert (results["config"]["T"], results["config"]["alpha"]) == (
         4.0,
         0.9,
     )  # resolved
@@ -93,7 +93,7 @@ def test_second_run_reuses_cached_teacher_and_baseline(smoke):
         b["baseline"]["top1"],
     )
     assert (b["teacher"]["source"], b["baseline"]["source"]) == ("cache", "cache")
-    assert (b["config"]["kd"]["T"], b["config"]["kd"]["alpha"]) == (2.0, 0.7)
+    assert (b["config"]["T"], b["config"]["alpha"]) == (2.0, 0.7)
 
 
 def test_teacher_checkpoint_is_loaded_instead_of_trained(smoke):
@@ -119,8 +119,8 @@ def test_teacher_checkpoint_is_loaded_instead_of_trained(smoke):
 # is also checked in-process in tests/test_config.py.
 _SLOW = pytest.mark.slow
 BAD_INPUT = [
-    (["T=0"], "kd.T"),
-    pytest.param(["alpha=2"], "kd.alpha", marks=_SLOW),
+    (["T=0"], "T"),
+    pytest.param(["alpha=2"], "alpha", marks=_SLOW),
     pytest.param(["epochs=0"], "student.epochs", marks=_SLOW),
     (["teacher=foo"], "teacher/foo"),
     pytest.param(["student.name=bar"], "student.name", marks=_SLOW),
@@ -173,7 +173,7 @@ def test_export_soft_labels_then_train_from_the_file(smoke):
             "train",
             "debug=smoke",
             "strategy=soft_labels",
-            "soft_labels.path=labels.safetensors",
+            "strategy.path=labels.safetensors",
             "hydra.run.dir=outputs/runs/soft",
         ],
         cwd,
@@ -187,9 +187,9 @@ def test_export_soft_labels_then_train_from_the_file(smoke):
             "debug=smoke",
             "dataset.limit=256",
             "strategy=soft_labels",
-            "soft_labels.path=labels.safetensors",
+            "strategy.path=labels.safetensors",
         ],
         cwd,
     )
     assert other_data.returncode == 2
-    assert other_data.stderr.startswith("error: soft_labels.path='labels.safetensors': sample ids must be")
+    assert other_data.stderr.startswith("error: strategy.path='labels.safetensors': sample ids must be")

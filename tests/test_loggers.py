@@ -112,7 +112,7 @@ def test_mlflow_sweep_is_one_experiment_with_a_run_per_phase_and_point(logged):
     for name, results in zip(students, points, strict=True):
         student = runs[name]
         assert student.info.status == "FINISHED" and student.data.tags["kdrun.phase"] == "student"
-        assert student.data.params["kd/T"] == str(results["config"]["kd"]["T"])
+        assert student.data.params["T"] == str(results["config"]["T"])
         assert student.data.params["student/name"] == "mlp"
         metrics = student.data.metrics
         assert metrics["results/deltas/kd_gain_top1"] == pytest.approx(results["deltas"]["kd_gain_top1"])

@@ -92,7 +92,7 @@ def _points(cwd: Path) -> dict[tuple[float, bool], dict]:
     out = {}
     for path in (cwd / "outputs" / "multirun").glob("*/*/results.json"):
         results = json.loads(path.read_text())
-        out[(results["config"]["kd"]["T"], results["config"]["kd"]["cache_logits"])] = results
+        out[(results["config"]["T"], results["config"]["kd"]["cache_logits"])] = results
     return out
 
 

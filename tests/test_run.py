@@ -21,7 +21,7 @@ def test_failure_after_validation_writes_a_failed_results_json(tmp_path, monkeyp
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "failed"
     assert results["error"] == "RuntimeError: loss became NaN"
-    assert results["config"]["kd"]["T"] == 4.0
+    assert results["config"]["T"] == 4.0
     assert not list((tmp_path / "run").glob(".results.json*"))  # no temp file left behind
 
 

@@ -49,7 +49,7 @@ def test_a_file_that_does_not_fit_the_data_is_refused(tiny_data, tmp_path, tenso
     save_file(tensors, str(tmp_path / "l.safetensors"), metadata=metadata)
     with pytest.raises(KdrunConfigError, match=message) as info:
         read_soft_labels(tmp_path / "l.safetensors", tiny_data)
-    assert info.value.key == "soft_labels.path"
+    assert info.value.key == "strategy.path"
 
 
 def test_nan_and_inf_are_refused_naming_the_first_sample(tiny_data, tmp_path):

@@ -80,7 +80,7 @@ def test_soft_label_file_reproduces_vanilla_without_a_teacher(tmp_path):
             "debug=smoke", f"paths.output_root={tmp_path}", f"out={out}", config_name="export_soft_labels"
         )
     )
-    from_file = _run(tmp_path, "strategy=soft_labels", f"soft_labels.path={out}")
+    from_file = _run(tmp_path, "strategy=soft_labels", f"strategy.path={out}")
     vanilla = _run(tmp_path / "v")
     assert from_file["teacher"] is None
     assert from_file["strategy"]["soft_labels"]["teacher"] == "cnn"
@@ -122,12 +122,12 @@ def test_a_strategy_step_logs_the_terms_it_declares(tiny_data):
             "allowed keys",
         ),
         (["strategy=mutual", "strategy.peers=[]"], "strategy.peers", "at least 1"),
-        (["strategy=mutual", "strategy.T=0"], "strategy.T", "> 0"),
-        (["strategy=dkd", "strategy.beta=-1"], "strategy.beta", ">= 0"),
-        (["strategy=soft_labels"], "soft_labels.path", "required"),
+        (["strategy=mutual", "strategy.peer_temperature=0"], "strategy.peer_temperature", "> 0"),
+        (["strategy=dkd", "strategy.nckd_weight=-1"], "strategy.nckd_weight", ">= 0"),
+        (["strategy=soft_labels"], "strategy.path", "required"),
         (
-            ["strategy=soft_labels", "soft_labels.path=missing.safetensors"],
-            "soft_labels.path",
+            ["strategy=soft_labels", "strategy.path=missing.safetensors"],
+            "strategy.path",
             "does not exist",
         ),
     ],

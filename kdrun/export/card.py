@@ -84,7 +84,7 @@ def model_card(results: dict[str, Any], run_dir: Path, normalization: dict[str, 
         f"(fingerprint `{data['fingerprint']}`); the student trained on {student_train}.",
         f"- Teacher: `{teacher_name}`"
         + (f" ({teacher['source']}), top-1 {_pct(teacher['top1'])}%." if teacher else "."),
-        f"- Strategy: `{results['strategy']['name']}`, T = {cfg['kd']['T']:g}, α = {cfg['kd']['alpha']:g}, "
+        f"- Strategy: `{results['strategy']['name']}`, T = {cfg['T']:g}, α = {cfg['alpha']:g}, "
         f"loss weights {_weights(results['strategy'].get('weights'))}.",
         f"- Budget: {cfg['student']['epochs']} epochs, optimizer `{optimizer.get('_target_', '?')}`"
         f" (lr {optimizer.get('lr')}), batch size {cfg['dataset']['batch_size']}, "

@@ -1,5 +1,6 @@
 """A ``teacher``/``student`` config section -> an untrained model sized for the data."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -7,6 +8,26 @@ from torch import nn
 
 from kdrun.data import TensorDataModule
 from kdrun.models.factory import create_model
+from kdrun.schema import MISSING, choice, number
+
+
+@dataclass
+class ModelOptions:
+    """A ``teacher``/``student`` section (``teacher/*.yaml``, ``student/*.yaml``)."""
+
+    name: str = MISSING  # kdrun's, torchvision's or (with library: timm) timm's model name
+    variant: Any = MISSING
+    args: Any = MISSING  # the model's own keyword arguments
+    pretrained: bool = choice(MISSING, True, False)
+    channels_last: bool = choice(MISSING, True, False)
+    bn_momentum: Any = number(MISSING, gt=0, le=1, optional=True)
+    library: Any = MISSING
+    epochs: int = number(MISSING, ge=1, integer=True)
+    seed: Any = MISSING  # teacher.seed: checked by kdrun.config; the student's is the top-level seed
+    checkpoint: Any = MISSING  # teacher only
+    members: Any = MISSING  # teacher=ensemble only: k, the architecture, the member checkpoints
+    model: Any = MISSING
+    checkpoints: Any = MISSING
 
 
 def model_spec(section: DictConfig) -> dict[str, Any]:

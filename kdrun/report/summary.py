@@ -52,8 +52,8 @@ def flatten(results: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "teacher": cfg["teacher"]["name"],
         "student": cfg["student"]["name"],
         "dataset": cfg["dataset"]["name"],
-        "T": cfg["kd"]["T"],
-        "alpha": cfg["kd"]["alpha"],
+        "T": cfg["T"] if "T" in cfg else cfg["kd"]["T"],  # older results.json: kd.T, kd.alpha
+        "alpha": cfg["alpha"] if "alpha" in cfg else cfg["kd"]["alpha"],
         "epochs": cfg["student"]["epochs"],
         "seed": cfg["seed"],
     }

@@ -11,7 +11,7 @@ A strategy is built in two steps, both driven by the config:
 """
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -21,6 +21,7 @@ from torch import nn
 from kdrun.data import TensorDataModule
 from kdrun.models.asset import Asset
 from kdrun.models.ensemble import TeacherEnsemble
+from kdrun.schema import MISSING
 
 STRATEGIES: dict[str, type["Strategy"]] = {}
 
@@ -37,12 +38,17 @@ def register(name: str) -> Callable[[type["Strategy"]], type["Strategy"]]:
 
 
 class Assets(Protocol):
-    """What ``Strategy.build`` receives: the run's config and data, and ready models.
+    """What ``Strategy.build`` receives: the run's knobs, config and data, and ready models.
 
-    ``kdrun.train.phases.Phases`` implements it (checkpoint, cache hit, or train and cache);
-    strategies never import that layer.
+    ``T``, ``alpha``, ``seed`` and ``epochs`` are the top-level keys of the same names, the only
+    spelling of each; a strategy's own keys are ``cfg.strategy``. ``kdrun.train.phases.Phases``
+    implements it (checkpoint, cache hit, or train and cache); strategies never import that layer.
     """
 
+    T: float  # softmax temperature of the soft targets
+    alpha: float  # weight of the soft term; 1 - alpha weighs the hard cross-entropy
+    seed: int  # the student's seed (and its scratch twin's)
+    epochs: int  # the student's training epochs
     cfg: DictConfig
     data: TensorDataModule
 
@@ -59,6 +65,14 @@ class Assets(Protocol):
         ...
 
 
+@dataclass
+class Options:
+    """A strategy's own keys (``cfg.strategy``): its schema. Subclasses add fields; values come
+    from ``conf/strategy/<name>.yaml``, so a field's default is ``MISSING``."""
+
+    name: str = MISSING
+
+
 class Strategy(nn.Module):
     """A training method. Subclasses implement ``loss_terms`` and declare ``weights``.
 
@@ -68,6 +82,8 @@ class Strategy(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    # The schema of ``cfg.strategy`` (types, bounds, no unknown keys), checked before any training.
+    options: ClassVar[type] = Options
     # Whether the teacher's logits can replace running it (kdrun.cache.logits); not when a step
     # needs more of the teacher than its logits (intermediate features).
     caches_logits: ClassVar[bool] = True

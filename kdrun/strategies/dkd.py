@@ -1,33 +1,41 @@
-"""Decoupled KD (Zhao et al. 2022): CE + alpha * TCKD + beta * NCKD from one frozen teacher."""
+"""Decoupled KD (Zhao et al. 2022): CE + w_t * TCKD + w_n * NCKD from one frozen teacher."""
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
-from kdrun.errors import KdrunConfigError
 from kdrun.losses import dkd_terms
-from kdrun.strategies.base import Strategy, pretrained_teacher, register
+from kdrun.schema import MISSING, number
+from kdrun.strategies.base import Options, Strategy, pretrained_teacher, register
+
+
+@dataclass
+class DKDOptions(Options):
+    tckd_weight: float = number(MISSING, ge=0)  # the paper's alpha
+    nckd_weight: float = number(MISSING, ge=0)  # the paper's beta
+    ce_weight: float = number(MISSING, ge=0)
 
 
 @register("dkd")
 class DKD(Strategy):
-    """Terms ``hard``, ``tckd``, ``nckd``; weights ``strategy.ce_weight``, ``strategy.alpha``,
-    ``strategy.beta``; temperature ``kd.T``. (``kd.alpha`` is not used: DKD has its own.)"""
+    """Terms ``hard``, ``tckd``, ``nckd``; weights ``strategy.ce_weight``, ``strategy.tckd_weight``,
+    ``strategy.nckd_weight`` (the paper's alpha and beta); temperature ``T``. (``alpha`` is not used.)"""
+
+    options = DKDOptions
 
     def __init__(
-        self, student: nn.Module, teacher: nn.Module, T: float, alpha: float, beta: float, ce_weight: float
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        T: float,
+        tckd_weight: float,
+        nckd_weight: float,
+        ce_weight: float,
     ) -> None:
         super().__init__(student, teacher)
-        self.T, self.alpha, self.beta, self.ce_weight = T, alpha, beta, ce_weight
-
-    @classmethod
-    def sections(cls, cfg: DictConfig) -> dict[str, DictConfig]:
-        for key in ("alpha", "beta", "ce_weight"):
-            value = cfg.strategy[key]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise KdrunConfigError(f"strategy.{key}", value, "must be a number >= 0")
-        return {}
+        self.T, self.tckd_weight, self.nckd_weight, self.ce_weight = T, tckd_weight, nckd_weight, ce_weight
 
     @classmethod
     def build(cls, assets, student: nn.Module) -> "DKD":
@@ -36,16 +44,16 @@ class DKD(Strategy):
         strategy = cls(
             student,
             teacher.model,
-            T=float(assets.cfg.kd.T),
-            alpha=float(s.alpha),
-            beta=float(s.beta),
+            T=assets.T,
+            tckd_weight=float(s.tckd_weight),
+            nckd_weight=float(s.nckd_weight),
             ce_weight=float(s.ce_weight),
         )
         return pretrained_teacher(strategy, assets)
 
     @property
     def weights(self) -> dict[str, float]:
-        return {"hard": self.ce_weight, "tckd": self.alpha, "nckd": self.beta}
+        return {"hard": self.ce_weight, "tckd": self.tckd_weight, "nckd": self.nckd_weight}
 
     def loss_terms(
         self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor

@@ -1,6 +1,9 @@
 """What hints and attention transfer share: layer pairs chosen by name, captured by hooks, added
 to the output-level KD loss as a ``feat`` term. Not a strategy by itself."""
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
@@ -10,11 +13,19 @@ from kdrun.errors import KdrunConfigError
 from kdrun.losses import kd_loss
 from kdrun.models.build import build
 from kdrun.models.taps import check_layer, forward_with_features
+from kdrun.schema import MISSING, number
 from kdrun.sections import display_name, is_ensemble
-from kdrun.strategies.base import pretrained_teacher
+from kdrun.strategies.base import Options, pretrained_teacher
 from kdrun.strategies.vanilla import Vanilla
 
 Pair = tuple[str, str]  # (teacher layer, student layer)
+
+
+@dataclass
+class FeatureOptions(Options):
+    pairs: Any = MISSING  # [{teacher: <layer>, student: <layer>}, ...] or null (default_pairs)
+    feat_weight: float = number(MISSING, ge=0)
+    default_pairs: Any = MISSING  # {"<teacher>-><student>": pairs}
 
 
 def layer_pairs(cfg: DictConfig) -> list[Pair]:
@@ -50,6 +61,8 @@ class FeatureDistill(Vanilla):
     under ``no_grad``. Hooks are attached for one forward call only.
     """
 
+    options = FeatureOptions
+
     needs_4d: bool = False
     caches_logits = False  # a step needs the teacher's features, not only its logits
 
@@ -71,9 +84,6 @@ class FeatureDistill(Vanilla):
             raise KdrunConfigError(
                 "teacher", "ensemble", f"strategy={cfg.strategy.name} reads one teacher's layers"
             )
-        weight = cfg.strategy.feat_weight
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-            raise KdrunConfigError("strategy.feat_weight", weight, "must be a number >= 0")
         layer_pairs(cfg)
         return {}
 
@@ -111,11 +121,13 @@ class FeatureDistill(Vanilla):
         was = student.training
         shapes = cls._shapes(cfg, teacher.model.eval(), student.eval(), probe)
         student.train(was)
-        strategy = cls.make(cfg, student, teacher.model, shapes)
+        strategy = cls.make(cfg, student, teacher.model, shapes, T=assets.T, alpha=assets.alpha)
         return pretrained_teacher(strategy, assets)
 
     @classmethod
-    def make(cls, cfg: DictConfig, student: nn.Module, teacher: nn.Module, shapes: list) -> "FeatureDistill":
+    def make(
+        cls, cfg: DictConfig, student: nn.Module, teacher: nn.Module, shapes: list, T: float, alpha: float
+    ) -> "FeatureDistill":
         raise NotImplementedError
 
     def cache_teacher_logits(self, batches) -> None:

@@ -1,6 +1,8 @@
 """FitNets hints (Romero et al. 2015): a student layer, through a learned regressor, matches a
 teacher layer (MSE). Optional two-stage schedule: ``hint_epochs`` of hint loss only, then KD."""
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -8,8 +10,14 @@ from torch import nn
 
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import hint_loss
+from kdrun.schema import MISSING
 from kdrun.strategies.base import register
-from kdrun.strategies.features import FeatureDistill, layer_pairs
+from kdrun.strategies.features import FeatureDistill, FeatureOptions, layer_pairs
+
+
+@dataclass
+class HintsOptions(FeatureOptions):
+    hint_epochs: int = MISSING  # in [0, student.epochs - 1]: checked in sections()
 
 
 def regressor(student_shape: torch.Size, teacher_shape: torch.Size) -> nn.Module:
@@ -26,6 +34,8 @@ class Hints(FeatureDistill):
     The regressors are trained with the student but belong to the strategy, not the student:
     they are not saved, measured or exported.
     """
+
+    options = HintsOptions
 
     def __init__(self, *args, regressors: list[nn.Module], hint_epochs: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -46,12 +56,14 @@ class Hints(FeatureDistill):
         return super().sections(cfg)
 
     @classmethod
-    def make(cls, cfg: DictConfig, student: nn.Module, teacher: nn.Module, shapes: list) -> "Hints":
+    def make(
+        cls, cfg: DictConfig, student: nn.Module, teacher: nn.Module, shapes: list, T: float, alpha: float
+    ) -> "Hints":
         return cls(
             student,
             teacher,
-            T=float(cfg.kd.T),
-            alpha=float(cfg.kd.alpha),
+            T=T,
+            alpha=alpha,
             pairs=layer_pairs(cfg),
             feat_weight=float(cfg.strategy.feat_weight),
             regressors=[regressor(s, t) for t, s in shapes],

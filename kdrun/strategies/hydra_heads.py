@@ -8,6 +8,8 @@ the members and of the heads on the test split.
 
 import copy
 import itertools
+from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import torch
@@ -17,8 +19,9 @@ from torch import nn
 
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import kd_loss
+from kdrun.schema import MISSING
 from kdrun.sections import ensemble_members, is_ensemble
-from kdrun.strategies.base import Strategy, pretrained_teacher, register
+from kdrun.strategies.base import Options, Strategy, pretrained_teacher, register
 
 
 def split_classifier(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
@@ -78,9 +81,16 @@ def disagreement(logits: torch.Tensor) -> float:
     return float(torch.stack([(labels[i] != labels[j]).float().mean() for i, j in pairs]).mean())
 
 
+@dataclass
+class HydraOptions(Options):
+    head_hidden: Any = MISSING  # hidden widths of each head, integers >= 1; [] = one Linear
+
+
 @register("hydra_heads")
 class HydraHeads(Strategy):
     """Terms ``soft`` and ``hard``: the vanilla terms of each head against its own member, averaged."""
+
+    options = HydraOptions
 
     def __init__(self, student: HydraStudent, teacher: nn.Module, T: float, alpha: float) -> None:
         super().__init__(student, teacher)
@@ -109,10 +119,10 @@ class HydraHeads(Strategy):
         hidden = list(cfg.strategy.head_hidden or [])
         heads = [] if hidden else [classifier]  # head 1 keeps the scratch twin's initial classifier
         for i in range(len(heads), k):
-            L.seed_everything(cfg.seed + i, verbose=False)
+            L.seed_everything(assets.seed + i, verbose=False)
             heads.append(make_head(classifier, hidden))
         teacher = assets.teacher()
-        strategy = cls(HydraStudent(body, heads), teacher.model, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
+        strategy = cls(HydraStudent(body, heads), teacher.model, T=assets.T, alpha=assets.alpha)
         return pretrained_teacher(strategy, assets)
 
     @classmethod

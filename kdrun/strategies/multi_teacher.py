@@ -1,6 +1,7 @@
 """Several teachers: the student matches their combined soft targets."""
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from omegaconf import DictConfig
 from torch import nn
@@ -8,9 +9,17 @@ from torch import nn
 from kdrun.errors import KdrunConfigError
 from kdrun.models.asset import Asset
 from kdrun.models.ensemble import WEIGHTINGS, TeacherEnsemble
+from kdrun.schema import MISSING, choice
 from kdrun.sections import model_sections
-from kdrun.strategies.base import register
+from kdrun.strategies.base import Options, register
 from kdrun.strategies.vanilla import Vanilla
+
+
+@dataclass
+class MultiTeacherOptions(Options):
+    teachers: Any = MISSING  # teacher config names or mappings (kdrun.sections)
+    weighting: str = choice(MISSING, *WEIGHTINGS)
+    weights: Any = MISSING  # with weighting=fixed: one number >= 0 per teacher
 
 
 @register("multi_teacher")
@@ -21,13 +30,12 @@ class MultiTeacher(Vanilla):
     row of its own (``teacher_1``, ``teacher_2``, ...).
     """
 
+    options = MultiTeacherOptions
+
     @classmethod
     def sections(cls, cfg: DictConfig) -> dict[str, DictConfig]:
         teachers = model_sections(cfg, "strategy.teachers", "teacher", minimum=2)
-        weighting = cfg.strategy.weighting
-        if weighting not in WEIGHTINGS:
-            raise KdrunConfigError("strategy.weighting", weighting, f"allowed: {', '.join(WEIGHTINGS)}")
-        if weighting == "fixed":
+        if cfg.strategy.weighting == "fixed":
             weights = cfg.strategy.weights
             ok = weights is not None and len(weights) == len(teachers)
             if not ok or any(isinstance(w, bool) or not isinstance(w, int | float) or w < 0 for w in weights):
@@ -44,9 +52,9 @@ class MultiTeacher(Vanilla):
         members = [assets.teacher(section) for section in cls.sections(cfg).values()]
         weights = list(cfg.strategy.weights) if cfg.strategy.weighting == "fixed" else None
         ensemble = TeacherEnsemble(
-            [m.model for m in members], T=float(cfg.kd.T), weighting=cfg.strategy.weighting, weights=weights
+            [m.model for m in members], T=assets.T, weighting=cfg.strategy.weighting, weights=weights
         )
-        strategy = cls(student, ensemble, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
+        strategy = cls(student, ensemble, T=assets.T, alpha=assets.alpha)
         name = f"ensemble({'+'.join(m.name for m in members)})"
         strategy.teacher_member = Asset(ensemble.at_temperature(1.0).eval(), name, "ensemble", role="teacher")
         strategy.members = [replace(m, role=f"teacher_{i + 1}") for i, m in enumerate(members)]

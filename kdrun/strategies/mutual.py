@@ -4,33 +4,43 @@ k >= 2 peers train together from scratch; each minimises its cross-entropy plus 
 the other peers' current predictions. No pre-trained teacher. The student is peer 1.
 """
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from kdrun.errors import KdrunConfigError
 from kdrun.losses import mutual_loss
 from kdrun.models.asset import Asset
+from kdrun.schema import MISSING, number
 from kdrun.sections import display_name, model_sections
-from kdrun.strategies.base import Strategy, register
+from kdrun.strategies.base import Options, Strategy, register
+
+
+@dataclass
+class MutualOptions(Options):
+    peers: Any = MISSING  # student config names or mappings (kdrun.sections)
+    peer_temperature: float = number(MISSING, gt=0)
+    peer_weight: float = number(MISSING, gt=0)
 
 
 @register("mutual")
 class Mutual(Strategy):
     """The student plus ``strategy.peers``; terms: ``hard`` (sum of CEs), ``peer`` (sum of KLs)."""
 
-    def __init__(self, student: nn.Module, peers: list[nn.Module], T: float, peer_weight: float) -> None:
+    options = MutualOptions
+
+    def __init__(
+        self, student: nn.Module, peers: list[nn.Module], peer_temperature: float, peer_weight: float
+    ) -> None:
         super().__init__(student)
         self.peers = nn.ModuleList(peers)
-        self.T, self.peer_weight = T, peer_weight
+        self.peer_temperature, self.peer_weight = peer_temperature, peer_weight
 
     @classmethod
     def sections(cls, cfg: DictConfig) -> dict[str, DictConfig]:
-        for key in ("T", "peer_weight"):
-            value = cfg.strategy[key]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise KdrunConfigError(f"strategy.{key}", value, "must be a number > 0")
         peers = model_sections(cfg, "strategy.peers", "student", minimum=1)
         return {f"strategy.peers[{i}]": section for i, section in enumerate(peers)}
 
@@ -39,13 +49,14 @@ class Mutual(Strategy):
         cfg = assets.cfg
         sections = list(cls.sections(cfg).values())
         # Peer i starts from seed + i: same-architecture peers must not start identical.
-        peers = [assets.build(s, seed=cfg.seed + i + 1) for i, s in enumerate(sections)]
-        strategy = cls(student, peers, T=float(cfg.strategy.T), peer_weight=float(cfg.strategy.peer_weight))
+        seeds = [assets.seed + i + 1 for i in range(len(sections))]
+        peers = [assets.build(s, seed=seed) for s, seed in zip(sections, seeds, strict=True)]
+        options = cfg.strategy
+        temperature, weight = float(options.peer_temperature), float(options.peer_weight)
+        strategy = cls(student, peers, peer_temperature=temperature, peer_weight=weight)
         strategy.members = [
-            Asset(
-                peer, display_name(s), "trained-in-run", role=f"peer_{i + 2}", scratch=(s, cfg.seed + i + 1)
-            )
-            for i, (peer, s) in enumerate(zip(peers, sections, strict=True))
+            Asset(peer, display_name(s), "trained-in-run", role=f"peer_{i + 2}", scratch=(s, seed))
+            for i, (peer, s, seed) in enumerate(zip(peers, sections, seeds, strict=True))
         ]
         return strategy
 
@@ -62,7 +73,7 @@ class Mutual(Strategy):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = [model(x) for model in self.trained]
         hard = torch.stack([F.cross_entropy(z, y) for z in logits]).sum()
-        return logits[0], {"hard": hard, "peer": mutual_loss(logits, self.T)}
+        return logits[0], {"hard": hard, "peer": mutual_loss(logits, self.peer_temperature)}
 
     def hparams(self) -> dict:
-        return {**super().hparams(), "T": self.T, "peers": 1 + len(self.peers)}
+        return {**super().hparams(), "peer_temperature": self.peer_temperature, "peers": 1 + len(self.peers)}

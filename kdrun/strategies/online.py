@@ -39,11 +39,11 @@ class Online(Strategy):
     def build(cls, assets, student: nn.Module) -> "Online":
         cfg = assets.cfg
         section = cfg.teacher.copy()
-        section.epochs = cfg.student.epochs  # it trains alongside the student
-        teacher = assets.build(section, seed=cfg.seed)
-        strategy = cls(student, teacher, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
+        section.epochs = assets.epochs  # it trains alongside the student
+        teacher = assets.build(section, seed=assets.seed)
+        strategy = cls(student, teacher, T=assets.T, alpha=assets.alpha)
         strategy.teacher_member = Asset(
-            teacher, display_name(section), "trained-in-run", role="teacher", scratch=(section, cfg.seed)
+            teacher, display_name(section), "trained-in-run", role="teacher", scratch=(section, assets.seed)
         )
         return strategy
 

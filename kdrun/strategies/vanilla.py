@@ -22,8 +22,7 @@ class Vanilla(Strategy):
 
     @classmethod
     def build(cls, assets, student: nn.Module) -> "Vanilla":
-        kd = assets.cfg.kd
-        strategy = cls(student, assets.teacher().model, T=float(kd.T), alpha=float(kd.alpha))
+        strategy = cls(student, assets.teacher().model, T=assets.T, alpha=assets.alpha)
         return pretrained_teacher(strategy, assets)
 
     @property

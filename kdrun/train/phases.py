@@ -43,6 +43,8 @@ class Phases:
 
     def __init__(self, cfg: DictConfig, data: TensorDataModule, cache: Cache) -> None:
         self.cfg, self.data, self.cache = cfg, data, cache
+        self.T, self.alpha = float(cfg.T), float(cfg.alpha)
+        self.seed, self.epochs = int(cfg.seed), int(cfg.student.epochs)
         self._teacher: Asset | None = None  # the configured teacher, once asked for
         # Teachers train on all of ``data``; everything on the student side on ``student_data``.
         limit = cfg.kd.student_limit
@@ -71,9 +73,9 @@ class Phases:
         return self._cached("teacher", section, section.seed, Scratch, data=self.data)
 
     def _ensemble(self) -> Asset:
-        """``teacher=ensemble``: each member loaded or trained and cached; combined at ``kd.T``."""
+        """``teacher=ensemble``: each member loaded or trained and cached; combined at ``T``."""
         members = [self.teacher(section) for section in ensemble_members(self.cfg)]
-        ensemble = TeacherEnsemble([m.model for m in members], T=float(self.cfg.kd.T)).eval()
+        ensemble = TeacherEnsemble([m.model for m in members], T=self.T).eval()
         identity = "ensemble:" + "+".join(_identity(m) for m in members)
         name = f"ensemble({len(members)}x{members[0].name})"
         return Asset(ensemble, name, "ensemble", identity, members=members)
@@ -84,13 +86,12 @@ class Phases:
         return self._cached("baseline", section, seed, Scratch)
 
     def distilled(self, section: DictConfig, teacher: Asset) -> Asset:
-        """``section`` distilled from ``teacher`` with ``kd.T`` and ``kd.alpha`` (Hinton), cached."""
-        kd = self.cfg.kd
+        """``section`` distilled from ``teacher`` with ``T`` and ``alpha`` (Hinton), cached."""
 
         def strategy(model: nn.Module) -> Strategy:
-            return Vanilla(model, teacher.model, T=float(kd.T), alpha=float(kd.alpha))
+            return Vanilla(model, teacher.model, T=self.T, alpha=self.alpha)
 
-        extra = {"teacher": _identity(teacher), "T": float(kd.T), "alpha": float(kd.alpha)}
+        extra = {"teacher": _identity(teacher), "T": self.T, "alpha": self.alpha}
         return self._cached("assistant", section, section.seed, strategy, extra)
 
     def _cached(
