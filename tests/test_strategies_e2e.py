@@ -94,7 +94,7 @@ def test_a_strategy_step_logs_the_terms_it_declares(tiny_data):
         student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
         other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))
         strategy = (
-            STRATEGIES[name](student, [other], T=1.0, peer_weight=1.0)
+            STRATEGIES[name](student, [other], peer_temperature=1.0, peer_weight=1.0)
             if name == "mutual"
             else STRATEGIES[name](student, other, T=4.0, alpha=0.5)
         )
