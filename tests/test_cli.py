@@ -7,15 +7,22 @@ import subprocess
 import pytest
 import yaml
 
-from kdrun.cli import COMMANDS
+from kdrun.cli import COMMANDS, main
 from tests.conftest import KDRUN, run_kdrun
 
 
-def test_top_level_help_lists_each_command_on_one_line(tmp_path):
-    out = run_kdrun(["--help"], tmp_path).stdout
+def test_top_level_help_lists_each_command_on_one_line(capsys):
+    main(["--help"])
+    out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert list(lines) == list(COMMANDS)
     assert all(len(line.split()) > 3 for line in lines.values())  # a description on the same line
+
+
+def test_an_unknown_command_names_the_allowed_ones(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["distill"])
+    assert exit_.value.code == 2 and "allowed: train" in capsys.readouterr().err
 
 
 def test_train_help_lists_config_groups_with_their_choices(tmp_path):
@@ -27,6 +34,7 @@ def test_train_help_lists_config_groups_with_their_choices(tmp_path):
     assert "imagefolder" in groups["dataset"].split(", ")
     assert "timm" in groups["student"].split(", ") and "timm" in groups["teacher"].split(", ")
     assert "logger=[csv,tensorboard]" in out and "docs/cli/train.md" in out
+    assert "cnn" in groups["teacher"].split(", ") and "smoke" in groups["debug"].split(", ")
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):
@@ -58,9 +66,10 @@ def test_shell_completion_through_the_dispatcher(tmp_path):
     assert "complete -o nospace -o default -F hydra_bash_completion kdrun" in script
 
 
-def test_models_lists_configs_and_filters_zoo_names(tmp_path):
+def test_models_lists_configs_and_filters_zoo_names(capsys):
     pytest.importorskip("timm", reason="timm is not installed (pip install 'kdrun[timm]')")
-    out = run_kdrun(["models", "*lite*"], tmp_path).stdout
+    main(["models", "*lite*"])
+    out = capsys.readouterr().out
     lines = dict(line.split(":", 1) for line in out.splitlines() if ":" in line.split()[0])
     assert "timm" in lines["configs"] and "resnet50" in lines["configs"]
     assert "efficientnet_lite0" in lines["timm"].split(", ")
@@ -90,7 +99,6 @@ def test_errors_are_coloured_only_on_a_terminal(tmp_path):
 
 def test_version_and_a_closed_pipe(capsys):
     from kdrun import __version__
-    from kdrun.cli import main
 
     main(["--version"])
     assert capsys.readouterr().out == f"kdrun {__version__}\n"
@@ -103,8 +111,6 @@ def test_version_and_a_closed_pipe(capsys):
 
 def test_command_help_texts(capsys):
     from hydra import compose, initialize_config_module
-
-    from kdrun.cli import main
 
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
         help_ = compose("export_soft_labels", return_hydra_config=True).hydra.help

@@ -150,16 +150,6 @@ def test_checkpoint_that_does_not_fit_the_model_exits_2(smoke, tmp_path):
     assert "teacher.checkpoint=" in run.stderr and "does not fit" in run.stderr
 
 
-def test_help_lists_commands_and_config_groups(tmp_path):
-    top = run_kdrun(["--help"], tmp_path)
-    assert top.returncode == 0 and "train" in top.stdout
-    train = run_kdrun(["train", "--help"], tmp_path)
-    assert train.returncode == 0
-    assert "teacher: cnn" in train.stdout and "resnet50" in train.stdout and "debug: smoke" in train.stdout
-    unknown = run_kdrun(["distill"], tmp_path)
-    assert unknown.returncode == 2 and "allowed: train" in unknown.stderr
-
-
 def test_export_soft_labels_then_train_from_the_file(smoke):
     cwd, _, _ = smoke
     weights = next((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))

@@ -63,9 +63,12 @@ def test_report_writes_csv_markdown_and_heatmap(sweep):
     assert "| vanilla | cnn | mlp |" in (root / "summary.md").read_text()
 
 
-def test_report_on_a_folder_without_runs_is_a_clear_error(tmp_path):
-    run = run_kdrun(["report", str(tmp_path)], tmp_path)
-    assert run.returncode == 2 and "holds no results.json" in run.stderr
+def test_report_on_a_folder_without_runs_is_a_clear_error(tmp_path, capsys):
+    from kdrun.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(tmp_path)])
+    assert exit_.value.code == 2 and "holds no results.json" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # two parallel kdrun processes on 2 cores: ~20 s
