@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision are pinned to the builds on this machine's disk; pyproject admits a range.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup train test test-slow regress regress-full lint bench clean
+.PHONY: setup train test test-fast test-slow regress regress-full lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,12 @@ train: setup  ## the default job: embedded MNIST subset, cnn teacher -> mlp stud
 
 test: setup  ## fast suite (seconds to minutes); slow tests are `make test-slow`
 	$(BIN)/python -m pytest -q
+
+# In-process unit tests (config, schemas, losses, models, cache, one tiny fit): the inner loop.
+FAST_TESTS := architecture schema config losses strategy_losses models cache callbacks checkpoint \
+	soft_labels docs strategy data
+test-fast: setup  ## unit tests only, under a minute; `make test` adds the end-to-end runs
+	$(BIN)/python -m pytest -q $(FAST_TESTS:%=tests/test_%.py)
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
