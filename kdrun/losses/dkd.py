@@ -27,17 +27,21 @@ def dkd_terms(
 
     ``reduction="none"`` returns per-sample values (B,), ``"batchmean"`` their mean.
     """
-    target_mask = F.one_hot(target, student_logits.shape[-1]).bool()
-    p_s = F.softmax(student_logits / T, dim=-1)
-    p_t = F.softmax(teacher_logits / T, dim=-1)
+    # Columns picked with gather, not a boolean mask: a mask's data-dependent shape makes a GPU
+    # wait for the host on every step.
+    target_col = target[:, None]
+    p_s = F.softmax(student_logits / T, dim=-1).gather(1, target_col).squeeze(1)
+    p_t = F.softmax(teacher_logits / T, dim=-1).gather(1, target_col).squeeze(1)
     # Binary (target, non-target) distributions.
-    b_s = torch.stack([p_s[target_mask], 1 - p_s[target_mask]], dim=-1)
-    b_t = torch.stack([p_t[target_mask], 1 - p_t[target_mask]], dim=-1)
+    b_s = torch.stack([p_s, 1 - p_s], dim=-1)
+    b_t = torch.stack([p_t, 1 - p_t], dim=-1)
     tckd = _kl(torch.log(b_s.clamp_min(1e-12)), b_t, reduction)
-    # Distributions over the non-target classes only: drop the target column, renormalise.
-    rest = (~target_mask).float()
-    shape = (student_logits.shape[0], student_logits.shape[1] - 1)
-    log_q_s = F.log_softmax(student_logits[rest.bool()].view(shape) / T, dim=-1)
-    q_t = F.softmax(teacher_logits[rest.bool()].view(shape) / T, dim=-1)
+    # Distributions over the non-target classes only: drop the target column, renormalise. A
+    # stable sort of the one-hot rows lists each row's other columns first, in their order.
+    classes = student_logits.shape[-1]
+    is_target = F.one_hot(target, classes)
+    rest = torch.sort(is_target, dim=-1, stable=True).indices[:, : classes - 1]
+    log_q_s = F.log_softmax(student_logits.gather(1, rest) / T, dim=-1)
+    q_t = F.softmax(teacher_logits.gather(1, rest) / T, dim=-1)
     nckd = _kl(log_q_s, q_t, reduction)
     return tckd * T * T, nckd * T * T
