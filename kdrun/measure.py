@@ -84,7 +84,7 @@ def profile(model: nn.Module, input_shape: tuple[int, ...], cfg: Any) -> dict[st
         row |= _latencies(model, input_shape, cfg, prefix="device_")
         row["device"] = device.type
     with placed(model, torch.device("cpu")):
-        return _latencies(model, input_shape, cfg) | row
+        return row | _latencies(model, input_shape, cfg)
 
 
 def _latencies(model: nn.Module, input_shape: tuple[int, ...], cfg: Any, prefix: str = "") -> dict[str, Any]:

@@ -22,8 +22,12 @@ def fake_cuda(monkeypatch):
     return with_bf16
 
 
-def test_defaults_on_this_cpu_machine_are_the_cpu_settings():
-    assert not torch.cuda.is_available()  # the tests' machine
+ON_GPU = torch.cuda.is_available() or torch.backends.mps.is_available()
+cpu_only = pytest.mark.skipif(ON_GPU, reason="checks a machine without a GPU")
+
+
+@cpu_only
+def test_defaults_on_a_cpu_machine_are_the_cpu_settings():
     assert resolve(make_cfg().trainer) == Placement("cpu", "32-true", True, False)
 
 
@@ -78,12 +82,14 @@ def test_explicit_settings_win_over_auto(fake_cuda, overrides, expected):
     assert resolve(make_cfg(*overrides).trainer) == expected
 
 
+@cpu_only
 @pytest.mark.parametrize("accelerator", ["gpu", "cuda", "mps"])
 def test_a_gpu_asked_for_on_a_machine_without_one_is_a_config_error(accelerator):
     with pytest.raises(KdrunConfigError, match=rf"trainer.accelerator.*{accelerator}.*sees no GPU"):
         resolve(make_cfg(f"trainer.accelerator={accelerator}").trainer)
 
 
+@cpu_only
 def test_prepare_rejects_a_missing_gpu_before_training(tmp_path):
     from kdrun.run import prepare
 
@@ -93,6 +99,7 @@ def test_prepare_rejects_a_missing_gpu_before_training(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+@cpu_only
 def test_cache_keys_of_auto_on_cpu_equal_the_explicit_cpu_settings(tiny_data, tmp_path, monkeypatch):
     """Entries cached before ``auto`` existed (accelerator cpu, 32-true, deterministic) stay valid,
     and a GPU's entries are others (its kernels round differently)."""
@@ -147,5 +154,6 @@ def test_uploads_do_not_wait_and_downloads_do(monkeypatch):
     assert calls == [True, False]
 
 
+@cpu_only
 def test_gpu_kind_is_none_here():
     assert device.gpu_kind() is None

@@ -188,23 +188,31 @@ def test_every_strategy_has_a_case():
     assert {name for name, _ in CASES} == set(STRATEGIES)
 
 
+# "meta" stands in for a GPU here; on a machine with CUDA the same checks run there too.
+DEVICES = ["meta", *(["cuda"] if torch.cuda.is_available() else [])]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("name", "cached"), CASES)
-def test_a_step_touches_only_the_students_device(name, cached):
+def test_a_step_touches_only_the_students_device(name, cached, device):
     """Every op reads and writes tensors on the device; a table kept on the CPU (cached teacher
     logits, a soft-label file) is copied there once, on the first step, not on every step."""
     strategy = build(name, cached)
     augment = Augment([0.5] * 3, [0.25] * 3, crop_padding=2, flip=True, color_jitter=0.2)
-    first = step(strategy, "meta", augment if name == "vanilla" else None)
-    assert set(first.devices) == {"meta"}, f"ops on other devices: {first.devices}"
-    assert all(p.grad is None or p.grad.device.type == "meta" for p in strategy.parameters())
+    first = step(strategy, device, augment if name == "vanilla" else None)
+    assert set(first.devices) == {device}, f"ops on other devices: {first.devices}"
+    assert all(p.grad is None or p.grad.device.type == device for p in strategy.parameters())
     tables = (strategy.teacher_logits is not None) + 2 * (name == "vanilla")  # logits; mean, std
-    assert first.transfers == [("cpu", "meta")] * tables
-    second = step(strategy, "meta", augment if name == "vanilla" else None)
-    assert set(second.devices) == {"meta"} and second.transfers == []
+    assert first.transfers == [("cpu", device)] * tables
+    second = step(strategy, device, augment if name == "vanilla" else None)
+    assert set(second.devices) == {device} and second.transfers == []
 
 
 @pytest.fixture
-def deterministic():
+def deterministic(monkeypatch):
+    """Deterministic algorithms on, as Lightning turns them on (with cuBLAS's fixed workspace)."""
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     yield
@@ -256,3 +264,28 @@ def test_torchvision_classifiers_on_the_cuda_list(model, raising, gpu_default):
         net(torch.randn(2, 3, 32, 32, device="meta")).sum().backward()
     assert {THROWERS[op] for op in recorder.ops if op in THROWERS} == raising
     assert not raising or gpu_default == "warn"
+
+
+@needs_cuda
+@pytest.mark.parametrize(("name", "cached"), CASES)
+def test_on_cuda_deterministic_true_raises_where_the_list_says(name, cached, deterministic):
+    """On a GPU: the documented list, as mapped here, is what actually raises."""
+    strategy = build(name, cached)
+    if name in ("hints", "attention"):
+        with pytest.raises(RuntimeError, match="does not have a deterministic implementation"):
+            step(strategy, "cuda")
+    else:
+        step(strategy, "cuda")
+
+
+def test_batchnorm_recalibration_feeds_the_model_on_its_device(monkeypatch):
+    """At the end of a fit the model is still on the training device; the loader's batches are
+    on the CPU and go to the model's device (BatchNorm's cumulative average cannot run on "meta":
+    the device is stubbed)."""
+    import kdrun.callbacks as callbacks
+
+    moved = []
+    monkeypatch.setattr(callbacks, "module_device", lambda model: torch.device("cuda"))
+    monkeypatch.setattr(callbacks, "to_device", lambda x, device: moved.append(device.type) or x)
+    callbacks.recalibrate_batchnorm(tiny_net(8), [(torch.randn(BATCH, *SHAPE), torch.zeros(BATCH))] * 2)
+    assert moved == ["cuda", "cuda"]
