@@ -8,9 +8,10 @@ default to ``auto``, resolved here for the machine at hand (``resolve``):
   ``32-true`` everywhere else;
 * deterministic: ``true`` on the CPU (a config and seed give the same numbers, bit for bit);
   ``"warn"`` on a GPU, where some backward kernels have no deterministic CUDA implementation
-  (adaptive average pooling, in every torchvision and timm classifier; bilinear interpolation,
-  which hints and attention transfer use to match feature sizes): ``true`` would stop the first
-  step with a RuntimeError, ``"warn"`` uses deterministic kernels wherever PyTorch has them;
+  (bilinear interpolation, which hints and attention transfer use to match feature sizes;
+  adaptive average pooling to more than 1x1, as in vgg and alexnet): ``true`` would stop the
+  first step with a RuntimeError, ``"warn"`` uses deterministic kernels wherever PyTorch has them
+  (``tests/test_device_paths.py`` matches each strategy's ops against PyTorch's list);
 * benchmark (cudnn's convolution autotuner): on only on CUDA with ``deterministic: false``.
 
 The resolved values are what the trainer gets, what the cache keys hash (so a CPU run's keys are

@@ -157,3 +157,18 @@ def test_uploads_do_not_wait_and_downloads_do(monkeypatch):
 @cpu_only
 def test_gpu_kind_is_none_here():
     assert device.gpu_kind() is None
+
+
+def test_ddp_on_gpus_spawns_with_nccl_and_leaves_worker_threads_alone(fake_cuda):
+    from kdrun.fit import DDPWorker, trainer_args
+
+    fake_cuda(True)
+    args = trainer_args(make_cfg("trainer.devices=2").trainer)
+    ddp = args["strategy"]
+    ddp.parallel_devices = [torch.device("cuda", 0), torch.device("cuda", 1)]
+    assert (args["accelerator"], ddp._start_method, ddp._get_process_group_backend()) == (
+        "cuda",
+        "spawn",
+        "nccl",
+    )
+    assert DDPWorker(None, 2).threads is None and DDPWorker(8, 2).threads == 4
