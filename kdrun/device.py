@@ -79,7 +79,8 @@ class Placement:
             return torch.cuda.get_device_name(0)
         if self.accelerator == "mps":
             return "Apple GPU (MPS)"
-        return f"CPU, {torch.get_num_threads()} threads"
+        threads = torch.get_num_threads()
+        return f"CPU, {threads} thread{'s' if threads != 1 else ''}"
 
     def record(self) -> dict[str, Any]:
         """The ``device`` section of results.json."""
