@@ -269,6 +269,7 @@ def _train(
             **{split: len(tensors[1]) for split, tensors in data.splits.items()},
             "student_train": len(student_data.splits["train"][1]),
             "build_threads": data.build_threads,
+            **data.summary(),
         },
         "extra_models": extra,
         "timings_s": clock.laps,

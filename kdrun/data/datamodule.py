@@ -71,6 +71,7 @@ class TensorDataModule(L.LightningDataModule):
         self.augment: Augment | None = None  # random per-sample changes to training batches
         self.num_workers = 0  # DataLoader worker processes (0: batches are built in the main process)
         self.pin_memory = False
+        self.bad_files: list[dict[str, str]] = []  # files left out (dataset.on_bad_file=skip): path, reason
 
     @property
     def num_classes(self) -> int:
@@ -79,6 +80,10 @@ class TensorDataModule(L.LightningDataModule):
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.splits["train"][0].shape[1:])
+
+    def summary(self) -> dict[str, object]:
+        """What results.json records about how the data was read (beyond its splits' sizes)."""
+        return {"bad_files": {"count": len(self.bad_files), "files": self.bad_files}}
 
     def head(self, n: int) -> "TensorDataModule":
         """The same data with only the first ``n`` training samples (val and test unchanged)."""
@@ -165,14 +170,17 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     """Load ``cfg.name``, split it, resize/convert it to what the config declares."""
     if cfg.name not in DATASETS:
         raise KdrunConfigError("dataset.name", cfg.name, f"allowed: {', '.join(sorted(DATASETS))}")
-    x, y, test_x, test_y, classes, *own_val = DATASETS[cfg.name](cfg)
+    source = DATASETS[cfg.name](cfg)
+    (x, y), classes = source.train, source.classes
     if len(y) == 0:
         raise KdrunConfigError("dataset.name", cfg.name, "the data set is empty")
     split = cfg.split
-    if test_x is None:
+    if source.test is None:
         x, test_x, y, test_y = _stratified(x, y, split.test, split.seed, "dataset.split.test")
-    if own_val:  # the set's own validation images (imagefolder's val/)
-        val_x, val_y = own_val
+    else:
+        test_x, test_y = source.test
+    if source.val is not None:  # the set's own validation images (imagefolder's val/)
+        val_x, val_y = source.val
     else:
         x, val_x, y, val_y = _stratified(x, y, split.val, split.seed, "dataset.split.val")
     if cfg.limit is not None:
@@ -187,6 +195,7 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
         batch_size=cfg.batch_size,
         fingerprint=_fingerprint(splits),
     )
+    data.bad_files = source.bad_files
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     # The mean/std reductions round differently with another torch thread count, and so do the
     # normalised tensors and the fingerprint: whoever rebuilds this data (kdrun export) needs it.
