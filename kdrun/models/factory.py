@@ -11,6 +11,7 @@ import torchvision
 from torch import nn
 
 from kdrun.errors import KdrunConfigError
+from kdrun.models.cifar import CIFAR_MODELS
 from kdrun.models.small import CNN, MLP
 
 InputShape = tuple[int, int, int]  # (channels, height, width)
@@ -24,7 +25,18 @@ def _cnn(num_classes: int, shape: InputShape, **args: Any) -> nn.Module:
     return CNN(shape[0], num_classes, shape[1], **args)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": _mlp, "cnn": _cnn}
+def _cifar(name: str) -> Callable[..., nn.Module]:
+    def build(num_classes: int, shape: InputShape, **args: Any) -> nn.Module:
+        return CIFAR_MODELS[name](num_classes, shape[0], **args)
+
+    return build
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": _mlp,
+    "cnn": _cnn,
+    **{name: _cifar(name) for name in CIFAR_MODELS},  # the CIFAR zoo of the distillation benchmarks
+}
 # Short names users type -> torchvision name; "{variant}" is filled from the spec's `variant`.
 ALIASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "mobilenet_v3": ("mobilenet_v3_{variant}", "small", ("small", "large")),
