@@ -68,11 +68,15 @@ def resolve_name(name: str, variant: str | None, key: str = "name", library: str
         return pattern.format(variant=variant)
     if name in MODELS or name in torchvision_names():
         return name
+    close = difflib.get_close_matches(name, model_names(), n=3)
+    hint = f" (closest: {', '.join(close)})" if close else ""
+    builtin = [n for n in MODELS if n not in CIFAR_MODELS]
     raise KdrunConfigError(
         key,
         name,
-        f"allowed: {', '.join([*MODELS, *ALIASES])}, or any torchvision classifier "
-        "(`kdrun models` lists them), or a timm model with `library: timm` (student=timm)",
+        f"allowed: {', '.join([*builtin, *ALIASES])}, a CIFAR zoo model (resnet20, resnet32x4, wrn_40_2, "
+        "vgg13, ShuffleV2, ...), any torchvision classifier (`kdrun models` lists them), or a timm "
+        f"model with `library: timm` (student=timm){hint}",
     )
 
 
