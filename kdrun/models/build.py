@@ -6,7 +6,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kdrun.data import TensorDataModule
-from kdrun.models.factory import create_model
+from kdrun.models.factory import MODELS, create_model
 
 
 def model_spec(section: DictConfig) -> dict[str, Any]:
@@ -15,6 +15,8 @@ def model_spec(section: DictConfig) -> dict[str, Any]:
     spec = {k: OmegaConf.to_container(section[k]) if k == "args" else section[k] for k in keys}
     if section.get("library"):  # only timm sections have it: other models' cache keys stay as they were
         spec["library"] = section.library
+    elif section.name not in MODELS:  # torchvision: the stem is part of the architecture
+        spec["stem"] = section.get("stem") or "auto"
     return spec
 
 

@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from kdrun import __version__
 from kdrun.cache.logits import load_or_compute
 from kdrun.console import console, err_console, fail
+from kdrun.data import TensorDataModule
+from kdrun.device import placed, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
 from kdrun.models import save_weights
@@ -78,6 +80,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.resume not in (None, "auto") and Path(cfg.resume).resolve() != run_dir.resolve():
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
     phases = prepare(cfg)
+    console.print(resolve(cfg.trainer).line())
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
         results = _train(cfg, phases, run_dir, loggers)
@@ -139,6 +142,7 @@ def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
 def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]) -> dict[str, Any]:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    placement = resolve(cfg.trainer)
     clock = _Clock()
     baseline = phases.scratch(cfg.student, cfg.seed)
     clock.lap("baseline")
@@ -147,7 +151,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     student = phases.build(cfg.student, seed=cfg.seed)
     strategy = STRATEGIES[cfg.strategy.name].build(phases, student)
     student = strategy.student  # the model that ships (e.g. the student with k heads)
-    logits = _teacher_logits(cfg, strategy, phases)
+    logits = _teacher_logits(cfg, strategy, phases, placement.device)
     clock.lap("teacher")
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
     fit(
@@ -171,7 +175,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     return {
         **rows,
         "strategy": strategy.hparams(),
-        "diagnostics": strategy.diagnostics(data),
+        "diagnostics": _diagnostics(strategy, data, placement.device),
         "data": {
             "name": cfg.dataset.name,
             "fingerprint": data.fingerprint,
@@ -182,6 +186,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
             "build_threads": data.build_threads,
             **data.summary(),
         },
+        "device": placement.record(),
         "timings_s": clock.laps,
         "teacher_logits": logits,  # disk | computed | null (a live teacher, or none to cache)
         "paths": {
@@ -193,10 +198,10 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     }
 
 
-def _teacher_logits(cfg: DictConfig, strategy: Strategy, phases: Phases) -> str | None:
+def _teacher_logits(cfg: DictConfig, strategy: Strategy, phases: Phases, device: torch.device) -> str | None:
     """Give the strategy its teacher's train-split logits from the logit cache, when it applies."""
     if cache_logits(cfg, phases.student_data):
-        logits = load_or_compute(strategy, phases.student_data, phases.cache)
+        logits = load_or_compute(strategy, phases.student_data, phases.cache, device)
         if logits == "disk":
             console.print("teacher logits: reusing the cached train-split logits (kdrun/cache/logits.py)")
         return logits
@@ -206,6 +211,11 @@ def _teacher_logits(cfg: DictConfig, strategy: Strategy, phases: Phases) -> str 
             "(the teacher runs on each augmented batch; kd.cache_logits=true caches un-augmented targets)"
         )
     return None
+
+
+def _diagnostics(strategy: Strategy, data: TensorDataModule, device: torch.device) -> dict[str, Any]:
+    with placed(strategy, device):
+        return strategy.diagnostics(data)
 
 
 class _Clock:
