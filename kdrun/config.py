@@ -8,6 +8,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from kdrun.data import DATASETS
+from kdrun.data.settings import check_dataset
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
 from kdrun.fit import DDP, KDRUN_TRAINER_KEYS
@@ -99,6 +100,7 @@ def validate(cfg: DictConfig) -> None:
         _number(cfg, "dataset.num_workers", 0, integer=True)
     if cfg.dataset.get("pin_memory") is not None:
         _choice(cfg, "dataset.pin_memory", [True, False])
+    check_dataset(cfg.dataset)
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
     for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
