@@ -18,7 +18,7 @@ from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "multistep")
 
 
 def _number(
@@ -116,6 +116,13 @@ def validate(cfg: DictConfig) -> None:
     check_dataset(cfg.dataset)
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
+    if cfg.optim.schedule == "multistep":
+        milestones = cfg.optim.get("milestones")
+        if not milestones or not all(type(m) is int and m >= 1 for m in milestones):
+            raise KdrunConfigError(
+                "optim.milestones", milestones, "a non-empty list of epochs >= 1, e.g. [150, 180, 210]"
+            )
+        _number(cfg, "optim.gamma", 0, 1, lo_open=True)
     for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
         if key in cfg.optim.optimizer:
             _number(cfg, f"optim.optimizer.{key}", lo, hi)

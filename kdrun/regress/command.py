@@ -111,7 +111,8 @@ def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str,
 def regress(targets: list[Path], tier: str, out: Path | None, extra: list[str]) -> int:
     """Run the recipes; return the exit code. Bad recipes raise ``RecipeError`` before any run."""
     recipes = [load_recipe(p) for p in find_recipes(targets)]
-    selected = [r for r in recipes if tier == "all" or r.tier == tier]
+    # `all` is every CPU tier: gpu recipes (hours on a GPU) run only when asked for by name.
+    selected = [r for r in recipes if r.tier == tier or (tier == "all" and r.tier != "gpu")]
     if not selected:
         raise RecipeError(f"no recipe of tier {tier!r} in {', '.join(map(str, targets))}")
     out = out or Path("outputs/regress") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
@@ -158,7 +159,17 @@ def _fmt(values: list[float]) -> str:
 
 def verdict_table(verdicts: list[Verdict]) -> Table:
     table = Table(title="kdrun regress")
-    for column in ("recipe", "tier", "expectation", "measured", "per seed: mean ± std", "margin", "verdict"):
+    columns = (
+        "recipe",
+        "tier",
+        "expectation",
+        "measured",
+        "per seed: mean ± std",
+        "margin",
+        "verdict",
+        "published",
+    )
+    for column in columns:
         table.add_column(column, justify="right" if column in ("measured", "margin") else "left")
     for v in verdicts:
         colour = {"pass": "green", "fail": "red", "error": "red"}[v.status]
@@ -170,6 +181,7 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
             _fmt(v.values),
             "-" if v.measured is None else f"{v.expectation.margin(v.measured):+.4f}",
             f"[{colour}]{v.status}[/]",
+            str(v.recipe.published.get("value", "-")),
         )
     return table
 

@@ -3,7 +3,7 @@
 ```yaml
 regress:
   description: one line: what the recipe shows
-  tier: fast                       # fast (CI, every change) | full (make regress-full)
+  tier: fast                       # fast (CI) | full (make regress-full) | gpu (only --tier gpu)
   seeds: [0, 1, 2]
   sweep: {T: [1, 4], alpha: [0.5, 0.9]}   # optional: a grid of overrides, each point over the seeds
   expect:                          # "[mean|min|max|std](<results.json path>) <op> <number>",
@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-TIERS = ("fast", "full")
+TIERS = ("fast", "full", "gpu")  # gpu: hours on one GPU; only `--tier gpu` runs them
 REGRESS_KEYS = ("description", "tier", "seeds", "sweep", "expect", "published")
 AGGREGATES = ("mean", "min", "max", "std")
 OPS = (">=", "<=", ">", "<")
