@@ -156,7 +156,7 @@ def test_smoke_training_run_on_an_image_folder(flat_folder, tmp_path):
             "debug=smoke",
             "dataset=imagefolder",
             f"dataset.root={flat_folder}",
-            "dataset.storage=stream",  # files read per sample by 2 loader workers, batches augmented on device
+            "dataset.storage=stream",  # files read per sample by 2 workers, batches augmented on device
             "dataset.num_workers=2",
             "hydra.run.dir=outputs/run",
         ],
