@@ -53,6 +53,7 @@ def test_bf16_by_emulation_does_not_count(monkeypatch):
 
 
 def test_mps_is_a_gpu_without_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert resolve(make_cfg().trainer) == Placement("mps", "32-true", "warn", False)
 

@@ -252,18 +252,28 @@ def test_a_cpu_step_under_deterministic_algorithms_and_what_would_raise_on_cuda(
     assert not raising or gpu_default == "warn"
 
 
-@pytest.mark.parametrize(
-    ("model", "raising"), [("mobilenet_v3_small", set()), ("vgg11", {"torch.nn.AdaptiveAvgPool2d"})]
-)
-def test_torchvision_classifiers_on_the_cuda_list(model, raising, gpu_default):
-    """Adaptive average pooling to 1x1 (resnet, mobilenet, efficientnet) runs as a mean, which is
-    deterministic; pooling to 7x7 (vgg, alexnet) runs the pooling backward that raises on CUDA."""
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v3", "efficientnet_b0", "resnet32x4", "wrn_40_2"])
+def test_kdrun_models_run_no_op_that_raises_on_cuda(name):
+    """Their adaptive average pooling is to 1x1, which runs as a mean (deterministic on CUDA)."""
+    from kdrun.assets import build as build_model
+
+    section = make_cfg(f"student={name}")
+    data = type("Data", (), {"num_classes": 10, "input_shape": (3, 32, 32)})
     with torch.device("meta"):
-        net = torchvision.models.get_model(model, num_classes=CLASSES)
+        net = build_model(section.student, data)
     with Recorder() as recorder:
         net(torch.randn(2, 3, 32, 32, device="meta")).sum().backward()
-    assert {THROWERS[op] for op in recorder.ops if op in THROWERS} == raising
-    assert not raising or gpu_default == "warn"
+    assert {THROWERS[op] for op in recorder.ops if op in THROWERS} == set()
+
+
+def test_pooling_to_more_than_one_pixel_raises_on_cuda(gpu_default):
+    """torchvision's ImageNet vgg pools to 7x7: the pooling backward is on the list."""
+    with torch.device("meta"):
+        net = torchvision.models.get_model("vgg11", num_classes=CLASSES)
+    with Recorder() as recorder:
+        net(torch.randn(2, 3, 32, 32, device="meta")).sum().backward()
+    assert {THROWERS[op] for op in recorder.ops if op in THROWERS} == {"torch.nn.AdaptiveAvgPool2d"}
+    assert gpu_default == "warn"
 
 
 @needs_cuda
