@@ -27,7 +27,7 @@ def test_recipe_composes_and_validates(path, tmp_path):
     cfg = recipe_configs(recipe, ["trainer.accelerator=cpu"], tmp_path)["seed0"]
     validate(cfg)
     assert cfg.optim.schedule == "multistep" and list(cfg.optim.milestones) == [150, 180, 210]
-    assert cfg.epochs == 240 and cfg.dataset.batch_size == 64 and cfg.dataset.augment.crop_padding == 4
+    assert cfg.epochs == 240 and cfg.dataset.batch_size == 64 and cfg.dataset.augment == "cifar"
     small_student = cfg.student.name in ("ShuffleV1", "ShuffleV2", "MobileNetV2")
     assert cfg.optim.optimizer.lr == (0.01 if small_student else 0.05)
 
