@@ -65,6 +65,8 @@ def load_or_compute(strategy: Strategy, data: TensorDataModule, cache: Cache | N
 
     def compute(folder: Path) -> None:
         strategy.cache_teacher_logits(data.loader("train"))
+        if not torch.isfinite(strategy.teacher_logits).all():  # never store what would poison every reuse
+            raise FloatingPointError("the teacher's logits contain NaN or inf; they are not cached")
         save_file({"logits": strategy.teacher_logits.contiguous()}, str(folder / FILE))
 
     folder, hit = cache.get_or_build(
