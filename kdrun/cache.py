@@ -73,7 +73,8 @@ class Cache:
 
     def discard(self, entry: Path, problem: str) -> Path:
         """Move a bad entry aside (``<entry>.corrupt-<time>``, kept for inspection), with one line."""
-        aside = entry.with_name(f"{entry.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}")
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        aside = entry.with_name(f"{entry.name}.corrupt-{stamp}")
         os.replace(entry, aside)
         console.print(f"cache: {entry} {problem}; moved to {aside.name}, building it again", markup=False)
         return aside
