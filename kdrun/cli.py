@@ -4,6 +4,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.errors import HydraException
@@ -11,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.console import fail, fail_run
 from kdrun.errors import KdrunConfigError
+from kdrun.targets import check_targets
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
@@ -84,12 +86,48 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
         with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
             for variant in variants:
                 cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
+                check_targets(cfg)  # before Hydra instantiates its launcher and callbacks
                 OmegaConf.resolve(cfg)
+        _check_added_keys(parsed, cfg)
+    except KdrunConfigError as err:
+        fail(str(err))
     except (HydraException, ValueError, KeyError) as err:
         message = " ".join(str(err).split())
         fail(message.split(" Config search path:")[0].removeprefix(f"In '{config_name}': "))
     finally:
         Singleton.set_state(state)
+
+
+# Where `+key=value` may add a key: argument lists that take what the class behind them takes.
+OPEN_KEYS = ("trainer.", "optim.optimizer.", "teacher.args.", "student.args.", "logger.", "hydra.")
+
+
+def _check_added_keys(parsed: list[Any], cfg: DictConfig) -> None:
+    """``+key=value`` adds only arguments (``OPEN_KEYS``) or config groups: anywhere else an added
+    key is a typo that would be silently ignored (``+alpah=0.5``)."""
+    from difflib import get_close_matches
+    from importlib.resources import files
+
+    for override in parsed:
+        key = override.key_or_group
+        if not override.is_add() or key.startswith(OPEN_KEYS):
+            continue
+        if (files("kdrun.conf") / key.replace(".", "/")).is_dir():  # `+group=option`
+            continue
+        known = [
+            k for k in _leaf_keys(OmegaConf.to_container(cfg)) if k != key and not k.startswith("hydra.")
+        ]
+        close = get_close_matches(key, known, n=2, cutoff=0.7)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise KdrunConfigError(
+            key, override.value(), f"not a config key (`+` adds keys only under {', '.join(OPEN_KEYS)}){hint}"
+        )
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in [f"{prefix}{k}", *_leaf_keys(v, f"{prefix}{k}.")]]
+    return []
 
 
 def _models(args: list[str]) -> None:

@@ -16,6 +16,7 @@ from kdrun.models.factory import resolve_name
 from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
+from kdrun.targets import check_targets
 
 SCHEDULES = ("cosine", "constant")
 
@@ -57,6 +58,7 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...] | list[str]) -> 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ``KdrunConfigError`` for the first bad value; return quietly when all is well."""
+    check_targets(cfg)
     for role in ("teacher", "student"):
         if role == "teacher" and is_ensemble(cfg.teacher):
             ensemble_members(cfg)  # checks members / checkpoints / model
