@@ -1,6 +1,12 @@
 """Results a user can trust under faults and shared files: signals, concurrent runs, cache
 integrity, hostile configs, report grouping, export checks, full or read-only disks."""
 
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -8,12 +14,25 @@ import hydra.core.utils
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 from safetensors.torch import save_file
 from torch import nn
 
+from kdrun.assets import build
 from kdrun.cache import Cache
+from kdrun.checkpointing import LAST
+from kdrun.cli import _check_overrides
+from kdrun.config import validate
+from kdrun.data import build_datamodule
+from kdrun.errors import KdrunConfigError
+from kdrun.export.command import load_run
 from kdrun.logit_cache import load_or_compute
+from kdrun.measure import accuracy
+from kdrun.models import save_weights
+from kdrun.regress.compose import recipe_configs
+from kdrun.regress.recipe import load_recipe
 from kdrun.strategies import STRATEGIES
+from tests.conftest import KDRUN, make_cfg, run_kdrun
 
 
 def _run_dirs(*overrides: str) -> tuple[str, str]:
@@ -83,3 +102,125 @@ def test_altered_logits_are_rebuilt_and_non_finite_logits_are_never_stored(tiny_
         load_or_compute(STRATEGIES["vanilla"](_model(1), broken, T=4.0, alpha=0.9), tiny_data, cache)
     stored = [p for p in tmp_path.glob("logits/*/logits.safetensors") if ".corrupt-" not in str(p)]
     assert len(stored) == 1  # the good teacher's entry only
+
+
+# The student phase runs 6 epochs on the smoke slice: a signal sent after its first checkpoint
+# lands mid-phase.
+RUN = ["train", "debug=smoke", "epochs=6", "threads=1", "measure.batch_sizes=[1]", "paths.output_root=out"]
+
+
+def _signal_after_first_checkpoint(
+    args: list[str], cwd: Path, signum: int, where: str = "out/runs/*"
+) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*KDRUN, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list(cwd.glob(f"{where}/checkpoints/{LAST}")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no student checkpoint appeared"
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    return proc
+
+
+def test_sigterm_mid_student_phase_records_the_interruption_and_resumes(tmp_path):
+    proc = _signal_after_first_checkpoint(RUN, tmp_path, signal.SIGTERM)
+    out, err = (s.decode() for s in proc.communicate(timeout=120))
+    assert proc.returncode == 143, err[-3000:]
+    (run_dir,) = (tmp_path / "out/runs").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (results["status"], results["signal"], results["phase"]) == ("interrupted", "SIGTERM", "student")
+    assert (run_dir / "checkpoints" / LAST).is_file()  # kept for the resume
+    assert f"continue with: kdrun train resume={run_dir.resolve()}" in " ".join(err.split())
+
+    resumed = run_kdrun(["train", f"resume={run_dir}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resume: continuing from" in resumed.stdout
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "ok"
+    epochs = {row["epoch"] for row in csv.DictReader((run_dir / "metrics.csv").open()) if row.get("val/acc")}
+    assert epochs == {str(e) for e in range(6)}  # the rows of the epochs before the signal are kept
+
+
+@pytest.mark.slow
+def test_sigint_stops_a_sweep_which_a_rerun_completes_skipping_finished_points(tmp_path):
+    sweep = ["-m", *RUN, "T=2,4"]
+    proc = _signal_after_first_checkpoint(sweep, tmp_path, signal.SIGINT, where="out/multirun/*/1")
+    out, err = (s.decode() for s in proc.communicate(timeout=120))
+    assert proc.returncode == 130, err[-3000:]
+    (sweep_dir,) = (tmp_path / "out/multirun").iterdir()
+    statuses = [json.loads((sweep_dir / p / "results.json").read_text())["status"] for p in "01"]
+    assert statuses == ["ok", "interrupted"]
+    message = " ".join(err.split())
+    assert "sweep: 1 point(s) finished (0)" in message
+    again = message.split("continue with: ")[1].split("  (finished")[0].split()
+    assert again[:2] == ["kdrun", "train"] and again[-1] == f"hydra.sweep.dir={sweep_dir}"
+
+    rerun = run_kdrun(again[1:], tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "sweep point 0: finished in an earlier run of this sweep; skipped" in rerun.stdout
+    assert "resume: continuing from" in rerun.stdout  # point 1 from its checkpoint
+    assert [json.loads((sweep_dir / p / "results.json").read_text())["status"] for p in "01"] == ["ok", "ok"]
+
+
+def test_export_refuses_weights_that_do_not_reach_the_recorded_top1(tmp_path):
+    cfg = make_cfg("debug=smoke", "dataset=digits")
+    data = build_datamodule(cfg.dataset)
+    torch.manual_seed(0)
+    trained = build(cfg.student, data)
+    optimizer = torch.optim.Adam(trained.parameters(), lr=1e-2)
+    x, y = data.splits["train"][:2]
+    for _ in range(60):  # a plain loop: a student well above chance in a second
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(trained(x), y).backward()
+        optimizer.step()
+    save_weights(trained, tmp_path / "student.safetensors")
+    top1 = accuracy(trained.eval(), data.loader("test", batch_size=512), data.num_classes)["top1"]
+    results = {
+        "status": "ok",
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "data": {"fingerprint": data.fingerprint, "build_threads": data.build_threads},
+        "student": {"top1": top1},
+    }
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert top1 > 0.5
+    load_run(tmp_path)  # the run's own weights pass
+
+    save_weights(
+        build(cfg.student, data), tmp_path / "student.safetensors"
+    )  # same architecture, other weights
+    with pytest.raises(KdrunConfigError, match="not the weights of this run"):
+        load_run(tmp_path)
+
+
+def test_a_recipe_cannot_make_kdrun_call_anything_outside_the_allowlist(tmp_path):
+    """A recipe pulls a YAML in through `defaults` that puts builtins.open(mode=w) under optim."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    optim = f"optim:\n  optimizer:\n    _target_: builtins.open\n    file: {victim}\n    mode: w\n"
+    (folder / "helper.yaml").write_text(f"# @package _global_\n{optim}")
+    (folder / "evil.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - helper\n"
+        "regress:\n  description: d\n  tier: fast\n  seeds: [0]\n  expect:\n    - student.top1 >= 0\n"
+    )
+    (cfg,) = recipe_configs(load_recipe(folder / "evil.yaml"), ["debug=smoke"], tmp_path).values()
+    assert cfg.optim.optimizer._target_ == "builtins.open"  # what Hydra would call
+    with pytest.raises(KdrunConfigError, match=r"optim.optimizer._target_='builtins.open': not allowed"):
+        validate(cfg)
+    for name in ("kdrun.cli.os.system", "torch.optim.Adam.zero_grad", "kdrun.cache.FileLock"):
+        with pytest.raises(KdrunConfigError, match="not allowed"):  # a function, a method, a foreign class
+            validate(make_cfg(f"optim.optimizer._target_={name}"))
+    assert victim.read_text() == "precious"
+
+
+def test_added_keys_and_foreign_targets_stop_the_command_before_hydra_runs(capsys):
+    for args, message in [
+        (["+alpah=0.5"], "alpah=0.5: not a config key"),
+        (["+hydra.callbacks.x._target_=os.system"], "hydra.callbacks.x._target_='os.system': not allowed"),
+        (["-m", "T=2,4", "optim.optimizer._target_=shutil.copy"], "optim.optimizer._target_='shutil.copy'"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            _check_overrides(args)
+        assert exit_info.value.code == 2
+        assert message in " ".join(capsys.readouterr().err.split())
+    _check_overrides(["+optim.optimizer.betas=[0.8,0.9]", "+trainer.gradient_clip_val=1.0"])  # arguments
