@@ -31,6 +31,7 @@ from kdrun.measure import accuracy
 from kdrun.models import save_weights
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.recipe import load_recipe
+from kdrun.report.command import report
 from kdrun.strategies import STRATEGIES
 from tests.conftest import KDRUN, make_cfg, run_kdrun
 
@@ -224,3 +225,32 @@ def test_added_keys_and_foreign_targets_stop_the_command_before_hydra_runs(capsy
         assert exit_info.value.code == 2
         assert message in " ".join(capsys.readouterr().err.split())
     _check_overrides(["+optim.optimizer.betas=[0.8,0.9]", "+trainer.gradient_clip_val=1.0"])  # arguments
+
+
+def test_report_groups_by_the_whole_config_and_names_what_differs(tmp_path, capsys):
+    runs = [("0.001", 0, 0.90), ("0.001", 1, 0.92), ("0.01", 0, 0.50), ("0.01", 0, 0.52)]
+    for i, (lr, seed, top1) in enumerate(runs):
+        cfg = OmegaConf.to_container(
+            make_cfg(f"optim.optimizer.lr={lr}", f"seed={seed}", f"paths.output_root=out{i}"), resolve=True
+        )
+        row = {"top1": top1, "params": 10, "latency_ms": {"batch1": 0.1}}
+        results = {
+            "status": "ok",
+            "config": cfg,
+            "student": row,
+            "baseline": {"top1": 0.5},
+            "teacher": {"top1": 0.95},
+            "deltas": {"kd_gain_top1": top1 - 0.5},
+        }
+        (tmp_path / f"run{i}").mkdir()
+        (tmp_path / f"run{i}" / "results.json").write_text(json.dumps(results))
+    report(tmp_path)
+    with (tmp_path / "summary.csv").open() as handle:
+        table = {row["optim.optimizer.lr"]: row for row in csv.DictReader(handle)}
+    assert set(table) == {"0.001", "0.01"}  # two points, not one averaged over both rates
+    assert float(table["0.001"]["top1_mean"]) == pytest.approx(0.91)
+    assert table["0.001"]["n"] == "2" and table["0.01"]["n"] == "2"
+    captured = capsys.readouterr()
+    assert "rows differ in: optim.optimizer.lr" in captured.out
+    assert "seed 0 appears more than once" in " ".join(captured.err.split())
+    assert "optim.optimizer.lr" in (tmp_path / "summary.md").read_text()
