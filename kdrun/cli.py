@@ -1,8 +1,10 @@
 """``kdrun <command> [overrides]``: dispatch to the command's Hydra entry point. No logic here."""
 
+import errno
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,11 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
                 check_targets(cfg)  # before Hydra instantiates its launcher and callbacks
                 OmegaConf.resolve(cfg)
         _check_added_keys(parsed, cfg)
+        if config_name == "train":
+            multirun = len(overrides) < len(args)
+            run_dir = Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir)
+            _check_writable("paths.output_root", cfg.paths.output_root, run_dir)
+            _check_writable("paths.cache_dir", cfg.paths.cache_dir, Path(cfg.paths.cache_dir))
     except KdrunConfigError as err:
         fail(str(err))
     except (HydraException, ValueError, KeyError) as err:
@@ -122,6 +129,21 @@ def _check_added_keys(parsed: list[Any], cfg: DictConfig) -> None:
         raise KdrunConfigError(
             key, override.value(), f"not a config key (`+` adds keys only under {', '.join(OPEN_KEYS)}){hint}"
         )
+
+
+def _check_writable(key: str, value: str, folder: Path) -> None:
+    """The run's folder must be creatable: a read-only or full disk is one line, not Hydra's trace."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(existing))
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise KdrunConfigError(key, value, f"cannot create {folder}: {existing}: {reason}") from None
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:

@@ -66,9 +66,13 @@ def hydra_task(cfg: DictConfig) -> float | None:
         if not in_sweep:
             sys.exit(1)
         return None
-    except Exception as err:  # train() recorded it, with the traceback, in results.json
+    except Exception as err:  # train() recorded it, with the traceback, in results.json (if it could)
+        recorded = preemption.previous_point(run_dir, OmegaConf.to_container(cfg, resolve=True)) or {}
+        where = (
+            f"traceback in {run_dir / RESULTS}" if recorded.get("status") == "failed" else "no results.json"
+        )
         err_console.print(
-            f"error: run failed: {type(err).__name__}: {err} (traceback in {run_dir / RESULTS})",
+            f"error: run failed: {type(err).__name__}: {err} ({where})",
             markup=False,
             soft_wrap=True,
         )
@@ -204,7 +208,12 @@ def record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, started: 
             "traceback": "".join(traceback.format_exception(err)),
         }
     failed = {**what, **_header(cfg, run_dir, started)}
-    write_json_atomic(run_dir / RESULTS, failed)
+    try:
+        write_json_atomic(run_dir / RESULTS, failed)
+    except OSError as write_err:  # a full or read-only disk: the error line says so, nothing else
+        err_console.print(
+            f"error: cannot write {run_dir / RESULTS}: {write_err}", markup=False, soft_wrap=True
+        )
 
 
 def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
