@@ -2,6 +2,7 @@
 integrity, hostile configs, report grouping, export checks, full or read-only disks."""
 
 import csv
+import errno
 import json
 import os
 import signal
@@ -18,9 +19,10 @@ from omegaconf import OmegaConf
 from safetensors.torch import save_file
 from torch import nn
 
+import kdrun.checkpointing as checkpointing
 from kdrun.assets import build
 from kdrun.cache import Cache
-from kdrun.checkpointing import LAST
+from kdrun.checkpointing import LAST, AtomicCheckpointIO
 from kdrun.cli import _check_overrides
 from kdrun.config import validate
 from kdrun.data import build_datamodule
@@ -254,3 +256,24 @@ def test_report_groups_by_the_whole_config_and_names_what_differs(tmp_path, caps
     assert "rows differ in: optim.optimizer.lr" in captured.out
     assert "seed 0 appears more than once" in " ".join(captured.err.split())
     assert "optim.optimizer.lr" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_full_disk_while_checkpointing_says_so(tmp_path, monkeypatch):
+    def full_disk(obj, handle):  # what torch's zip writer raises when a write comes up short
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4352 vs 4248")
+
+    monkeypatch.setattr(checkpointing.torch, "save", full_disk)
+    with pytest.raises(OSError, match=f"no space left on the device of {tmp_path}") as info:
+        AtomicCheckpointIO().save_checkpoint({}, tmp_path / LAST)
+    assert info.value.errno == errno.ENOSPC
+    assert not list(tmp_path.iterdir())  # no temp file left behind
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_line_before_hydra(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as info:
+        _check_overrides([f"paths.output_root={blocker}/out"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"paths.output_root='{blocker}/out': cannot create" in err
