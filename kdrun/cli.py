@@ -157,6 +157,7 @@ def _models(args: list[str]) -> None:
     from fnmatch import fnmatch
     from importlib.util import find_spec
 
+    from kdrun.models.cifar import CIFAR_MODELS
     from kdrun.models.factory import ALIASES, MODELS, torchvision_names
     from kdrun.sections import group_options
 
@@ -165,7 +166,8 @@ def _models(args: list[str]) -> None:
     pattern = parser.parse_args(args).pattern or "*"
     print("configs:     teacher=" + ", ".join(group_options("teacher")))
     print("             student=" + ", ".join(group_options("student")))
-    print("built-in:   ", ", ".join(MODELS))
+    print("built-in:   ", ", ".join(n for n in MODELS if n not in CIFAR_MODELS))
+    print("cifar zoo:  ", ", ".join(CIFAR_MODELS), "(32 px; RepDistiller/mdistiller checkpoints load)")
     print("aliases:    ", ", ".join(f"{k} (variant: {'/'.join(v[2])})" for k, v in ALIASES.items()))
     print("torchvision:", ", ".join(n for n in torchvision_names() if fnmatch(n, pattern)))
     if find_spec("timm") is None:
@@ -236,19 +238,48 @@ def _export(args: list[str]) -> None:
         dest="formats",
         action="append",
         choices=[*FORMATS, "all"],
-        help="repeat for several formats (default: onnx)",
+        help="repeat for several formats; 'onnx' when none is given",
     )
-    parser.add_argument("--atol", type=float, default=defaults.atol, help="max |logit difference| allowed")
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=defaults.atol,
+        help="max |logit difference| allowed (default: %(default)s)",
+    )
     parser.add_argument(
         "--min-agreement",
         type=float,
         default=defaults.min_top1_agreement,
-        help="min fraction of test images with the same top-1 class",
+        help="min fraction of test images with the same top-1 class (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=defaults.calibration_images,
+        help="onnx_int8: training images that calibrate activation ranges",
+    )
+    parser.add_argument(
+        "--calibration-method",
+        default=defaults.calibration_method,
+        help="onnx_int8: minmax | entropy | percentile",
+    )
+    parser.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=defaults.max_int8_drop,
+        help="onnx_int8: largest top-1 drop (points) below the fp32 student",
     )
     options = parser.parse_args(args)
     formats = options.formats or ["onnx"]
     formats = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
-    settings = {"formats": formats, "atol": options.atol, "min_top1_agreement": options.min_agreement}
+    settings = {
+        "formats": formats,
+        "atol": options.atol,
+        "min_top1_agreement": options.min_agreement,
+        "calibration_images": options.calibration_images,
+        "calibration_method": options.calibration_method,
+        "max_int8_drop": options.max_int8_drop,
+    }
     try:
         results = export_run(options.run_dir, settings)
     except KdrunConfigError as err:
@@ -271,23 +302,39 @@ def _regress(args: list[str]) -> None:
         epilog="Overrides after `--` apply to every run: `kdrun regress recipes/ -- epochs=5`.",
     )
     parser.add_argument(
-        "targets", type=Path, nargs="*", default=[Path("recipes")], help="recipe files or folders"
+        "targets",
+        type=Path,
+        nargs="*",
+        help="recipe files or folders (default: ./recipes if it exists, else the recipes kdrun ships)",
     )
-    parser.add_argument("--tier", choices=("fast", "full", "all"), default="all", help="which recipes to run")
+    parser.add_argument(
+        "--tier",
+        choices=("fast", "full", "all"),
+        default="all",
+        help="which recipes to run (default: %(default)s)",
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"
     )
     args, overrides = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
     options = parser.parse_args(args)
     try:
-        code = regress(options.targets, options.tier, options.out, overrides)
+        code = regress(options.targets or [default_recipes()], options.tier, options.out, overrides)
     except RecipeError as err:
         fail(str(err))
     sys.exit(code)
 
 
+def default_recipes() -> Path:
+    """``./recipes`` in a checkout; from any other folder, the recipes that ship in the package."""
+    from importlib.resources import files
+
+    local = Path("recipes")
+    return local if local.is_dir() else Path(str(files("kdrun.conf") / "recipe"))
+
+
 def usage() -> str:
-    lines = ["usage: kdrun <command> [hydra overrides]", "", "commands:"]
+    lines = ["usage: kdrun <command> [hydra overrides]  |  kdrun --version", "", "commands:"]
     lines += [f"  {name:<19} {text}" for name, text in COMMANDS.items()]
     lines += [
         "",
@@ -300,8 +347,23 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
+    try:
+        _main(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`kdrun -h | head -3`): stop quietly, as a tool killed by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+
+
+def _main(args: list[str]) -> None:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
+        return
+    if args[0] in ("-V", "--version"):
+        from kdrun import __version__
+
+        print(f"kdrun {__version__}")
         return
     if any(arg.startswith(("-sc", "--shell-completion")) for arg in args) and "COMP_LINE" in os.environ:
         _complete(args)

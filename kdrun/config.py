@@ -8,11 +8,12 @@ import lightning as L
 from omegaconf import DictConfig
 
 from kdrun.data import DATASETS
+from kdrun.data.settings import check_dataset
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
 from kdrun.fit import DDP, KDRUN_TRAINER_KEYS
 from kdrun.loggers import check_loggers
-from kdrun.models.factory import resolve_name
+from kdrun.models.factory import MODELS, STEMS, resolve_name, stem_family
 from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
@@ -56,6 +57,17 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...] | list[str]) -> 
         raise KdrunConfigError(key, value, f"allowed: {', '.join(map(str, allowed))}")
 
 
+def _stem(cfg: DictConfig, role: str) -> None:
+    _choice(cfg, f"{role}.stem", STEMS)
+    section = cfg[role]
+    if section.stem == "cifar" and not section.get("library") and section.name not in MODELS:
+        name = resolve_name(section.name, section.variant)
+        if stem_family(name) is None:
+            raise KdrunConfigError(
+                f"{role}.stem", "cifar", f"no small-input stem for {name}; use auto or imagenet"
+            )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ``KdrunConfigError`` for the first bad value; return quietly when all is well."""
     check_targets(cfg)
@@ -68,6 +80,8 @@ def validate(cfg: DictConfig) -> None:
         _number(cfg, f"{role}.epochs", 1, integer=True)
         _choice(cfg, f"{role}.channels_last", [True, False])
         _choice(cfg, f"{role}.pretrained", [True, False])
+        if cfg[role].get("stem") is not None:
+            _stem(cfg, role)
         if cfg[role].bn_momentum is not None:
             _number(cfg, f"{role}.bn_momentum", 0, 1, lo_open=True)
         if "dropout" in (cfg[role].get("args") or {}):
@@ -101,6 +115,7 @@ def validate(cfg: DictConfig) -> None:
         _number(cfg, "dataset.num_workers", 0, integer=True)
     if cfg.dataset.get("pin_memory") is not None:
         _choice(cfg, "dataset.pin_memory", [True, False])
+    check_dataset(cfg.dataset)
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
     for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):

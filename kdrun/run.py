@@ -22,7 +22,7 @@ from kdrun.config import validate
 from kdrun.console import console, err_console, fail
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
-from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
+from kdrun.export import EXPORT_DIR, ExportParityError, check_settings, export_run, export_table
 from kdrun.fit import fit
 from kdrun.loggers import build_loggers, log_results
 from kdrun.logit_cache import load_or_compute
@@ -120,6 +120,7 @@ def prepare(cfg: DictConfig) -> tuple[TensorDataModule, assets.Asset | None]:
     for key, section in sections.items():
         _probe(key, section, data)
     strategy.preflight(cfg, data)
+    check_settings(cfg.export, train_images=len(data.splits["train"][1]))  # int8 calibration images
     limit, available = cfg.kd.student_limit, len(data.splits["train"][1])
     if limit is not None and not (
         isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= available
@@ -305,6 +306,7 @@ def _train(
             **{split: len(tensors[1]) for split, tensors in data.splits.items()},
             "student_train": len(student_data.splits["train"][1]),
             "build_threads": data.build_threads,
+            **data.summary(),
         },
         "extra_models": extra,
         "timings_s": clock.laps,

@@ -1,4 +1,4 @@
-"""Soft-label files: a teacher's train-split logits, shipped without the teacher (seed 001, B2B).
+"""Soft-label files: a teacher's train-split logits, shipped without the teacher.
 
 A file is someone else's: it is read with safetensors (tensors and string metadata only; nothing
 in it can run code, unlike pickle) and checked against the data before any training.

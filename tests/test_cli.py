@@ -86,3 +86,40 @@ def test_errors_are_coloured_only_on_a_terminal(tmp_path):
         os.chdir(cwd)
     assert os.waitstatus_to_exitcode(status) == 2
     assert b"\x1b[" in output and b"kd.T=-1" in output
+
+
+def test_version_and_a_closed_pipe(capsys):
+    from kdrun import __version__
+    from kdrun.cli import main
+
+    main(["--version"])
+    assert capsys.readouterr().out == f"kdrun {__version__}\n"
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before kdrun writes: `kdrun -h | head -0`
+    run = subprocess.run([*KDRUN, "--help"], stdout=write, stderr=subprocess.PIPE, text=True)
+    os.close(write)
+    assert run.stderr == "" and run.returncode == 141
+
+
+def test_command_help_texts(capsys):
+    from hydra import compose, initialize_config_module
+
+    from kdrun.cli import main
+
+    with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+        help_ = compose("export_soft_labels", return_hydra_config=True).hydra.help
+    assert help_.app_name == "kdrun export-soft-labels"
+    assert help_.header.startswith("kdrun export-soft-labels: write the teacher's logits")
+    assert "docs/cli/export-soft-labels.md" in help_.footer
+    with pytest.raises(SystemExit):
+        main(["regress", "--help"])
+    assert "(default: all)" in capsys.readouterr().out
+
+
+def test_regress_finds_the_shipped_recipes_from_any_folder(tmp_path, monkeypatch):
+    from kdrun.cli import default_recipes
+
+    monkeypatch.chdir(tmp_path)
+    assert (default_recipes() / "mnist_hinton.yaml").is_file()
+    (tmp_path / "recipes").mkdir()
+    assert default_recipes() == tmp_path / "recipes" or default_recipes().resolve() == tmp_path / "recipes"

@@ -1,6 +1,8 @@
 """dataset=imagefolder: a folder of PNGs written here loads, splits, augments and trains."""
 
 import json
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -165,3 +167,110 @@ def test_smoke_training_run_on_an_image_folder(flat_folder, tmp_path):
     assert (results["data"]["train"], results["data"]["val"], results["data"]["test"]) == (43, 5, 12)
     spec = json.loads(next((tmp_path / "outputs/cache/teacher").glob("*/spec.json")).read_text())
     assert spec["augment"] == {"crop_padding": 4, "flip": True, "color_jitter": 0.0}  # part of the cache key
+
+
+def _modes_folder(root):
+    """One 8x8 image per PIL mode, in two classes; every image's grey level is known."""
+    ramp = np.linspace(0, 1, 64).reshape(8, 8)
+    grey8 = (ramp * 255).round().astype(np.uint8)
+    rgb = np.stack([grey8] * 3, axis=-1)
+    images = {
+        "a/grey16.png": Image.fromarray((ramp * 65535).round().astype(np.uint16)),  # mode I;16
+        "a/grey32.tif": Image.fromarray((ramp * 65535).round().astype(np.int32)),  # mode I
+        "a/float.tif": Image.fromarray(ramp.astype(np.float32)),  # mode F
+        "a/grey.png": Image.fromarray(grey8),
+        "a/rgba.png": Image.fromarray(np.dstack([rgb, np.full((8, 8), 7, np.uint8)])),
+        "b/palette.png": Image.fromarray(rgb).quantize(64),
+        "b/cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+        "b/rgb.jpg": Image.fromarray(rgb),
+        "b/grey_alpha.png": Image.fromarray(grey8).convert("LA"),
+    }
+    for name, image in images.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        image.save(root / name, quality=100) if name.endswith(".jpg") else image.save(root / name)
+    transparent = Image.fromarray(rgb).quantize(64)
+    transparent.info["transparency"] = 0
+    transparent.save(root / "b/palette_transparent.png", transparency=0)
+    return grey8
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_pil_mode_becomes_the_configured_channels_with_its_grey_levels(tmp_path, channels):
+    from kdrun.data.imagefolder import _image_files, decode
+
+    grey8 = _modes_folder(tmp_path)
+    for path in _image_files(tmp_path / "a") + _image_files(tmp_path / "b"):
+        pixels = np.asarray(decode(path, channels)).astype(int)
+        assert pixels.shape == ((8, 8) if channels == 1 else (8, 8, 3)), path.name
+        # 16-bit grey is scaled into 0..255, not clipped (which made every pixel 255); JPEG and
+        # the 64-colour palette are lossy, the rest exact.
+        tolerance = 6 if path.suffix == ".jpg" or "palette" in path.name else 0
+        levels = pixels if channels == 1 else pixels.mean(axis=-1)
+        assert np.abs(levels - grey8).max() <= tolerance, (path.name, levels.max())
+
+
+def _bad_folder(root):
+    _write(root, 4, seed=0)
+    (root / "red" / "zero.png").write_bytes(b"")
+    (root / "red" / "notes.png").write_text("not an image at all")
+    good = root / "red" / "000.png"
+    (root / "green" / "truncated.png").write_bytes(good.read_bytes()[:200])
+    os.mkfifo(root / "blue" / "pipe.png")  # opening it would block for ever
+    # In the order they are found: the scan (stat) by class, then decoding by class.
+    return {
+        "pipe.png": "not a regular file",
+        "zero.png": "empty file",
+        "truncated.png": "not a readable image",
+        "notes.png": "not a readable image",
+    }
+
+
+def test_each_bad_file_stops_the_build_naming_it_or_is_skipped_and_listed(tmp_path):
+    expected = _bad_folder(tmp_path / "bad")
+    for name, reason in expected.items():  # error (the default): one message per bad file, named
+        found = [p for p in (tmp_path / "bad").rglob(name)]
+        with pytest.raises(KdrunConfigError, match=rf"{name}'?: .*{reason}.*on_bad_file=skip"):
+            _data(tmp_path / "bad", "dataset.split.val=3", "dataset.split.test=3")
+        found[0].unlink()  # fixed: the next bad file is the next error
+    _bad_folder(tmp_path / "again")
+    data = _data(
+        tmp_path / "again", "dataset.on_bad_file=skip", "dataset.split.val=3", "dataset.split.test=3"
+    )
+    listed = {Path(b["path"]).name: b["reason"] for b in data.summary()["bad_files"]["files"]}
+    assert set(listed) == set(expected) and data.summary()["bad_files"]["count"] == 4
+    assert all(reason in listed[name] for name, reason in expected.items())
+    assert sum(len(y) for _, y in data.splits.values()) == 12  # the 12 good images
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    from kdrun.data.imagefolder import BadImage, decode
+
+    PILImage.new("L", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 3000)  # PIL itself would only warn
+    with pytest.raises(BadImage, match=r"big.png: refused as a decompression bomb \(64x64 > 3000 pixels\)"):
+        decode(tmp_path / "big.png", 1)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # PIL refuses to open it
+    with pytest.raises(BadImage, match=r"big.png: refused as a decompression bomb"):
+        decode(tmp_path / "big.png", 1)
+
+
+def test_hidden_files_and_folders_are_ignored_in_every_split(split_folder):
+    for split in ("train", "val", "test"):
+        (split_folder / split / ".ipynb_checkpoints").mkdir()  # not a class, not an error
+        (split_folder / split / "red" / ".ipynb_checkpoints").mkdir()
+        (split_folder / split / "red" / ".ipynb_checkpoints" / "x.png").write_text("junk")
+        (split_folder / split / "red" / "._000.png").write_text("AppleDouble junk")
+        (split_folder / split / "red" / ".DS_Store").write_text("junk")
+    (split_folder / "train" / "red" / "more").mkdir()  # sub-folders of a class are read, as torchvision does
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(split_folder / "train" / "red" / "more" / "x.png")
+    data = _data(split_folder)
+    assert data.classes == ["blue", "green", "red"]
+    assert {name: len(y) for name, (_, y) in data.splits.items()} == {"train": 37, "val": 9, "test": 12}
+
+
+def test_bad_on_bad_file_value_names_the_key(flat_folder):
+    cfg = make_cfg("dataset=imagefolder", f"dataset.root={flat_folder}", "dataset.on_bad_file=ignore")
+    with pytest.raises(KdrunConfigError, match=r"^dataset.on_bad_file='ignore': allowed: error, skip"):
+        validate(cfg)

@@ -3,6 +3,7 @@
 import hashlib
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -71,6 +72,7 @@ class TensorDataModule(L.LightningDataModule):
         self.augment: Augment | None = None  # random per-sample changes to training batches
         self.num_workers = 0  # DataLoader worker processes (0: batches are built in the main process)
         self.pin_memory = False
+        self.bad_files: list[dict[str, str]] = []  # files left out (dataset.on_bad_file=skip): path, reason
 
     @property
     def num_classes(self) -> int:
@@ -79,6 +81,10 @@ class TensorDataModule(L.LightningDataModule):
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.splits["train"][0].shape[1:])
+
+    def summary(self) -> dict[str, object]:
+        """What results.json records about how the data was read (beyond its splits' sizes)."""
+        return {"bad_files": {"count": len(self.bad_files), "files": self.bad_files}}
 
     def head(self, n: int) -> "TensorDataModule":
         """The same data with only the first ``n`` training samples (val and test unchanged)."""
@@ -165,21 +171,23 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     """Load ``cfg.name``, split it, resize/convert it to what the config declares."""
     if cfg.name not in DATASETS:
         raise KdrunConfigError("dataset.name", cfg.name, f"allowed: {', '.join(sorted(DATASETS))}")
-    x, y, test_x, test_y, classes, *own_val = DATASETS[cfg.name](cfg)
+    source = DATASETS[cfg.name](cfg)
+    (x, y), classes = source.train, source.classes
     if len(y) == 0:
         raise KdrunConfigError("dataset.name", cfg.name, "the data set is empty")
     split = cfg.split
-    if test_x is None:
+    if source.test is None:
         x, test_x, y, test_y = _stratified(x, y, split.test, split.seed, "dataset.split.test")
-    if own_val:  # the set's own validation images (imagefolder's val/)
-        val_x, val_y = own_val
+    else:
+        test_x, test_y = source.test
+    if source.val is not None:  # the set's own validation images (imagefolder's val/)
+        val_x, val_y = source.val
     else:
         x, val_x, y, val_y = _stratified(x, y, split.val, split.seed, "dataset.split.val")
     if cfg.limit is not None:
         x, y = x[: cfg.limit], y[: cfg.limit]
     train_x, val_x, test_x = (_shape(t, cfg.image_size, cfg.channels) for t in (x, val_x, test_x))
-    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
-    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    mean, std = channel_stats(train_x)
     splits = [((t - mean) / std, labels) for t, labels in ((train_x, y), (val_x, val_y), (test_x, test_y))]
     data = TensorDataModule(
         *splits,
@@ -187,10 +195,9 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
         batch_size=cfg.batch_size,
         fingerprint=_fingerprint(splits),
     )
+    data.bad_files = source.bad_files
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
-    # The mean/std reductions round differently with another torch thread count, and so do the
-    # normalised tensors and the fingerprint: whoever rebuilds this data (kdrun export) needs it.
-    data.build_threads = torch.get_num_threads()
+    data.build_threads = torch.get_num_threads()  # recorded; the tensors no longer depend on it
     augment = cfg.get("augment")
     if augment and (augment.crop_padding or augment.flip or augment.color_jitter):
         data.augment = Augment(mean.flatten().tolist(), std.flatten().tolist(), **augment)
@@ -217,6 +224,30 @@ def _shape(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     if x.shape[1] != channels:
         x = x.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
     return x.contiguous()
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (unbiased) std of (N, C, H, W) images, as float32 (1, C, 1, 1) tensors.
+
+    Summed in float64 by NumPy in a fixed order: torch's float32 reductions split the work by
+    thread count and round differently, which changed the normalised inputs, and with them the
+    data fingerprint and every cache key, with ``OMP_NUM_THREADS``.
+    """
+    channels = x.shape[1]
+    count = x.numel() // channels
+    total = np.zeros(channels)
+    for start in range(0, len(x), chunk):
+        total += x[start : start + chunk].numpy().sum(axis=(0, 2, 3), dtype=np.float64)
+    mean = total / count
+    squares = np.zeros(channels)
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk].numpy().astype(np.float64) - mean.reshape(1, -1, 1, 1)
+        squares += np.square(part).sum(axis=(0, 2, 3))
+    std = np.sqrt(squares / max(count - 1, 1))
+    shape = (1, channels, 1, 1)
+    return torch.tensor(mean, dtype=torch.float32).view(shape), torch.tensor(std, dtype=torch.float32).view(
+        shape
+    ).clamp_min(1e-6)
 
 
 def _fingerprint(splits: list[Split]) -> str:

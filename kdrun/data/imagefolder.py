@@ -1,12 +1,19 @@
-"""``dataset=imagefolder``: a user's own images, one folder per class, loaded into memory.
+"""``dataset=imagefolder``: a user's own images, one folder per class.
 
 Two layouts under ``dataset.root``: ``train/`` (and optionally ``val/``, ``test/``) each holding one
 folder per class, or the class folders directly (then ``dataset.split`` cuts val and test from
 them). Class names are the sorted folder names of ``train/`` (or ``root``), as torchvision's
-ImageFolder does. Images are decoded once, at ``dataset.image_size`` and ``dataset.channels``.
+ImageFolder does; images are found at any depth below a class folder. Names starting with a dot
+(``.ipynb_checkpoints``, ``.DS_Store``, ``._photo.jpg``) are ignored everywhere, and so are files
+without an image suffix.
+
+Files we read may be hostile: only regular files are opened (a FIFO would block the reader
+forever), an image larger than PIL's decompression-bomb limit is refused before it is decoded, and
+every failure names the file. ``dataset.on_bad_file=skip`` leaves bad files out and lists them.
 """
 
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,66 +21,201 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from kdrun.data.sources import Arrays, register
+from kdrun.data.sources import Source, register
 from kdrun.errors import KdrunConfigError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LAYOUT = "a folder with train/ (optional val/, test/) of class folders, or of class folders directly"
+SKIP_HINT = "dataset.on_bad_file=skip leaves such files out"
+# 16-bit and 32-bit integer modes: full 16-bit range -> 0..255 (PIL's own convert clips at 255).
+WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+class BadImage(Exception):
+    """A file under the image folder that cannot be used as an image; the message says why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+    def as_record(self) -> dict[str, str]:
+        return {"path": str(self.path), "reason": self.reason}
 
 
 @register("imagefolder")
-def imagefolder(cfg: DictConfig) -> Arrays:
+def imagefolder(cfg: DictConfig) -> Source:
     """Load ``cfg.root``; ``val/`` and ``test/`` when present, else split by ``dataset.split``."""
+    root = folder_root(cfg)
+    skip = cfg.get("on_bad_file", "error") == "skip"
+    bad: list[dict[str, str]] = []
+    top = root / "train" if (root / "train").is_dir() else root
+    classes = _classes(top)
+
+    def load(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        files, labels, scan_bad = scan(folder, classes, skip)
+        bad.extend(b.as_record() for b in scan_bad)
+        return _decode_all(files, labels, cfg, skip, bad)
+
+    train = load(top)
+    if top == root:
+        return Source(train, classes, bad_files=bad)
+    test = load(root / "test") if (root / "test").is_dir() else None
+    val = load(root / "val") if (root / "val").is_dir() else None
+    return Source(train, classes, test=test, val=val, bad_files=bad)
+
+
+def folder_root(cfg: DictConfig) -> Path:
     if cfg.root is None or not Path(str(cfg.root)).expanduser().is_dir():
         raise KdrunConfigError("dataset.root", cfg.root, LAYOUT)
-    root = Path(str(cfg.root)).expanduser()
-    if not (root / "train").is_dir():
-        classes = _classes(root)
-        return (*_load(root, classes, cfg), None, None, classes)
-    classes = _classes(root / "train")
-    x, y = _load(root / "train", classes, cfg)
-    test = _load(root / "test", classes, cfg) if (root / "test").is_dir() else (None, None)
-    val = _load(root / "val", classes, cfg) if (root / "val").is_dir() else ()
-    return (x, y, *test, classes, *val)
+    return Path(str(cfg.root)).expanduser()
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".")
 
 
 def _classes(folder: Path) -> list[str]:
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and _visible(p.name))
     if len(classes) < 2:
         raise KdrunConfigError("dataset.root", str(folder), f"needs at least 2 class folders: {LAYOUT}")
     return classes
 
 
-def _load(folder: Path, classes: list[str], cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every image under ``folder/<class>/`` -> float (N, C, S, S) in [0, 1] and int64 labels."""
-    unknown = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in classes)
+def scan(folder: Path, classes: list[str], skip: bool) -> tuple[list[Path], list[int], list[BadImage]]:
+    """Image files under ``folder/<class>/`` (any depth, sorted) and their labels, without decoding.
+
+    Checks what ``stat`` can tell: a FIFO, device or socket, or an empty file, is bad — raised as a
+    ``KdrunConfigError`` naming the file, or (``skip``) returned in the third list.
+    """
+    folders = [p.name for p in folder.iterdir() if p.is_dir() and _visible(p.name)]
+    unknown = sorted(name for name in folders if name not in classes)
     if unknown:
         raise KdrunConfigError(
             "dataset.root", str(folder / unknown[0]), f"class folder not in the training classes {classes}"
         )
-    files, labels = [], []
+    files, labels, bad = [], [], []
     for label, name in enumerate(classes):
-        found = sorted(p for p in (folder / name).glob("*") if p.suffix.lower() in SUFFIXES)
-        files += found
-        labels += [label] * len(found)
+        if not (folder / name).is_dir():
+            continue
+        for path in _image_files(folder / name):
+            problem = _stat_problem(path)
+            if problem is None:
+                files.append(path)
+                labels.append(label)
+            elif skip:
+                bad.append(BadImage(path, problem))
+            else:
+                raise KdrunConfigError("dataset.root", str(path), f"{problem}; {SKIP_HINT}")
     if not files:
         raise KdrunConfigError(
             "dataset.root", str(folder), f"no images ({', '.join(SUFFIXES)}) in its class folders"
         )
-    mode = "RGB" if cfg.channels == 3 else "L"
+    return files, labels, bad
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Files with an image suffix at any depth below ``folder``; hidden names and folders left out."""
+    found = []
+    for parent, dirs, names in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if _visible(d)]
+        found += [Path(parent, n) for n in names if _visible(n) and Path(n).suffix.lower() in SUFFIXES]
+    return sorted(found)
+
+
+def _stat_problem(path: Path) -> str | None:
+    try:
+        info = os.stat(path)
+    except OSError as err:  # a dangling link, no permission
+        return f"cannot be read ({err.strerror})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a FIFO, device or socket)"
+    if info.st_size == 0:
+        return "an empty file (0 bytes)"
+    return None
+
+
+def _decode_all(
+    files: list[Path], labels: list[int], cfg: DictConfig, skip: bool, bad: list[dict[str, str]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every file -> float (N, C, S, S) in [0, 1] and int64 labels."""
+    size = cfg.image_size
+
+    def read(path: Path) -> np.ndarray | BadImage:
+        try:
+            return np.asarray(decode(path, cfg.channels).resize((size, size), _bilinear()))
+        except BadImage as err:
+            return err
+
     # PIL decodes outside the GIL: threads load a folder of small images several times faster.
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        images = list(pool.map(lambda path: _read(path, mode, cfg.image_size), files))
-    x = torch.from_numpy(np.stack(images)).float().div_(255)
+        images = list(pool.map(read, files))
+    kept, kept_labels = [], []
+    for image, label in zip(images, labels, strict=True):
+        if isinstance(image, BadImage):
+            if not skip:
+                raise KdrunConfigError("dataset.root", str(image.path), f"{image.reason}; {SKIP_HINT}")
+            bad.append(image.as_record())
+        else:
+            kept.append(image)
+            kept_labels.append(label)
+    if not kept:
+        raise KdrunConfigError("dataset.root", str(files[0].parent), "every image file there is unreadable")
+    x = torch.from_numpy(np.stack(kept)).float().div_(255)
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    return x.contiguous(), torch.tensor(labels, dtype=torch.long)
+    return x.contiguous(), torch.tensor(kept_labels, dtype=torch.long)
 
 
-def _read(path: Path, mode: str, size: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+def _bilinear() -> int:
+    from PIL import Image
 
+    return Image.Resampling.BILINEAR
+
+
+def decode(path: Path, channels: int) -> "Image.Image":  # noqa: F821  (PIL is imported lazily)
+    """Open and fully decode one image into mode ``L`` (channels=1) or ``RGB`` (3); ``BadImage`` if not."""
+    from PIL import Image
+
+    problem = _stat_problem(path)  # also checked here: files change between the scan and a read
+    if problem is not None:
+        raise BadImage(path, problem)
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert(mode).resize((size, size), Image.Resampling.BILINEAR))
-    except (UnidentifiedImageError, OSError) as err:
-        raise KdrunConfigError("dataset.root", str(path), f"not a readable image ({err})") from None
+            width, height = image.size
+            if width * height > Image.MAX_IMAGE_PIXELS:  # refuse before the pixels are decoded
+                limit = Image.MAX_IMAGE_PIXELS
+                raise BadImage(path, f"refused as a decompression bomb ({width}x{height} > {limit} pixels)")
+            image.load()
+            return to_channels(image, channels)
+    except BadImage:
+        raise
+    except Image.DecompressionBombError as err:
+        raise BadImage(path, f"refused as a decompression bomb ({err})") from None
+    except Image.UnidentifiedImageError:
+        raise BadImage(path, "not a readable image (no image format recognised)") from None
+    except Exception as err:  # noqa: BLE001  (truncated or corrupt data: PIL raises many types)
+        raise BadImage(path, f"not a readable image ({type(err).__name__}: {err})") from None
+
+
+def to_channels(image: "Image.Image", channels: int) -> "Image.Image":  # noqa: F821
+    """Any PIL mode -> ``L`` or ``RGB``: 16-bit grey scaled to 8 bits, palette and alpha resolved.
+
+    16-bit (``I;16``, ``I``) maps 0..65535 to 0..255 with rounding; 32-bit float (``F``) is read as
+    0..1. Alpha is dropped (as torchvision's loader does); a palette with transparency goes
+    through RGBA so PIL keeps its colours; CMYK and YCbCr convert with PIL's formulas.
+    """
+    from PIL import Image
+
+    target = "RGB" if channels == 3 else "L"
+    if image.mode in WIDE_MODES or image.mode == "F":
+        pixels = np.asarray(image)
+        if image.mode == "F":
+            grey = np.rint(np.clip(np.nan_to_num(pixels), 0.0, 1.0) * 255)
+        else:
+            wide = np.clip(pixels.astype(np.int64), 0, 65535)
+            grey = (wide * 255 + 32767) // 65535
+        image = Image.fromarray(grey.astype(np.uint8))  # 2-D uint8: mode L
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    elif image.mode in ("LAB", "HSV"):
+        raise ValueError(f"colour mode {image.mode} is not supported")
+    return image if image.mode == target else image.convert(target)

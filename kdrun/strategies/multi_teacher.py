@@ -1,4 +1,4 @@
-"""Several teachers (seed 001, "multiple teachers"): the student matches their combined soft targets."""
+"""Several teachers: the student matches their combined soft targets."""
 
 from omegaconf import DictConfig
 from torch import nn

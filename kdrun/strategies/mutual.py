@@ -1,4 +1,4 @@
-"""Deep mutual learning (seed 001 collaborative learning; Zhang et al. 2018, DML).
+"""Deep mutual learning (Zhang et al. 2018, DML).
 
 k >= 2 peers train together from scratch; each minimises its cross-entropy plus the mean KL to
 the other peers' current predictions. No pre-trained teacher. The student is peer 1.

@@ -1,4 +1,4 @@
-"""Online distillation (seed 001, OMGD-style co-training): teacher and student learn together.
+"""Online distillation (Anil et al. 2018, codistillation): teacher and student learn together.
 
 No pre-trained teacher: the configured teacher architecture starts from scratch in this run and
 learns from the labels; the student distils from the teacher's *current* outputs (detached).

@@ -1,4 +1,4 @@
-"""Distil from a file of teacher outputs, no teacher model (seed 001, business-to-business transfer)."""
+"""Distil from a file of teacher outputs, no teacher model."""
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn

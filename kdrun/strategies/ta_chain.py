@@ -1,4 +1,4 @@
-"""Teacher-assistant chain (seed 001 teacher-tutor-student; Mirzadeh et al. 2020, TAKD).
+"""Teacher-assistant chain (Mirzadeh et al. 2020, TAKD).
 
 teacher -> assistant_1 -> ... -> assistant_n -> student: each assistant is distilled (vanilla KD,
 ``kd.T``/``kd.alpha``) from the model before it and cached; the student distils from the last.
