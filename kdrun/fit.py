@@ -70,6 +70,7 @@ def fit(
     data.shuffle_seed = seed
     on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
     callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
+    callbacks.append(preemption.SafePoints())
     if cfg.recalibrate_bn:
         callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
     if loggers is None:  # the caller passes the student's, to add the final results after evaluation
@@ -97,7 +98,7 @@ def fit(
     for model in compiled:
         model.compile()  # in place: the state_dict keeps its keys
     try:
-        with _worker_cpp_log_level("ERROR" if ddp else None):
+        with _worker_cpp_log_level("ERROR" if ddp else None), preemption.at_safe_points():
             trainer.fit(module, datamodule=data, ckpt_path=start)
     finally:
         for model in compiled:  # eager again for evaluation, latency and export

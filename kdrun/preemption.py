@@ -1,8 +1,9 @@
 """Runs stopped by a signal (SLURM preemption, ``docker stop``, a CI timeout, Ctrl+C) and continued.
 
 Inside ``stop_on_signals()`` SIGTERM and SIGINT raise ``RunInterrupted`` in the main thread.
-During a fit Lightning chains its own SIGTERM handler in front of ours, so the exception leaves
-the training loop through Lightning's interrupt path (callbacks, loggers torn down). The task then
+During a fit (``at_safe_points()``) the signal is only noted, and the fit stops at the next batch
+boundary (``SafePoints``, or Lightning's own SIGTERM check), never in the middle of a checkpoint
+or a metrics.csv write; it leaves through Lightning's interrupt path. The task then
 records ``status: "interrupted"`` with the phase in results.json, keeps the student's checkpoint,
 prints how to continue, and exits 128 + the signal number (143 for SIGTERM, 130 for SIGINT).
 
@@ -20,8 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _phase = "prepare"
+_deferring = False  # inside a fit: stop at the next batch boundary
+_pending: int | None = None  # a signal noted while deferring
+_raised = False  # RunInterrupted was raised: later signals are ignored while it unwinds
 
 
 class RunInterrupted(BaseException):
@@ -39,27 +46,67 @@ def enter(phase: str) -> None:
     _phase = phase
 
 
+def _interrupt(signum: int) -> None:
+    global _raised, _pending
+    _raised, _pending = True, None
+    raise RunInterrupted(signum, _phase)
+
+
+def _handler(signum: int, frame: Any) -> None:
+    global _pending
+    if _raised:
+        return
+    if _deferring and _pending is None:  # a second signal while deferring stops at once
+        _pending = signum
+        return
+    _interrupt(signum)
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """SIGTERM / SIGINT raise ``RunInterrupted`` once; a second signal while it unwinds is ignored."""
+    global _raised, _pending
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
-    raised = False
-
-    def handler(signum: int, frame: Any) -> None:
-        nonlocal raised
-        if not raised:
-            raised = True
-            raise RunInterrupted(signum, _phase)
-
-    previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
+    _raised, _pending = False, None
+    previous = {signum: signal.signal(signum, _handler) for signum in SIGNALS}
     enter("prepare")
     try:
         yield
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def check() -> None:
+    """Raise ``RunInterrupted`` for a signal noted while deferring."""
+    if _pending is not None and not _raised:
+        _interrupt(_pending)
+
+
+@contextmanager
+def at_safe_points() -> Iterator[None]:
+    """Around a fit: a signal stops it at the next batch boundary, not mid-write."""
+    global _deferring
+    _deferring = True
+    try:
+        yield
+    except SIGTERMException:  # Lightning's own stop after SIGTERM: exit code 0 unless converted
+        _interrupt(signal.SIGTERM)
+    finally:
+        _deferring = False
+    check()
+
+
+class SafePoints(Callback):
+    """Stops a fit between batches when a signal was noted (``at_safe_points``)."""
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        check()
+
+    def on_validation_batch_end(self, *args: Any) -> None:
+        check()
 
 
 def report(err: RunInterrupted, run_dir: Path, sweep_dir: Path | None) -> None:

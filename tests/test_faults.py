@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import hydra.core.utils
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -20,6 +21,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 import kdrun.checkpointing as checkpointing
+import kdrun.fit as fit_module
+from kdrun import preemption
 from kdrun.assets import build
 from kdrun.cache import Cache
 from kdrun.checkpointing import LAST, AtomicCheckpointIO
@@ -28,13 +31,16 @@ from kdrun.config import validate
 from kdrun.data import build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export.command import load_run
+from kdrun.fit import fit
 from kdrun.logit_cache import load_or_compute
 from kdrun.measure import accuracy
 from kdrun.models import save_weights
+from kdrun.preemption import RunInterrupted
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.recipe import load_recipe
 from kdrun.report.command import report
 from kdrun.strategies import STRATEGIES
+from kdrun.strategies.scratch import Scratch
 from tests.conftest import KDRUN, make_cfg, run_kdrun
 
 
@@ -277,3 +283,35 @@ def test_an_output_folder_that_cannot_be_created_is_one_line_before_hydra(tmp_pa
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"paths.output_root='{blocker}/out': cannot create" in err
+
+
+class _SignalAtBatch(L.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_sigint_stops_a_fit_between_batches_as_an_interruption(tmp_path, tiny_data, monkeypatch):
+    cfg = make_cfg("recalibrate_bn=false")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    original = fit_module.L.Trainer
+
+    def trainer_with_signal(*args, **kwargs):
+        kwargs["callbacks"] = [*kwargs["callbacks"], _SignalAtBatch()]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module.L, "Trainer", trainer_with_signal)
+    with pytest.raises(RunInterrupted) as info, preemption.stop_on_signals():
+        fit(
+            Scratch(model),
+            tiny_data,
+            cfg,
+            epochs=3,
+            seed=0,
+            log_dir=tmp_path,
+            label="student",
+            checkpoint_dir=tmp_path / "ck",
+        )
+    assert (info.value.signal, info.value.phase, info.value.exit_code) == ("SIGINT", "student", 130)
+    assert (tmp_path / "ck" / LAST).is_file()  # the first epoch's checkpoint, written before the signal
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
