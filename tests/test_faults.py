@@ -26,7 +26,7 @@ from kdrun import preemption
 from kdrun.assets import build
 from kdrun.cache import Cache
 from kdrun.checkpointing import LAST, AtomicCheckpointIO
-from kdrun.cli import _check_overrides
+from kdrun.cli import _check_overrides, main
 from kdrun.config import validate
 from kdrun.data import build_datamodule
 from kdrun.errors import KdrunConfigError
@@ -315,3 +315,30 @@ def test_sigint_stops_a_fit_between_batches_as_an_interruption(tmp_path, tiny_da
     assert (info.value.signal, info.value.phase, info.value.exit_code) == ("SIGINT", "student", 130)
     assert (tmp_path / "ck" / LAST).is_file()  # the first epoch's checkpoint, written before the signal
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_names_that_are_looked_up_come_with_the_closest_ones(capsys):
+    for args, expected in [
+        (["alpah=0.5"], "error: alpah: not a config key; did you mean alpha?"),
+        (
+            ["student=mobilenetv3"],
+            "student=mobilenetv3: no config student/mobilenetv3; did you mean mobilenet_v3",
+        ),
+        (["teacher.nmae=cnn"], "teacher.nmae: not a config key; did you mean teacher.name"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            _check_overrides(args)
+        assert info.value.code == 2
+        assert expected in " ".join(capsys.readouterr().err.split())
+    with pytest.raises(SystemExit) as info:
+        main(["trian"])
+    assert info.value.code == 2 and "did you mean train?" in capsys.readouterr().err
+
+
+def test_a_list_value_without_m_is_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        _check_overrides(["T=2,4"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1
+    assert "add -m (kdrun train -m T=2,4)" in " ".join(err.split())
+    _check_overrides(["-m", "T=2,4"])  # with -m it is a sweep
