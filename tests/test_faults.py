@@ -151,7 +151,7 @@ def test_sigterm_mid_student_phase_records_the_interruption_and_resumes(tmp_path
 
 @pytest.mark.slow
 def test_sigint_stops_a_sweep_which_a_rerun_completes_skipping_finished_points(tmp_path):
-    sweep = ["-m", *RUN, "T=2,4"]
+    sweep = ["train", "-m", *RUN[1:], "T=2,4"]
     proc = _signal_after_first_checkpoint(sweep, tmp_path, signal.SIGINT, where="out/multirun/*/1")
     out, err = (s.decode() for s in proc.communicate(timeout=120))
     assert proc.returncode == 130, err[-3000:]
@@ -342,3 +342,19 @@ def test_a_list_value_without_m_is_one_line_exit_2(capsys):
     assert info.value.code == 2 and len(err.splitlines()) == 1
     assert "add -m (kdrun train -m T=2,4)" in " ".join(err.split())
     _check_overrides(["-m", "T=2,4"])  # with -m it is a sweep
+
+
+def test_non_finite_numbers_and_seeds_beyond_32_bits_are_refused_before_training():
+    for override, key in [
+        ("T=nan", "kd.T"),
+        ("T=inf", "kd.T"),
+        ("alpha=nan", "kd.alpha"),
+        ("optim.optimizer.lr=inf", "optim.optimizer.lr"),
+        ("seed=4294967296", "seed"),
+        ("teacher.seed=4294967296", "teacher.seed"),
+    ]:
+        with pytest.raises(KdrunConfigError) as info:
+            validate(make_cfg(override))
+        assert info.value.key == key, override
+    assert "<= 4294967295" in str(info.value)
+    validate(make_cfg("seed=4294967295"))
