@@ -68,9 +68,8 @@ def hydra_task(cfg: DictConfig) -> float | None:
         return None
     except Exception as err:  # train() recorded it, with the traceback, in results.json (if it could)
         recorded = preemption.previous_point(run_dir, OmegaConf.to_container(cfg, resolve=True)) or {}
-        where = (
-            f"traceback in {run_dir / RESULTS}" if recorded.get("status") == "failed" else "no results.json"
-        )
+        written = recorded.get("status") == "failed"
+        where = f"traceback in {run_dir / RESULTS}" if written else "no results.json written"
         err_console.print(
             f"error: run failed: {type(err).__name__}: {err} ({where})",
             markup=False,

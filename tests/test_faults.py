@@ -16,7 +16,7 @@ import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from safetensors.torch import save_file
 from torch import nn
 
@@ -358,3 +358,33 @@ def test_non_finite_numbers_and_seeds_beyond_32_bits_are_refused_before_training
         assert info.value.key == key, override
     assert "<= 4294967295" in str(info.value)
     validate(make_cfg("seed=4294967295"))
+
+
+def test_a_failure_before_results_json_exists_does_not_point_at_it(tmp_path, monkeypatch, capsys):
+    from hydra.core.hydra_config import HydraConfig
+
+    from kdrun import run
+
+    with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["debug=smoke"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.mode = "RUN"
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # unset again afterwards
+    HydraConfig.instance().set_config(cfg)
+
+    def broken(dataset_yaml):
+        raise RuntimeError("image 7 cannot be decoded")
+
+    monkeypatch.setattr(run, "_datamodule", broken)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    with pytest.raises(SystemExit) as info:
+        run.hydra_task(cfg)
+    err = " ".join(capsys.readouterr().err.split())
+    assert info.value.code == 1 and "image 7 cannot be decoded" in err
+    assert (
+        not (tmp_path / "results.json").exists()
+        and "results.json" in err
+        and "no results.json written" in err
+    )
