@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from kdrun.data import DATASETS
 from kdrun.data.settings import check_dataset
+from kdrun.device import ACCELERATORS, AUTO, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
 from kdrun.fit import DDP, KDRUN_TRAINER_KEYS
@@ -169,13 +170,15 @@ def _trainer(cfg: DictConfig) -> None:
                 cfg.trainer[key],
                 f"allowed: Lightning Trainer arguments that kdrun does not set{hint.get(key, '')}",
             )
-    _choice(cfg, "trainer.accelerator", ["cpu", "gpu", "cuda", "mps", "auto"])
+    _choice(cfg, "trainer.accelerator", list(ACCELERATORS))
     _number(cfg, "trainer.devices", 1, integer=True)
     _choice(cfg, "trainer.strategy", ["auto", *DDP])
     precision = cfg.trainer.precision
-    if precision not in PRECISIONS + LEGACY_PRECISIONS:
-        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join(PRECISIONS)}")
-    _choice(cfg, "trainer.deterministic", [True, False, "warn"])
+    if precision != AUTO and precision not in PRECISIONS + LEGACY_PRECISIONS:
+        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join((AUTO, *PRECISIONS))}")
+    _choice(cfg, "trainer.deterministic", [AUTO, True, False, "warn"])
+    _choice(cfg, "trainer.benchmark", [AUTO, True, False])
+    resolve(cfg.trainer)  # a GPU asked for on a machine without one
     _number(cfg, "trainer.log_every_n_steps", 1, integer=True)
     _number(cfg, "trainer.num_sanity_val_steps", -1, integer=True, hint=" (-1: the whole val split)")
     _choice(cfg, "trainer.keep_checkpoint", [True, False])
