@@ -119,6 +119,7 @@ def report(err: RunInterrupted, run_dir: Path, sweep_dir: Path | None) -> None:
     if sweep_dir is None:
         lines.append(f"continue with: kdrun train resume={shlex.quote(str(run_dir))}")
     else:
+        sweep_dir = sweep_dir.absolute()
         states = {p.parent.name: _status(p) for p in sorted(sweep_dir.glob("*/results.json"))}
         done = [name for name, status in states.items() if status == "ok"]
         lines.append(
