@@ -5,6 +5,7 @@ import csv
 import errno
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -160,7 +161,7 @@ def test_sigint_stops_a_sweep_which_a_rerun_completes_skipping_finished_points(t
     assert statuses == ["ok", "interrupted"]
     message = " ".join(err.split())
     assert "sweep: 1 point(s) finished (0)" in message
-    again = message.split("continue with: ")[1].split(" (finished")[0].split()
+    again = shlex.split(message.split("continue with: ")[1].split(" (finished")[0])
     assert again[:2] == ["kdrun", "train"] and again[-1] == f"hydra.sweep.dir={sweep_dir}"
 
     rerun = run_kdrun(again[1:], tmp_path)
