@@ -110,15 +110,7 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "dataset.split.seed", 0, MAX_SEED, integer=True)
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
-    if cfg.dataset.get("augment") is not None:
-        _number(cfg, "dataset.augment.crop_padding", 0, integer=True)
-        _choice(cfg, "dataset.augment.flip", [True, False])
-        _number(cfg, "dataset.augment.color_jitter", 0, 1)
-    if "num_workers" in cfg.dataset:
-        _number(cfg, "dataset.num_workers", 0, integer=True)
-    if cfg.dataset.get("pin_memory") is not None:
-        _choice(cfg, "dataset.pin_memory", [True, False])
-    check_dataset(cfg.dataset)
+    check_dataset(cfg.dataset)  # storage, loader, augmentation, normalisation, bad files
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
     for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
