@@ -341,9 +341,9 @@ def _regress(args: list[str]) -> None:
     )
     parser.add_argument(
         "--tier",
-        choices=("fast", "full", "all"),
+        choices=("fast", "full", "gpu", "all"),
         default="all",
-        help="which recipes to run (default: %(default)s)",
+        help="which recipes to run: all = fast + full; gpu ones only with --tier gpu (default: %(default)s)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"

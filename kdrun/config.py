@@ -21,7 +21,7 @@ from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 from kdrun.targets import check_targets
 
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "multistep")
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 
 
@@ -113,6 +113,13 @@ def validate(cfg: DictConfig) -> None:
     check_dataset(cfg.dataset)  # storage, loader, augmentation, normalisation, bad files
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
+    if cfg.optim.schedule == "multistep":
+        milestones = cfg.optim.get("milestones")
+        if not milestones or not all(type(m) is int and m >= 1 for m in milestones):
+            raise KdrunConfigError(
+                "optim.milestones", milestones, "a non-empty list of epochs >= 1, e.g. [150, 180, 210]"
+            )
+        _number(cfg, "optim.gamma", 0, 1, lo_open=True)
     for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
         if key in cfg.optim.optimizer:
             _number(cfg, f"optim.optimizer.{key}", lo, hi)
