@@ -1,6 +1,7 @@
 """Validation of a composed config: every check runs before any data is loaded or model trained."""
 
 import inspect
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -10,19 +11,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.data import DATASETS
 from kdrun.data.settings import check_dataset
+from kdrun.device import ACCELERATORS, AUTO, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
 from kdrun.measure import MeasureOptions
 from kdrun.models.build import ModelOptions
-from kdrun.models.factory import resolve_name
+from kdrun.models.factory import MODELS, STEMS, resolve_name, stem_family
 from kdrun.schema import MISSING, check, choice, number
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
+from kdrun.targets import check_targets
 from kdrun.training.fit import DDP, KDRUN_TRAINER_KEYS
 from kdrun.training.loggers import check_loggers
 from kdrun.training.resume import check_run_dir
 
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "multistep")
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 
 
 @dataclass
@@ -31,7 +35,7 @@ class Knobs:
 
     T: float = number(MISSING, gt=0)
     alpha: float = number(MISSING, ge=0, le=1)
-    seed: int = number(MISSING, ge=0, integer=True)
+    seed: int = number(MISSING, ge=0, le=MAX_SEED, integer=True)
     epochs: int = number(MISSING, ge=1, integer=True)
     threads: Any = number(MISSING, ge=1, integer=True, optional=True)
     compile: bool = choice(MISSING, True, False)
@@ -59,10 +63,10 @@ def _number(
     value = _select(cfg, key)
     kind = "an integer" if integer else "a number"
     lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
-    hi_txt = "" if hi == float("inf") else f" and <= {hi:g}"
+    hi_txt = "" if hi == float("inf") else f" and <= {int(hi) if integer else f'{hi:g}'}"
     allowed = f"must be {kind} {lo_txt}{hi_txt}{hint}"
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type:
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):  # nan passes every comparison
         raise KdrunConfigError(key, value, allowed)
     if (value <= lo if lo_open else value < lo) or value > hi:
         raise KdrunConfigError(key, value, allowed)
@@ -81,8 +85,20 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...] | list[str]) -> 
         raise KdrunConfigError(key, value, f"allowed: {', '.join(map(str, allowed))}")
 
 
+def _stem(cfg: DictConfig, role: str) -> None:
+    _choice(cfg, f"{role}.stem", STEMS)
+    section = cfg[role]
+    if section.stem == "cifar" and not section.get("library") and section.name not in MODELS:
+        name = resolve_name(section.name, section.variant)
+        if stem_family(name) is None:
+            raise KdrunConfigError(
+                f"{role}.stem", "cifar", f"no small-input stem for {name}; use auto or imagenet"
+            )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ``KdrunConfigError`` for the first bad value; return quietly when all is well."""
+    check_targets(cfg)
     for role in ("teacher", "student"):
         if role == "teacher" and is_ensemble(cfg.teacher):
             ensemble_members(cfg)  # checks members / checkpoints / model
@@ -90,9 +106,11 @@ def validate(cfg: DictConfig) -> None:
             name = _select(cfg, f"{role}.name")
             resolve_name(name, cfg[role].variant, key=f"{role}.name", library=cfg[role].get("library"))
         check(cfg[role], ModelOptions, role)
+        if cfg[role].get("stem") is not None:
+            _stem(cfg, role)
         if "dropout" in (cfg[role].get("args") or {}):
             _number(cfg, f"{role}.args.dropout", 0, 1)
-    _number(cfg, "teacher.seed", 0, integer=True)
+    _number(cfg, "teacher.seed", 0, MAX_SEED, integer=True)
     checkpoint = cfg.teacher.checkpoint
     if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
         raise KdrunConfigError("teacher.checkpoint", str(checkpoint), "file does not exist")
@@ -107,20 +125,19 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "dataset.image_size", 1, integer=True)
     _choice(cfg, "dataset.channels", [1, 3])
     _choice(cfg, "dataset.download", [True, False])
-    _number(cfg, "dataset.split.seed", 0, integer=True)
+    _number(cfg, "dataset.split.seed", 0, MAX_SEED, integer=True)
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
-    if cfg.dataset.get("augment") is not None:
-        _number(cfg, "dataset.augment.crop_padding", 0, integer=True)
-        _choice(cfg, "dataset.augment.flip", [True, False])
-        _number(cfg, "dataset.augment.color_jitter", 0, 1)
-    if "num_workers" in cfg.dataset:
-        _number(cfg, "dataset.num_workers", 0, integer=True)
-    if cfg.dataset.get("pin_memory") is not None:
-        _choice(cfg, "dataset.pin_memory", [True, False])
-    check_dataset(cfg.dataset)
+    check_dataset(cfg.dataset)  # storage, loader, augmentation, normalisation, bad files
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
+    if cfg.optim.schedule == "multistep":
+        milestones = cfg.optim.get("milestones")
+        if not milestones or not all(type(m) is int and m >= 1 for m in milestones):
+            raise KdrunConfigError(
+                "optim.milestones", milestones, "a non-empty list of epochs >= 1, e.g. [150, 180, 210]"
+            )
+        _number(cfg, "optim.gamma", 0, 1, lo_open=True)
     for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
         if key in cfg.optim.optimizer:
             _number(cfg, f"optim.optimizer.{key}", lo, hi)
@@ -166,13 +183,15 @@ def _trainer(cfg: DictConfig) -> None:
                 cfg.trainer[key],
                 f"allowed: Lightning Trainer arguments that kdrun does not set{hint.get(key, '')}",
             )
-    _choice(cfg, "trainer.accelerator", ["cpu", "gpu", "cuda", "mps", "auto"])
+    _choice(cfg, "trainer.accelerator", list(ACCELERATORS))
     _number(cfg, "trainer.devices", 1, integer=True)
     _choice(cfg, "trainer.strategy", ["auto", *DDP])
     precision = cfg.trainer.precision
-    if precision not in PRECISIONS + LEGACY_PRECISIONS:
-        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join(PRECISIONS)}")
-    _choice(cfg, "trainer.deterministic", [True, False, "warn"])
+    if precision != AUTO and precision not in PRECISIONS + LEGACY_PRECISIONS:
+        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join((AUTO, *PRECISIONS))}")
+    _choice(cfg, "trainer.deterministic", [AUTO, True, False, "warn"])
+    _choice(cfg, "trainer.benchmark", [AUTO, True, False])
+    resolve(cfg.trainer)  # a GPU asked for on a machine without one
     _number(cfg, "trainer.log_every_n_steps", 1, integer=True)
     _number(cfg, "trainer.num_sanity_val_steps", -1, integer=True, hint=" (-1: the whole val split)")
     _choice(cfg, "trainer.keep_checkpoint", [True, False])

@@ -7,6 +7,7 @@ line that names the key, the bad value and what is allowed.
 """
 
 import dataclasses
+import math
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -41,13 +42,18 @@ def allowed_text(meta: dict[str, Any]) -> str:
     """What a field accepts, in the words of kdrun's error lines."""
     if "choices" in meta:
         return "allowed: " + ", ".join(_show(c) for c in meta["choices"])
-    kind = "an integer" if meta.get("integer") else "a number"
-    parts = [f"> {meta['gt']:g}" if meta.get("gt") is not None else None]
-    parts.append(f">= {meta['ge']:g}" if meta.get("ge") is not None else None)
-    parts.append(f"<= {meta['le']:g}" if meta.get("le") is not None else None)
+    integer = meta.get("integer")
+    kind = "an integer" if integer else "a number"
+
+    def show(bound: float) -> str:
+        return str(int(bound)) if integer else f"{bound:g}"
+
+    parts = [f"> {show(meta['gt'])}" if meta.get("gt") is not None else None]
+    parts.append(f">= {show(meta['ge'])}" if meta.get("ge") is not None else None)
+    parts.append(f"<= {show(meta['le'])}" if meta.get("le") is not None else None)
     bounds = [p for p in parts if p]
-    if len(bounds) == 2 and bounds[0].startswith(">=") and bounds[1].startswith("<="):
-        return f"must be {kind} in [{meta['ge']:g}, {meta['le']:g}]"
+    if len(bounds) == 2 and bounds[0].startswith(">=") and bounds[1].startswith("<=") and not integer:
+        return f"must be {kind} in [{show(meta['ge'])}, {show(meta['le'])}]"
     return f"must be {kind}" + (" " + " and ".join(bounds) if bounds else "")
 
 
@@ -60,8 +66,8 @@ def _show(value: Any) -> str:
 def _ok(value: Any, meta: dict[str, Any]) -> bool:
     if "choices" in meta:
         return any(value == c and type(value) is type(c) for c in meta["choices"])
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False  # nan passes every comparison
     if meta.get("integer") and not isinstance(value, int):
         return False
     return not (

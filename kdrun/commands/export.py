@@ -40,10 +40,34 @@ def main(args: list[str]) -> None:
         default=defaults.min_top1_agreement,
         help="min fraction of test images with the same top-1 class (default: %(default)s)",
     )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=defaults.calibration_images,
+        help="onnx_int8: training images that calibrate activation ranges",
+    )
+    parser.add_argument(
+        "--calibration-method",
+        default=defaults.calibration_method,
+        help="onnx_int8: minmax | entropy | percentile",
+    )
+    parser.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=defaults.max_int8_drop,
+        help="onnx_int8: largest top-1 drop (points) below the fp32 student",
+    )
     options = parser.parse_args(args)
     formats = options.formats or ["onnx"]
     formats = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
-    settings = {"formats": formats, "atol": options.atol, "min_top1_agreement": options.min_agreement}
+    settings = {
+        "formats": formats,
+        "atol": options.atol,
+        "min_top1_agreement": options.min_agreement,
+        "calibration_images": options.calibration_images,
+        "calibration_method": options.calibration_method,
+        "max_int8_drop": options.max_int8_drop,
+    }
     try:
         results = export_run(options.run_dir, settings)
     except ExportParityError as err:

@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kdrun.data import TensorDataModule
-from kdrun.models.factory import create_model
+from kdrun.models.factory import MODELS, create_model
 from kdrun.schema import MISSING, choice, number
 
 
@@ -22,6 +22,7 @@ class ModelOptions:
     channels_last: bool = choice(MISSING, True, False)
     bn_momentum: Any = number(MISSING, gt=0, le=1, optional=True)
     library: Any = MISSING
+    stem: Any = MISSING  # torchvision models: how the stem meets small inputs
     epochs: int = number(MISSING, ge=1, integer=True)
     seed: Any = MISSING  # teacher.seed: checked by kdrun.config; the student's is the top-level seed
     checkpoint: Any = MISSING  # teacher only
@@ -36,6 +37,8 @@ def model_spec(section: DictConfig) -> dict[str, Any]:
     spec = {k: OmegaConf.to_container(section[k]) if k == "args" else section[k] for k in keys}
     if section.get("library"):  # only timm sections have it: other models' cache keys stay as they were
         spec["library"] = section.library
+    elif section.name not in MODELS:  # torchvision: the stem is part of the architecture
+        spec["stem"] = section.get("stem") or "auto"
     return spec
 
 

@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kdrun.data import TensorDataModule
+from kdrun.device import placed, resolve
 from kdrun.measure import accuracy, profile
 from kdrun.models.asset import Asset
 from kdrun.report import deltas
@@ -64,10 +65,12 @@ def shared_row(member: Asset, data: TensorDataModule, cfg: DictConfig) -> dict[s
 def report_row(
     model: nn.Module, data: TensorDataModule, cfg: DictConfig, name: str, source: str
 ) -> dict[str, Any]:
-    """Accuracy (test top-1/top-5, val top-1) and the profile of one model, in eval mode."""
+    """Accuracy (test top-1/top-5, val top-1) and costs of one model, in eval mode, measured on the
+    training device (and the latency on the CPU too)."""
     model.eval()
     row: dict[str, Any] = {"name": name, "source": source}
-    row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
-    row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]
-    row.update(profile(model, data.input_shape, cfg.measure))
+    with placed(model, resolve(cfg.trainer).device):
+        row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
+        row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]
+        row.update(profile(model, data.input_shape, cfg.measure))
     return row

@@ -16,6 +16,7 @@ from kdrun.cache import Cache
 from kdrun.cache.logits import load_or_compute
 from kdrun.console import console
 from kdrun.data import TensorDataModule
+from kdrun.device import resolve
 from kdrun.models import load_weights, save_weights
 from kdrun.models.asset import Asset
 from kdrun.models.build import build, model_spec
@@ -31,7 +32,7 @@ WEIGHTS = "model.safetensors"
 COSMETIC_TRAINER_KEYS = {"log_every_n_steps", "enable_progress_bar", "keep_checkpoint"}
 # Trainer keys added after cache entries existed: hashed only when not at this value, so the
 # entries made before stay valid.
-LATER_TRAINER_KEYS = {"strategy": "auto"}
+LATER_TRAINER_KEYS = {"strategy": "auto", "benchmark": False}
 
 
 class Phases:
@@ -104,12 +105,40 @@ class Phases:
         data: TensorDataModule | None = None,
     ) -> Asset:
         cfg, data = self.cfg, data or self.student_data
+        spec = self._spec(section, seed, data, extra or {})
+        name = display_name(section)
+
+        def train_entry(folder: Path) -> None:
+            console.print(f"{kind}: training {name} for {section.epochs} epochs (seed {seed})")
+            L.seed_everything(seed, verbose=False)
+            model = build(section, data)
+            strategy = make(model)
+            if cache_logits(cfg, data):
+                load_or_compute(strategy, data, self.cache, resolve(cfg.trainer).device)
+            metrics = fit(strategy, data, cfg, epochs=section.epochs, seed=seed, log_dir=folder, label=kind)
+            save_weights(model, folder / WEIGHTS)
+            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+        folder, hit = self.cache.get_or_build(kind, name, spec, train_entry)
+        if hit:
+            console.print(f"{kind}: reusing cached {name} from {folder}")
+        model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
+        return Asset(model.eval(), name, "cache" if hit else "trained", str(folder))
+
+
+    def _spec(
+        self, section: DictConfig, seed: int, data: TensorDataModule, extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What determines a trained model: its cache key hashes this."""
+        cfg = self.cfg
+        # The resolved device settings: `auto` on a CPU hashes as the explicit CPU settings did.
+        resolved = OmegaConf.to_container(cfg.trainer) | resolve(cfg.trainer).trainer_args()
         trainer = {
             k: v
-            for k, v in OmegaConf.to_container(cfg.trainer).items()
+            for k, v in resolved.items()
             if k not in COSMETIC_TRAINER_KEYS and LATER_TRAINER_KEYS.get(k, object()) != v
         }
-        spec = {
+        return {
             "model": model_spec(section),
             "epochs": section.epochs,
             "seed": seed,
@@ -120,26 +149,8 @@ class Phases:
             "recalibrate_bn": cfg.recalibrate_bn,
             **({"augment": data.augment.settings} if data.augment else {}),
             **({"compile": True} if cfg.compile else {}),  # compiled kernels round differently
-            **(extra or {}),
+            **extra,
         }
-        name = display_name(section)
-
-        def train_entry(folder: Path) -> None:
-            console.print(f"{kind}: training {name} for {section.epochs} epochs (seed {seed})")
-            L.seed_everything(seed, verbose=False)
-            model = build(section, data)
-            strategy = make(model)
-            if cache_logits(cfg, data):
-                load_or_compute(strategy, data, self.cache)
-            metrics = fit(strategy, data, cfg, epochs=section.epochs, seed=seed, log_dir=folder, label=kind)
-            save_weights(model, folder / WEIGHTS)
-            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-
-        folder, hit = self.cache.get_or_build(kind, name, spec, train_entry)
-        if hit:
-            console.print(f"{kind}: reusing cached {name} from {folder}")
-        model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
-        return Asset(model.eval(), name, "cache" if hit else "trained", str(folder))
 
 
 def cache_logits(cfg: DictConfig, data: TensorDataModule) -> bool:

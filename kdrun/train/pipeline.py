@@ -14,12 +14,15 @@ from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun import __version__
+from kdrun import __version__, preemption
 from kdrun.cache.logits import load_or_compute
 from kdrun.console import console, err_console, fail
+from kdrun.data import TensorDataModule
+from kdrun.device import placed, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
 from kdrun.models import save_weights
+from kdrun.preemption import RunInterrupted
 from kdrun.report import results_table, write_json_atomic
 from kdrun.sections import display_name
 from kdrun.strategies import STRATEGIES, Strategy
@@ -42,8 +45,14 @@ def hydra_task(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     started = time.perf_counter()
+    if in_sweep and (earlier := _rerun_point(cfg, run_dir)) is not None:
+        return earlier["student"]["val_top1"]
     try:
-        results = train(cfg, run_dir)
+        with preemption.stop_on_signals():
+            results = train(cfg, run_dir)
+    except RunInterrupted as err:
+        record_failure(cfg, run_dir, err, started)
+        preemption.report(err, run_dir, Path(HydraConfig.get().sweep.dir) if in_sweep else None)
     except KdrunConfigError as err:
         if not in_sweep:
             fail(str(err))
@@ -56,9 +65,12 @@ def hydra_task(cfg: DictConfig) -> float | None:
         if not in_sweep:
             sys.exit(1)
         return None
-    except Exception as err:  # train() recorded it, with the traceback, in results.json
+    except Exception as err:  # train() recorded it, with the traceback, in results.json (if it could)
+        recorded = preemption.previous_point(run_dir, OmegaConf.to_container(cfg, resolve=True)) or {}
+        written = recorded.get("status") == "failed"
+        where = f"traceback in {run_dir / RESULTS}" if written else "no results.json written"
         err_console.print(
-            f"error: run failed: {type(err).__name__}: {err} (traceback in {run_dir / RESULTS})",
+            f"error: run failed: {type(err).__name__}: {err} ({where})",
             markup=False,
             soft_wrap=True,
         )
@@ -66,6 +78,20 @@ def hydra_task(cfg: DictConfig) -> float | None:
             sys.exit(1)
         return None
     return results["student"]["val_top1"]
+
+
+def _rerun_point(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """A sweep rerun in its own ``hydra.sweep.dir``: a point that finished is skipped (its results
+    are returned); one that was stopped continues from its checkpoint."""
+    earlier = preemption.previous_point(run_dir, OmegaConf.to_container(cfg, resolve=True))
+    if earlier is None:
+        return None
+    if earlier.get("status") == "ok":
+        console.print(f"sweep point {run_dir.name}: finished in an earlier run of this sweep; skipped")
+        return earlier
+    if (run_dir / CHECKPOINTS / "last.ckpt").is_file():
+        cfg.resume = str(run_dir)
+    return None
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -78,11 +104,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.resume not in (None, "auto") and Path(cfg.resume).resolve() != run_dir.resolve():
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
     phases = prepare(cfg)
+    console.print(resolve(cfg.trainer).line())
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
         results = _train(cfg, phases, run_dir, loggers)
-    except Exception as err:
-        record_failure(cfg, run_dir, err, started)
+    except (Exception, RunInterrupted) as err:
+        if not isinstance(err, RunInterrupted):  # the task records an interruption
+            record_failure(cfg, run_dir, err, started)
         for logger in loggers:
             logger.finalize("failed")
         raise
@@ -112,14 +140,23 @@ def show_results(results: dict[str, Any], run_dir: Path) -> None:
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, started: float) -> None:
-    """Write results.json with ``status: "failed"``, the error and the traceback."""
-    failed = {
-        "status": "failed",
-        "error": f"{type(err).__name__}: {err}",
-        "traceback": "".join(traceback.format_exception(err)),
-        **_header(cfg, run_dir, started),
-    }
-    write_json_atomic(run_dir / RESULTS, failed)
+    """Write results.json with ``status: "failed"``, the error and the traceback; or, for a signal,
+    ``status: "interrupted"`` with the signal and the phase it stopped."""
+    if isinstance(err, RunInterrupted):
+        what = {"status": "interrupted", "signal": err.signal, "phase": err.phase, "error": str(err)}
+    else:
+        what = {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": "".join(traceback.format_exception(err)),
+        }
+    failed = {**what, **_header(cfg, run_dir, started)}
+    try:
+        write_json_atomic(run_dir / RESULTS, failed)
+    except OSError as write_err:  # a full or read-only disk: the error line says so, nothing else
+        err_console.print(
+            f"error: cannot write {run_dir / RESULTS}: {write_err}", markup=False, soft_wrap=True
+        )
 
 
 def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
@@ -139,6 +176,7 @@ def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
 def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]) -> dict[str, Any]:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    placement = resolve(cfg.trainer)
     clock = _Clock()
     baseline = phases.scratch(cfg.student, cfg.seed)
     clock.lap("baseline")
@@ -147,7 +185,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     student = phases.build(cfg.student, seed=cfg.seed)
     strategy = STRATEGIES[cfg.strategy.name].build(phases, student)
     student = strategy.student  # the model that ships (e.g. the student with k heads)
-    logits = _teacher_logits(cfg, strategy, phases)
+    logits = _teacher_logits(cfg, strategy, phases, placement.device)
     clock.lap("teacher")
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
     fit(
@@ -164,6 +202,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     )
     save_weights(student, run_dir / "student.safetensors")
     clock.lap("student")
+    preemption.enter("evaluate")
 
     rows = evaluate(strategy, phases, baseline, strategy.student_name(display_name(cfg.student)))
     clock.lap("evaluate")
@@ -171,7 +210,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     return {
         **rows,
         "strategy": strategy.hparams(),
-        "diagnostics": strategy.diagnostics(data),
+        "diagnostics": _diagnostics(strategy, data, placement.device),
         "data": {
             "name": cfg.dataset.name,
             "fingerprint": data.fingerprint,
@@ -182,6 +221,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
             "build_threads": data.build_threads,
             **data.summary(),
         },
+        "device": placement.record(),
         "timings_s": clock.laps,
         "teacher_logits": logits,  # disk | computed | null (a live teacher, or none to cache)
         "paths": {
@@ -193,10 +233,10 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     }
 
 
-def _teacher_logits(cfg: DictConfig, strategy: Strategy, phases: Phases) -> str | None:
+def _teacher_logits(cfg: DictConfig, strategy: Strategy, phases: Phases, device: torch.device) -> str | None:
     """Give the strategy its teacher's train-split logits from the logit cache, when it applies."""
     if cache_logits(cfg, phases.student_data):
-        logits = load_or_compute(strategy, phases.student_data, phases.cache)
+        logits = load_or_compute(strategy, phases.student_data, phases.cache, device)
         if logits == "disk":
             console.print("teacher logits: reusing the cached train-split logits (kdrun/cache/logits.py)")
         return logits
@@ -206,6 +246,11 @@ def _teacher_logits(cfg: DictConfig, strategy: Strategy, phases: Phases) -> str 
             "(the teacher runs on each augmented batch; kd.cache_logits=true caches un-augmented targets)"
         )
     return None
+
+
+def _diagnostics(strategy: Strategy, data: TensorDataModule, device: torch.device) -> dict[str, Any]:
+    with placed(strategy, device):
+        return strategy.diagnostics(data)
 
 
 class _Clock:

@@ -9,6 +9,7 @@ from kdrun.cache import Cache
 from kdrun.config import validate
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
+from kdrun.export import check_settings
 from kdrun.models.build import build
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
@@ -40,6 +41,7 @@ def prepare(cfg: DictConfig) -> Phases:
     for key, section in sections.items():
         _probe(key, section, data)
     strategy.preflight(cfg, data)
+    check_settings(cfg.export, train_images=len(data.splits["train"][1]))  # int8 calibration images
     limit, available = cfg.kd.student_limit, len(data.splits["train"][1])
     if limit is not None and not (
         isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= available

@@ -16,7 +16,9 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
+from kdrun import preemption
 from kdrun.data import TensorDataModule
+from kdrun.device import resolve
 from kdrun.strategies import Strategy
 from kdrun.training.callbacks import EpochLines, RecalibrateBatchNorm
 from kdrun.training.checkpointing import (
@@ -25,7 +27,7 @@ from kdrun.training.checkpointing import (
     epoch_checkpoint,
     resume_point,
 )
-from kdrun.training.loggers import build_loggers
+from kdrun.training.loggers import ResumedCsvRows, build_loggers
 from kdrun.training.module import DistillModule
 
 # Lightning's start-up chatter (GPU/TPU availability, tips) is not news in a kdrun run.
@@ -69,6 +71,7 @@ def fit(
     with the random state); with ``resume`` too, the fit continues from it when it loads.
     ``loggers`` default to one per ``cfg.logger`` entry for this phase (``label``), in ``log_dir``.
     """
+    preemption.enter(label)
     L.seed_everything(seed, verbose=False)
     data.shuffle_seed = seed
     on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
@@ -76,7 +79,10 @@ def fit(
         loggers = build_loggers(cfg, log_dir, label)
     args = trainer_args(cfg.trainer)
     ddp = isinstance(args.get("strategy"), DDPStrategy)
-    callbacks = _callbacks(strategy, cfg, label, checkpoint_dir, on_terminal=on_terminal, ddp=ddp)
+    on_cpu = args.get("accelerator") == "cpu"  # DDP workers on CPU share the cores between them
+    callbacks = _callbacks(
+        strategy, cfg, label, checkpoint_dir, log_dir, on_terminal=on_terminal, ddp=ddp, on_cpu=on_cpu
+    )
     trainer = L.Trainer(
         **args,
         max_epochs=epochs,
@@ -94,7 +100,7 @@ def fit(
     for model in compiled:
         model.compile()  # in place: the state_dict keeps its keys
     try:
-        with _worker_cpp_log_level("ERROR" if ddp else None):
+        with _worker_cpp_log_level("ERROR" if ddp else None), preemption.at_safe_points():
             trainer.fit(module, datamodule=data, ckpt_path=start)
     finally:
         for model in compiled:  # eager again for evaluation, latency and export
@@ -108,18 +114,21 @@ def _callbacks(
     cfg: DictConfig,
     label: str,
     checkpoint_dir: Path | None,
+    log_dir: Path,
     *,
     on_terminal: bool,
     ddp: bool,
+    on_cpu: bool,
 ) -> list[Callback]:
     """Progress, BatchNorm re-estimation, per-epoch checkpoints, the DDP worker set-up."""
     callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
+    callbacks.append(preemption.SafePoints())
     if cfg.recalibrate_bn:
         callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
     if checkpoint_dir is not None:
-        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness()]
+        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness(), ResumedCsvRows(log_dir)]
     if ddp:
-        callbacks.append(DDPWorker(torch.get_num_threads(), cfg.trainer.devices))
+        callbacks.append(DDPWorker(torch.get_num_threads() if on_cpu else None, cfg.trainer.devices))
     return callbacks
 
 
@@ -130,9 +139,14 @@ def trainer_args(trainer: DictConfig) -> dict[str, Any]:
     worker processes run only the fit and hand the weights back. Lightning's default ``ddp``
     launcher re-executes the command line in each worker, which would run the whole kdrun
     pipeline (teacher, baseline, cache locks) again in each. Batches are split by the data module
-    (``ShardedBatches``), so Lightning's sampler injection is off.
+    (``ShardedBatches``), so Lightning's sampler injection is off. On GPUs the process group is
+    Lightning's default for the accelerator (nccl; gloo on CPU).
+
+    ``auto`` accelerator, precision, determinism and cudnn.benchmark are resolved for this machine
+    (``kdrun.device``).
     """
     args = {key: value for key, value in trainer.items() if key not in KDRUN_TRAINER_KEYS}
+    args |= resolve(trainer).trainer_args()
     if args.get("strategy") in DDP or args.get("devices", 1) > 1:
         # find_unused_parameters: some methods leave parameters out of a step (hints' first stage).
         args["strategy"] = DDPStrategy(start_method="spawn", find_unused_parameters=True)
@@ -144,14 +158,16 @@ class DDPWorker(Callback):
     """What a spawned DDP worker does not inherit from the kdrun process.
 
     Unpickling this callback imports this module in the worker, so the logging and warning filters
-    above apply there too; ``setup`` shares the process's torch threads between the workers.
+    above apply there too. On CPU, ``setup`` shares the process's torch threads between the
+    workers; GPU workers keep torch's default.
     """
 
-    def __init__(self, threads: int, devices: int) -> None:
-        self.threads = max(1, threads // devices)
+    def __init__(self, threads: int | None, devices: int) -> None:
+        self.threads = None if threads is None else max(1, threads // devices)
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
-        torch.set_num_threads(self.threads)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
 
 
 @contextmanager
