@@ -216,6 +216,7 @@ def _train(
     # Same seed and init as the baseline: a paired comparison (fit re-seeds training itself).
     student = ctx.build(cfg.student, seed=cfg.seed)
     strategy = STRATEGIES[cfg.strategy.name].build(ctx, student)
+    strategy.standardize = bool(cfg.kd.standardize)
     student = strategy.student  # the model that ships (e.g. the student with k heads)
     student_data = ctx.student_data
     logits = None

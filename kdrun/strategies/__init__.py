@@ -2,6 +2,7 @@
 
 from kdrun.strategies import (  # noqa: F401  (registers the built-ins)
     attention,
+    dist,
     dkd,
     hints,
     hydra_heads,
