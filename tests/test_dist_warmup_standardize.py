@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-import kdrun.run as run_module
+import kdrun.train.pipeline as run_module
 from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import dist_terms, kd_loss, standardize
