@@ -68,6 +68,7 @@ def test_standardize_z_scores_both_logits_of_the_soft_terms_only(name):
         (["kd.standardize=yes"], "kd.standardize"),
         (["strategy=dkd", "strategy.warmup_epochs=-1"], "strategy.warmup_epochs"),
         (["strategy=dist", "strategy.gamma=-2"], "strategy.gamma"),
+        (["optim=sgd", "optim.schedule=multistep", "optim.milestones=[]"], "optim.milestones"),
     ],
 )
 def test_bad_values_name_their_key(overrides, key):
