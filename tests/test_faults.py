@@ -21,27 +21,27 @@ from omegaconf import OmegaConf, open_dict
 from safetensors.torch import save_file
 from torch import nn
 
-import kdrun.checkpointing as checkpointing
-import kdrun.fit as fit_module
+import kdrun.training.checkpointing as checkpointing
+import kdrun.training.fit as fit_module
 from kdrun import preemption
-from kdrun.assets import build
 from kdrun.cache import Cache
-from kdrun.checkpointing import LAST, AtomicCheckpointIO
+from kdrun.cache.logits import load_or_compute
 from kdrun.cli import _check_overrides, main
 from kdrun.config import validate
 from kdrun.data import build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export.command import load_run
-from kdrun.fit import fit
-from kdrun.logit_cache import load_or_compute
 from kdrun.measure import accuracy
 from kdrun.models import save_weights
+from kdrun.models.build import build
 from kdrun.preemption import RunInterrupted
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.recipe import load_recipe
 from kdrun.report.command import report
 from kdrun.strategies import STRATEGIES
 from kdrun.strategies.scratch import Scratch
+from kdrun.training.checkpointing import LAST, AtomicCheckpointIO
+from kdrun.training.fit import fit
 from tests.conftest import KDRUN, make_cfg, run_kdrun
 
 
