@@ -47,6 +47,7 @@ class KDOptions:
     """The ``kd`` group: how the distillation runs, whatever the method."""
 
     cache_logits: Any = choice(MISSING, "auto", True, False)
+    standardize: bool = choice(MISSING, True, False)  # z-scored logits in every soft term
     student_limit: Any = number(MISSING, ge=1, integer=True, optional=True)  # upper bound: prepare
 
 
