@@ -73,7 +73,8 @@ class Mutual(Strategy):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = [model(x) for model in self.trained]
         hard = torch.stack([F.cross_entropy(z, y) for z in logits]).sum()
-        return logits[0], {"hard": hard, "peer": mutual_loss(list(self.soft_logits(*logits)), self.peer_temperature)}
+        peer = mutual_loss(list(self.soft_logits(*logits)), self.peer_temperature)
+        return logits[0], {"hard": hard, "peer": peer}
 
     def hparams(self) -> dict:
         return {**super().hparams(), "peer_temperature": self.peer_temperature, "peers": 1 + len(self.peers)}
