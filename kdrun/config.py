@@ -106,7 +106,7 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "dataset.split.seed", 0, integer=True)
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
-    check_dataset(cfg.dataset)  # storage, loader, augmentation, normalisation, bad files
+    check_dataset(cfg.dataset, cfg.strategy.name)  # storage, loader, augmentation, mixing, bad files
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
     for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
