@@ -7,8 +7,8 @@ from torch import nn
 from kdrun.config import validate
 from kdrun.data.datamodule import Mix
 from kdrun.errors import KdrunConfigError
-from kdrun.fit import fit
 from kdrun.strategies import STRATEGIES
+from kdrun.training.fit import fit
 from tests.conftest import make_cfg
 
 
