@@ -1,7 +1,11 @@
 """The one rich console kdrun prints through (colour only on a terminal)."""
 
+import re
 import sys
-from typing import NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, NoReturn
 
 from rich.console import Console
 
@@ -11,6 +15,43 @@ console = Console(highlight=False, width=_width)
 err_console = Console(stderr=True, highlight=False, width=_width)
 
 EXIT_BAD_INPUT = 2
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class _Tee:
+    """A text stream that writes to the terminal and, without colour codes, to a log file."""
+
+    def __init__(self, stream: IO[str], log: IO[str]) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(_ANSI.sub("", text))
+        self.log.flush()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+@contextmanager
+def console_log(path: Path) -> Iterator[None]:
+    """Copy everything kdrun prints (both consoles) to ``path`` while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as log:
+        saved = [(c, c._file) for c in (console, err_console)]  # None: follow sys.stdout/stderr
+        for c, _ in saved:
+            c.file = _Tee(c.file, log)
+        try:
+            yield
+        finally:
+            for c, file in saved:
+                c.file = file
 
 
 def fail(message: str) -> NoReturn:

@@ -1,5 +1,6 @@
 """What a model costs: parameters, FLOPs, size and CPU latency."""
 
+import hashlib
 from typing import Any
 
 import torch
@@ -7,6 +8,12 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.classification import MulticlassAccuracy
+
+
+def architecture_id(model: nn.Module) -> str:
+    """A short digest of a model's structure (its module tree and parameter shapes), not its weights."""
+    shapes = [(name, tuple(t.shape)) for name, t in model.state_dict().items()]
+    return hashlib.sha256(f"{model!r}{shapes}".encode()).hexdigest()[:12]
 
 
 def count_params(model: nn.Module) -> int:
@@ -39,11 +46,12 @@ def latency_of(fn: Any, x: Any, threads: int, min_run_time: float) -> tuple[floa
     """Median and IQR in ms of ``fn(x)``: a model, a TorchScript module, an ONNX Runtime call.
 
     ``adaptive_autorange`` keeps sampling blocks until the IQR is within 10% of the median (or
-    10 x ``min_run_time`` has passed), so the IQR is a spread over many blocks, not one.
+    3 x ``min_run_time`` has passed, which bounds the evaluate phase), so the IQR is a spread
+    over many blocks, not one; the report shows it next to each median.
     """
     fn(x)  # warm-up: first-call allocations and lazy init stay out of the measurement
     timer = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
-    m = timer.adaptive_autorange(threshold=0.1, min_run_time=min_run_time, max_run_time=10 * min_run_time)
+    m = timer.adaptive_autorange(threshold=0.1, min_run_time=min_run_time, max_run_time=3 * min_run_time)
     return m.median * 1e3, m.iqr * 1e3
 
 

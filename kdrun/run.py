@@ -1,5 +1,6 @@
 """``kdrun train`` as a pure task: config in, results dict out (and results.json on disk)."""
 
+import copy
 import functools
 import shutil
 import sys
@@ -19,20 +20,21 @@ from torch import nn
 from kdrun import __version__, assets
 from kdrun.cache import Cache
 from kdrun.config import validate
-from kdrun.console import console, err_console, fail
+from kdrun.console import console, console_log, err_console, fail
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
 from kdrun.fit import fit
 from kdrun.loggers import build_loggers, log_results
 from kdrun.logit_cache import load_or_compute
-from kdrun.measure import accuracy, profile
+from kdrun.measure import accuracy, architecture_id, profile
 from kdrun.models import save_weights
 from kdrun.report import deltas, results_table, write_json_atomic
 from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES, Member
 
 RESULTS = "results.json"
+LOG = "train.log"  # what the run printed (and Hydra's log lines)
 CHECKPOINTS = "checkpoints"  # the student phase's last.ckpt, for resume=
 
 
@@ -136,6 +138,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     if cfg.resume not in (None, "auto") and Path(cfg.resume).resolve() != run_dir.resolve():
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
+    with console_log(run_dir / LOG):
+        return _logged_train(cfg, run_dir, started)
+
+
+def _logged_train(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
     data, loaded_teacher = prepare(cfg)
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
@@ -152,7 +159,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     try:
         if cfg.export.formats:  # the run is complete and recorded; the export adds its section
-            results = export_run(run_dir, cfg.export, data=data)
+            choice = "all" if len(cfg.export.formats) > 1 else cfg.export.formats[0]
+            results = export_run(run_dir, cfg.export, data=data, written_by=f"kdrun train export={choice}")
     except ExportParityError as err:
         results = err.results
         raise
@@ -168,6 +176,11 @@ def show_results(results: dict[str, Any], run_dir: Path) -> None:
         console.print(export_table(results["export"]))
         console.print(f"model card: {run_dir / EXPORT_DIR / 'MODEL_CARD.md'}")
     console.print(f"results: {run_dir / RESULTS}")
+    if results.get("config", {}).get("smoke"):
+        console.print(
+            "debug=smoke: a slice of the data for one epoch; these accuracies check that the "
+            "pipeline runs, they are not results"
+        )
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, started: float) -> None:
@@ -323,6 +336,9 @@ def _shared_row(member: Member, data: TensorDataModule, cfg: DictConfig) -> dict
     return {**_SHARED_ROWS[key], "source": member.source}
 
 
+_COSTS: dict[tuple[str, tuple[int, ...], str], dict[str, Any]] = {}
+
+
 def _report_row(
     model: nn.Module, data: TensorDataModule, cfg: DictConfig, name: str, source: str
 ) -> dict[str, Any]:
@@ -330,5 +346,10 @@ def _report_row(
     row: dict[str, Any] = {"name": name, "source": source}
     row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
     row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]
-    row.update(profile(model, data.input_shape, cfg.measure))
+    # Cost is a property of the architecture: the scratch and distilled students share one
+    # measurement, so their latencies differ only where their architectures do.
+    key = (architecture_id(model), tuple(data.input_shape), OmegaConf.to_yaml(cfg.measure))
+    if key not in _COSTS:
+        _COSTS[key] = {"arch_id": key[0], **profile(model, data.input_shape, cfg.measure)}
+    row.update(copy.deepcopy(_COSTS[key]))
     return row

@@ -193,3 +193,28 @@ def test_export_soft_labels_then_train_from_the_file(smoke):
     )
     assert other_data.returncode == 2
     assert other_data.stderr.startswith("error: soft_labels.path='labels.safetensors': sample ids must be")
+
+
+def test_output_says_only_what_is_true(smoke):
+    import stat
+
+    from kdrun.files import file_mode
+
+    cwd, first, _ = smoke
+    run = cwd / "outputs/runs/first"
+    results = json.loads((run / "results.json").read_text())
+    teacher, baseline, student = results["teacher"], results["baseline"], results["student"]
+    # One latency measurement per architecture: the two mlp students share it, the cnn has its own.
+    assert student["arch_id"] == baseline["arch_id"] != teacher["arch_id"]
+    assert student["latency_ms"] == baseline["latency_ms"]
+    assert student["latency_iqr_ms"] == baseline["latency_iqr_ms"]
+    assert all(v is not None for v in results["deltas"]["latency_speedup"].values())
+    assert "ms @1 (IQR)" in first.stdout
+    assert "pipeline runs, they are not results" in first.stdout  # debug=smoke says so
+    log = (run / "train.log").read_text()
+    assert "[student] epoch 1/1" in log and "distilled student" in log and "KD gain" in log
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["step", "epoch"] and not any(h.startswith("results/") for h in header)
+    files = ("results.json", "student.safetensors", "metrics.csv")
+    modes = {name: stat.S_IMODE((run / name).stat().st_mode) for name in files}
+    assert set(modes.values()) == {file_mode()}, modes

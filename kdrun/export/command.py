@@ -92,7 +92,10 @@ def load_run(
 
 
 def export_run(
-    run_dir: Path, settings: DictConfig | dict[str, Any], data: TensorDataModule | None = None
+    run_dir: Path,
+    settings: DictConfig | dict[str, Any],
+    data: TensorDataModule | None = None,
+    written_by: str = "kdrun export",
 ) -> dict[str, Any]:
     """Export, check and time the run's student in ``settings['formats']``; return the run's
     results with the new ``export`` section (also written to results.json).
@@ -149,7 +152,7 @@ def export_run(
     write_json_atomic(run_dir / "results.json", results)
     card = out / "MODEL_CARD.md"
     tmp = card.with_name(".MODEL_CARD.md.tmp")
-    tmp.write_text(model_card(results, run_dir, data.normalization))
+    tmp.write_text(model_card(results, run_dir, data.normalization, written_by))
     os.replace(tmp, card)
     if failures:
         raise ExportParityError("parity check failed: " + " | ".join(failures), results)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from kdrun.console import console, err_console
 from kdrun.errors import KdrunConfigError
+from kdrun.files import file_mode
 from kdrun.report.summary import (
     aggregate,
     find_runs,
@@ -28,6 +29,7 @@ METRICS = ("gain", "top1")
 def atomic(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename it into place only if the block succeeds."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.fchmod(fd, file_mode())
     os.close(fd)
     try:
         yield Path(tmp)

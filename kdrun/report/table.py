@@ -20,6 +20,12 @@ def human_count(value: int) -> str:
     return str(value)
 
 
+def _latency(row: dict[str, Any], batch: str) -> str:
+    iqr = row.get("latency_iqr_ms", {}).get(batch)
+    median = f"{row['latency_ms'][batch]:.3f}"
+    return median if iqr is None else f"{median} ({iqr:.3f})"
+
+
 def _label(role: str) -> str:
     kind, _, number = role.rpartition("_")
     return f"{kind} {number}" if number.isdigit() else role
@@ -40,7 +46,7 @@ def results_table(results: dict[str, Any]) -> Table:
     for column in ("params", "FLOPs/img", "MB"):
         table.add_column(column, justify="right")
     for batch in batches:
-        table.add_column(f"ms @{batch.removeprefix('batch')}", justify="right")
+        table.add_column(f"ms @{batch.removeprefix('batch')} (IQR)", justify="right")
     base = results["baseline"]["top1"]
     rows = [("teacher", results["teacher"])] if results["teacher"] else []
     rows += [(_label(role), row) for role, row in results.get("extra_models", {}).items()]
@@ -53,7 +59,7 @@ def results_table(results: dict[str, Any]) -> Table:
         if has_top5:
             cells.append(_pct(row.get("top5")))
         cells += [human_count(row["params"]), human_count(row["flops"]), f"{row['size_mb']:.2f}"]
-        cells += [f"{row['latency_ms'][b]:.3f}" for b in batches]
+        cells += [_latency(row, b) for b in batches]
         table.add_row(*cells)
     student = results["student"]
     for name, entry in results.get("export", {}).get("formats", {}).items():
@@ -63,7 +69,7 @@ def results_table(results: dict[str, Any]) -> Table:
         if has_top5:
             cells.append("-")
         cells += [human_count(student["params"]), human_count(student["flops"]), f"{entry['file_mb']:.2f}"]
-        cells += [f"{entry['latency_ms'][b]:.3f}" for b in batches]
+        cells += [_latency(entry, b) for b in batches]
         table.add_row(*cells)
     d = results["deltas"]
     caption = f"KD gain {_signed_pts(d['kd_gain_top1'])} pts over scratch"
@@ -73,9 +79,12 @@ def results_table(results: dict[str, Any]) -> Table:
         )
         caption += (
             f" · gap to teacher {_signed_pts(d['gap_to_teacher_top1'])} pts · "
-            f"params x{d['params_ratio']:.3f} · FLOPs x{d['flops_ratio']:.3f} · faster: {speed}"
+            f"params x{d['params_ratio']:.3f} · FLOPs x{d['flops_ratio']:.3f}"
         )
+        if speed:  # only between different architectures
+            caption += f" · faster: {speed}"
     table.caption = (
         f"{caption} · seed {results['seed']}, last-epoch test accuracy on {results['data']['test']} images"
+        " · latency: median (IQR) of one measurement per architecture"
     )
     return table
