@@ -24,6 +24,8 @@ COMMANDS = {
     "regress": "run recipes (files or folders) and check the metrics each must reach; exit 1 on regression",
     "layers": "list a model's layer names and output shapes (for strategy.pairs of hints/attention)",
     "models": "list the model names teacher=/student= configs and teacher.name= accept",
+    "runs": "list the runs under a folder (filter by config), or compare runs side by side",
+    "cache": "list the artefact cache (teachers, baselines, logits): size, age, origin; clear entries",
 }
 
 
@@ -287,6 +289,14 @@ def _main(args: list[str]) -> None:
         fail(f"command={command!r}: allowed: {', '.join(COMMANDS)}")
     if command == "models":
         _models(rest)
+        return
+    if command in ("runs", "cache"):
+        from importlib import import_module
+
+        try:
+            import_module(f"kdrun.commands.{command}").main(rest)
+        except KdrunConfigError as err:
+            fail(str(err))
         return
     if command == "report":
         _report(rest)

@@ -69,7 +69,11 @@ def fit(
     on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
     callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
     if cfg.recalibrate_bn:
-        callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
+        trained = list(strategy.trained)
+        callbacks += [
+            RecalibrateBatchNorm(model, label if len(trained) == 1 else f"{label}: {type(model).__name__}")
+            for model in trained
+        ]
     if loggers is None:  # the caller passes the student's, to add the final results after evaluation
         loggers = build_loggers(cfg, log_dir, label)
     if checkpoint_dir is not None:

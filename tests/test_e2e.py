@@ -211,6 +211,10 @@ def test_output_says_only_what_is_true(smoke):
     assert all(v is not None for v in results["deltas"]["latency_speedup"].values())
     assert "ms @1 (IQR)" in first.stdout
     assert "pipeline runs, they are not results" in first.stdout  # debug=smoke says so
+    # The cnn teacher has BatchNorm: its re-estimated val accuracy is printed and logged, named apart.
+    assert "[teacher] val/acc" in first.stdout and "after BatchNorm re-estimation" in first.stdout
+    teacher_csv = next((cwd / "outputs/cache/teacher").glob("cnn-*/metrics.csv")).read_text()
+    assert "val/acc_bn_recalibrated" in teacher_csv.splitlines()[0]
     log = (run / "train.log").read_text()
     assert "[student] epoch 1/1" in log and "distilled student" in log and "KD gain" in log
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
@@ -218,3 +222,45 @@ def test_output_says_only_what_is_true(smoke):
     files = ("results.json", "student.safetensors", "metrics.csv")
     modes = {name: stat.S_IMODE((run / name).stat().st_mode) for name in files}
     assert set(modes.values()) == {file_mode()}, modes
+
+
+def test_runs_lists_filters_and_compares_the_smoke_runs(smoke, capsys, monkeypatch):
+    from kdrun.cli import main
+
+    cwd, _, _ = smoke
+    monkeypatch.chdir(cwd)
+    main(["runs", "--filter", "T=2"])
+    out = capsys.readouterr().out
+    assert "outputs/runs/second" in out and "outputs/runs/first" not in out
+    assert "T=2 alpha=0.7" in out and "cnn → mlp" in out and "1 of " in out
+    main(["runs", "--compare", "outputs/runs/first", "outputs/runs/second"])
+    out = capsys.readouterr().out
+    assert "kd.T" in out and "kd.alpha" in out and "KD gain (pts)" in out
+    assert "dataset.name" not in out  # only the keys that differ
+
+
+def test_cache_ls_shows_each_entry_and_the_total(smoke, capsys, monkeypatch):
+    from kdrun.cli import main
+
+    cwd, _, _ = smoke
+    monkeypatch.chdir(cwd)
+    main(["cache", "ls"])
+    out = capsys.readouterr().out
+    for kind in ("teacher", "baseline", "logits"):
+        assert f"│ {kind}" in out, out
+    assert "cnn, epochs 1, seed 0" in out and "in all" in out
+
+
+def test_python_api_trains_and_raises_instead_of_exiting(smoke, tmp_path):
+    from kdrun import KdrunConfigError, report, train
+
+    cwd, _, _ = smoke
+    with pytest.raises(KdrunConfigError, match="kd.T"):
+        train(["debug=smoke", "T=0"], run_dir=tmp_path / "bad")
+    with pytest.raises(KdrunConfigError, match="teacher"):
+        train(["teacher=nope"])
+    results = train(["debug=smoke", f"paths.output_root={cwd / 'outputs'}"], run_dir=tmp_path / "api")
+    assert results == json.loads((tmp_path / "api" / "results.json").read_text())
+    assert results["teacher"]["source"] == "cache"  # the smoke runs' teacher, reused
+    (row,) = report(tmp_path / "api")
+    assert row["n"] == 1 and row["top1_pct_mean"] == pytest.approx(100 * results["student"]["top1"])

@@ -104,4 +104,10 @@ def report(root: Path, metric: str = "gain") -> dict[str, Any]:
     for problem in (run for point in points for run in point.failed):
         console.print(f"failed: {problem['run_dir']}: {problem['error']}", markup=False)
     console.print("wrote " + ", ".join(str(p) for p in written))
-    return {"runs": len(records), "failed": failed, "skipped": len(warnings), "written": written}
+    return {
+        "runs": len(records),
+        "failed": failed,
+        "skipped": len(warnings),
+        "written": written,
+        "rows": table,
+    }
