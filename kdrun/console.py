@@ -19,15 +19,16 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class _Tee:
-    """A text stream that writes to the terminal and, without colour codes, to a log file."""
+    """A text stream that writes to the terminal (unless ``echo`` is off) and, without colour
+    codes, to a log file."""
 
-    def __init__(self, stream: IO[str], log: IO[str]) -> None:
-        self.stream, self.log = stream, log
+    def __init__(self, stream: IO[str], log: IO[str], echo: bool = True) -> None:
+        self.stream, self.log, self.echo = stream, log, echo
 
     def write(self, text: str) -> int:
         self.log.write(_ANSI.sub("", text))
         self.log.flush()
-        return self.stream.write(text)
+        return self.stream.write(text) if self.echo else len(text)
 
     def flush(self) -> None:
         self.stream.flush()
@@ -40,13 +41,14 @@ class _Tee:
 
 
 @contextmanager
-def console_log(path: Path) -> Iterator[None]:
-    """Copy everything kdrun prints (both consoles) to ``path`` while the block runs."""
+def console_log(path: Path, echo: bool = True) -> Iterator[None]:
+    """Copy everything kdrun prints (both consoles) to ``path`` while the block runs; with
+    ``echo`` off, write it only there (a sweep point: its terminal shows one line per point)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as log:
         saved = [(c, c._file) for c in (console, err_console)]  # None: follow sys.stdout/stderr
         for c, _ in saved:
-            c.file = _Tee(c.file, log)
+            c.file = _Tee(c.file, log, echo)
         try:
             yield
         finally:

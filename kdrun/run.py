@@ -48,7 +48,7 @@ def hydra_task(cfg: DictConfig) -> float | None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     started = time.perf_counter()
     try:
-        results = train(cfg, run_dir)
+        results = train(cfg, run_dir, echo=not in_sweep)
     except KdrunConfigError as err:
         if not in_sweep:
             fail(str(err))
@@ -129,16 +129,17 @@ def _probe(key: str, section: DictConfig, data: TensorDataModule) -> None:
         ) from None
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, echo: bool = True) -> dict[str, Any]:
     """Teacher -> scratch student -> distilled student; evaluate and measure all three.
 
     Bad input raises ``KdrunConfigError`` before anything is trained or written. A failure after
     that writes ``results.json`` with ``status: "failed"`` and the error, then re-raises.
+    What the run prints goes to its train.log too; with ``echo`` off (a sweep point) only there.
     """
     started = time.perf_counter()
     if cfg.resume not in (None, "auto") and Path(cfg.resume).resolve() != run_dir.resolve():
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
-    with console_log(run_dir / LOG):
+    with console_log(run_dir / LOG, echo):
         return _logged_train(cfg, run_dir, started)
 
 
@@ -220,7 +221,7 @@ def _train(
     ctx = assets.Assets(cfg, data, Cache(cfg.paths.cache_dir), loaded_teacher)
     clock = _Clock()
     baseline = ctx.scratch(cfg.student, cfg.seed)
-    clock.lap("baseline")
+    clock.lap("baseline", "cached" if baseline.source == "cache" else "trained")
 
     # Same seed and init as the baseline: a paired comparison (fit re-seeds training itself).
     student = ctx.build(cfg.student, seed=cfg.seed)
@@ -237,7 +238,8 @@ def _train(
             "kd.cache_logits: not used, dataset.augment changes the training inputs every epoch "
             "(the teacher runs on each augmented batch; kd.cache_logits=true caches un-augmented targets)"
         )
-    clock.lap("teacher")
+    teacher_source = strategy.teacher_member.source if strategy.teacher_member else "none"
+    clock.lap("teacher", {"cache": "cached"}.get(teacher_source, teacher_source))
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
     fit(
         strategy,
@@ -252,7 +254,7 @@ def _train(
         loggers=loggers,
     )
     save_weights(student, run_dir / "student.safetensors")
-    clock.lap("student")
+    clock.lap("student", "trained")
 
     teacher_row = _member_row(strategy.teacher_member, ctx, cfg) if strategy.teacher_member else None
     baseline_row = _shared_row(_as_member("baseline", baseline), data, cfg)
@@ -266,7 +268,7 @@ def _train(
         )
     if teacher_row and "scratch" in teacher_row:  # a teacher trained in this run has a twin too
         teacher_row["deltas"] = deltas(None, teacher_row["scratch"], teacher_row)
-    clock.lap("evaluate")
+    clock.lap("evaluate", "accuracy and cost of each model")
     return {
         "teacher": teacher_row,
         "baseline": baseline_row,
@@ -297,16 +299,23 @@ def _train(
 
 
 class _Clock:
-    """Wall time of each phase, so a user sees what a cache hit saved."""
+    """Wall time of each phase, so a user sees what a cache hit saved; a progress line per phase."""
+
+    PHASES = ("baseline", "teacher", "student", "evaluate")
 
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
-        self.last = time.perf_counter()
+        self.started = self.last = time.perf_counter()
 
-    def lap(self, name: str) -> None:
+    def lap(self, name: str, how: str) -> None:
         now = time.perf_counter()
         self.laps[name] = round(now - self.last, 3)
         self.last = now
+        console.print(
+            f"phase {self.PHASES.index(name) + 1}/{len(self.PHASES)}: {name} ({how}) "
+            f"{self.laps[name]:.1f} s · elapsed {now - self.started:.1f} s",
+            markup=False,
+        )
 
 
 _SHARED_ROWS: dict[tuple[str, str, str], dict[str, Any]] = {}

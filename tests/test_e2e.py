@@ -200,7 +200,9 @@ def test_output_says_only_what_is_true(smoke):
 
     from kdrun.files import file_mode
 
-    cwd, first, _ = smoke
+    cwd, first, second = smoke
+    assert "phase 1/4: baseline (trained)" in first.stdout and "phase 4/4: evaluate" in first.stdout
+    assert "phase 2/4: teacher (cached)" in second.stdout
     run = cwd / "outputs/runs/first"
     results = json.loads((run / "results.json").read_text())
     teacher, baseline, student = results["teacher"], results["baseline"], results["student"]
@@ -264,3 +266,40 @@ def test_python_api_trains_and_raises_instead_of_exiting(smoke, tmp_path):
     assert results["teacher"]["source"] == "cache"  # the smoke runs' teacher, reused
     (row,) = report(tmp_path / "api")
     assert row["n"] == 1 and row["top1_pct_mean"] == pytest.approx(100 * results["student"]["top1"])
+
+
+def test_report_writes_curves_and_a_self_contained_html_page(smoke):
+    from html.parser import HTMLParser
+
+    from kdrun.report.command import report
+
+    cwd, _, _ = smoke
+    root = cwd / "outputs" / "runs"
+    report(root, html=True)
+    assert (root / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+    class Parts(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[tuple[str, dict]] = []
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    page = (root / "report.html").read_text()
+    parts = Parts()
+    parts.feed(page)
+    images = [a["src"] for t, a in parts.tags if t == "img"]
+    assert len(images) == 2 and all(src.startswith("data:image/png;base64,") for src in images)
+    text = " ".join(parts.text)
+    assert "top-1 %" in text and "gain (pts)" in text and "seeds" in text  # the summary table
+    runs = [a for t, a in parts.tags if t == "details"]
+    assert len(runs) == len(list(root.glob("*/results.json")))  # one section per run, its config
+    assert "alpha: 0.7" in text and "kd:" in text
+    # Self-contained: nothing to fetch, nothing to run.
+    assert not any(t in ("script", "link", "iframe") for t, _ in parts.tags)
+    assert "http://" not in page and "https://" not in page

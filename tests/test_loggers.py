@@ -56,13 +56,16 @@ def logged(tmp_path_factory):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "mlflow.store" not in run.stderr  # MLflow's table-creation chatter is silenced
-    points = [json.loads((cwd / sweep / str(i) / "results.json").read_text()) for i in (0, 1)]
+    # Point folders are named after their overrides (Hydra's override_dirname), T=2 first.
+    folders = sorted(p.parent for p in (cwd / sweep).glob("*/results.json"))
+    assert [f.name.split(",")[0] for f in folders] == ["T=2", "T=8"]
+    points = [json.loads((folder / "results.json").read_text()) for folder in folders]
     return cwd, points
 
 
 def test_csv_gets_losses_metrics_and_config_step_and_epoch_first(logged):
     cwd, (results, _) = logged
-    run = cwd / "outputs/multirun/s1/0"
+    run = next((cwd / "outputs/multirun/s1").glob("T=2,*"))
     rows = (run / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert header[:2] == ["step", "epoch"]
@@ -77,7 +80,7 @@ def test_tensorboard_event_file_holds_losses_final_results_and_hparams(logged):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cwd, (_, results) = logged
-    events = EventAccumulator(str(cwd / "outputs/multirun/s1/1/tensorboard"))
+    events = EventAccumulator(str(next((cwd / "outputs/multirun/s1").glob("T=8,*")) / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc"} <= scalars
