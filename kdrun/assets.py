@@ -19,6 +19,7 @@ from kdrun.fit import fit
 from kdrun.logit_cache import load_or_compute
 from kdrun.models import create_model, load_weights, save_weights
 from kdrun.models.ensemble import TeacherEnsemble
+from kdrun.models.factory import MODELS
 from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies.base import Strategy
 from kdrun.strategies.scratch import Scratch
@@ -49,6 +50,8 @@ def model_spec(section: DictConfig) -> dict[str, Any]:
     spec = {k: OmegaConf.to_container(section[k]) if k == "args" else section[k] for k in keys}
     if section.get("library"):  # only timm sections have it: other models' cache keys stay as they were
         spec["library"] = section.library
+    elif section.name not in MODELS:  # torchvision: the stem is part of the architecture
+        spec["stem"] = section.get("stem") or "auto"
     return spec
 
 

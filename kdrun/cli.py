@@ -99,6 +99,7 @@ def _models(args: list[str]) -> None:
     from fnmatch import fnmatch
     from importlib.util import find_spec
 
+    from kdrun.models.cifar import CIFAR_MODELS
     from kdrun.models.factory import ALIASES, MODELS, torchvision_names
     from kdrun.sections import group_options
 
@@ -107,7 +108,8 @@ def _models(args: list[str]) -> None:
     pattern = parser.parse_args(args).pattern or "*"
     print("configs:     teacher=" + ", ".join(group_options("teacher")))
     print("             student=" + ", ".join(group_options("student")))
-    print("built-in:   ", ", ".join(MODELS))
+    print("built-in:   ", ", ".join(n for n in MODELS if n not in CIFAR_MODELS))
+    print("cifar zoo:  ", ", ".join(CIFAR_MODELS), "(32 px; RepDistiller/mdistiller checkpoints load)")
     print("aliases:    ", ", ".join(f"{k} (variant: {'/'.join(v[2])})" for k, v in ALIASES.items()))
     print("torchvision:", ", ".join(n for n in torchvision_names() if fnmatch(n, pattern)))
     if find_spec("timm") is None:
@@ -195,10 +197,34 @@ def _export(args: list[str]) -> None:
         default=defaults.min_top1_agreement,
         help="min fraction of test images with the same top-1 class (default: %(default)s)",
     )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=defaults.calibration_images,
+        help="onnx_int8: training images that calibrate activation ranges",
+    )
+    parser.add_argument(
+        "--calibration-method",
+        default=defaults.calibration_method,
+        help="onnx_int8: minmax | entropy | percentile",
+    )
+    parser.add_argument(
+        "--max-int8-drop",
+        type=float,
+        default=defaults.max_int8_drop,
+        help="onnx_int8: largest top-1 drop (points) below the fp32 student",
+    )
     options = parser.parse_args(args)
     formats = options.formats or ["onnx"]
     formats = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
-    settings = {"formats": formats, "atol": options.atol, "min_top1_agreement": options.min_agreement}
+    settings = {
+        "formats": formats,
+        "atol": options.atol,
+        "min_top1_agreement": options.min_agreement,
+        "calibration_images": options.calibration_images,
+        "calibration_method": options.calibration_method,
+        "max_int8_drop": options.max_int8_drop,
+    }
     try:
         results = export_run(options.run_dir, settings)
     except KdrunConfigError as err:

@@ -23,7 +23,7 @@ from kdrun.config import validate
 from kdrun.console import console, console_log, err_console, fail
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
-from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
+from kdrun.export import EXPORT_DIR, ExportParityError, check_settings, export_run, export_table
 from kdrun.fit import fit
 from kdrun.loggers import build_loggers, log_results
 from kdrun.logit_cache import load_or_compute
@@ -97,6 +97,7 @@ def prepare(cfg: DictConfig) -> tuple[TensorDataModule, assets.Asset | None]:
     for key, section in sections.items():
         _probe(key, section, data)
     strategy.preflight(cfg, data)
+    check_settings(cfg.export, train_images=len(data.splits["train"][1]))  # int8 calibration images
     limit, available = cfg.kd.student_limit, len(data.splits["train"][1])
     if limit is not None and not (
         isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= available

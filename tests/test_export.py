@@ -23,12 +23,22 @@ pytest.importorskip("onnxruntime", reason="the export extra (pip install 'kdrun[
 
 @pytest.fixture(scope="module")
 def exported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One smoke run that exports to both formats at the end of training."""
+    """One smoke run that exports to every format (fp32 ONNX, TorchScript, int8 ONNX) at the end
+    of training."""
     cwd = tmp_path_factory.mktemp("export")
     proc = run_kdrun(["train", "debug=smoke", "threads=1", "export=all"], cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = (cwd / "outputs" / "runs").iterdir()
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def run_data(exported_run: Path):
+    """The exported run's student (eval mode) and data, rebuilt once for the module."""
+    from kdrun.export.command import load_run
+
+    _, _, student, data = load_run(exported_run)
+    return student, data
 
 
 def _results(run_dir: Path) -> dict:
@@ -38,8 +48,9 @@ def _results(run_dir: Path) -> dict:
 def test_train_export_writes_both_formats_with_parity_and_latency(exported_run: Path) -> None:
     results = _results(exported_run)
     section = results["export"]
-    assert set(section["formats"]) == {"onnx", "torchscript"}
-    for name, entry in section["formats"].items():
+    assert set(section["formats"]) == {"onnx", "torchscript", "onnx_int8"}
+    for name in ("onnx", "torchscript"):
+        entry = section["formats"][name]
         path = Path(entry["path"])
         assert path.is_file() and path.parent == exported_run / "export", name
         assert entry["status"] == "ok"
@@ -55,12 +66,10 @@ def test_train_export_writes_both_formats_with_parity_and_latency(exported_run: 
     assert not list((exported_run / "export").glob(".*tmp"))  # no temp file left behind
 
 
-def test_onnx_file_has_a_dynamic_batch_and_matches_the_student(exported_run: Path) -> None:
+def test_onnx_file_has_a_dynamic_batch_and_matches_the_student(exported_run: Path, run_data) -> None:
     import onnxruntime as ort
 
-    from kdrun.export.command import load_run
-
-    _, _, student, data = load_run(exported_run)
+    student, data = run_data
     session = ort.InferenceSession(str(exported_run / "export" / "student.onnx"))
     for batch in (1, 3, 17):
         x = data.splits["test"][0][:batch]
@@ -231,3 +240,195 @@ def test_hydra_heads_student_is_rebuilt_for_export(tmp_path: Path) -> None:
     x = torch.randn(4, 1, 28, 28)
     assert len(rebuilt.heads) == 3
     assert torch.equal(rebuilt(x), trained(x))
+
+
+# ---- int8 (static post-training quantisation with ONNX Runtime) ---------------------------------
+
+
+def test_int8_model_runs_any_batch_and_its_recorded_top1_recomputes(exported_run: Path, run_data) -> None:
+    """The int8 file takes any batch size; its top-1 over the test split, recomputed here with
+    ONNX Runtime, is the one recorded; the ratios are the recorded latencies' and sizes'."""
+    import onnx
+    import onnxruntime as ort
+
+    results = _results(exported_run)
+    section = results["export"]
+    entry, fp32 = section["formats"]["onnx_int8"], section["formats"]["onnx"]
+    path = Path(entry["path"])
+    assert entry["status"] == "ok" and path == exported_run / "export" / "student.int8.onnx"
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+    assert entry["file_mb"] < 0.5 * fp32["file_mb"]  # int8 weights
+    assert section["int8"] == {
+        "calibration_images": 256,
+        "calibration_method": "minmax",
+        "max_int8_drop": 1.0,
+        "quant_format": "QDQ",
+        "per_channel": True,
+    }
+    data = run_data[1]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x, y = data.splits["test"]
+    for batch in (1, 3, 17):
+        (logits,) = session.run(None, {"input": x[:batch].numpy()})
+        assert logits.shape == (batch, data.num_classes)
+    (logits,) = session.run(None, {"input": x.numpy()})
+    top1 = int((torch.from_numpy(logits).argmax(1) == y).sum()) / len(y)
+    parity = entry["parity"]
+    assert parity["images"] == len(y)
+    assert parity["top1"] == pytest.approx(top1, abs=1e-9)
+    assert parity["top1_pytorch"] == pytest.approx(results["student"]["top1"], abs=1e-6)
+    assert entry["top1_delta"] == pytest.approx(parity["top1"] - results["student"]["top1"], abs=1e-6)
+    assert 100 * -entry["top1_delta"] <= section["int8"]["max_int8_drop"]
+    for b in ("batch1", "batch64"):
+        ms = entry["latency_ms"][b]
+        assert entry["speedup"]["onnx"][b] == pytest.approx(fp32["latency_ms"][b] / ms, rel=1e-2)
+        assert entry["speedup"]["pytorch"][b] == pytest.approx(
+            section["pytorch"]["latency_ms"][b] / ms, rel=1e-2
+        )
+
+
+def _int8_rows(card: str) -> dict[str, list[str]]:
+    """The rows of the card's int8 table, by model label."""
+    part = card.split("## int8 student", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in part.splitlines() if line.startswith("| student")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def test_model_card_int8_rows_match_results_json(exported_run: Path) -> None:
+    results = _results(exported_run)
+    section = results["export"]
+    entry, fp32 = section["formats"]["onnx_int8"], section["formats"]["onnx"]
+    rows = _int8_rows((exported_run / "export" / "MODEL_CARD.md").read_text())
+    assert set(rows) == {"student (int8)", "student (fp32, ONNX Runtime)"}
+    top1, delta, mb, ms1, ms64, onnx1, onnx64, torch1, torch64 = map(float, rows["student (int8)"])
+    assert top1 == pytest.approx(100 * entry["parity"]["top1"], abs=0.005)
+    assert delta == pytest.approx(100 * entry["top1_delta"], abs=0.005)
+    assert mb == pytest.approx(entry["file_mb"], abs=0.005)
+    assert (ms1, ms64) == pytest.approx(list(entry["latency_ms"].values()), abs=6e-4)
+    assert (onnx1, onnx64) == pytest.approx(list(entry["speedup"]["onnx"].values()), abs=0.005)
+    assert (torch1, torch64) == pytest.approx(list(entry["speedup"]["pytorch"].values()), abs=0.005)
+    assert float(rows["student (fp32, ONNX Runtime)"][0]) == pytest.approx(
+        100 * fp32["parity"]["top1"], abs=0.005
+    )
+    assert (
+        f"calibrated (minmax) on the first {section['int8']['calibration_images']}"
+        in (exported_run / "export" / "MODEL_CARD.md").read_text()
+    )
+
+
+def _reuse_fp32_onnx(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fp32 ONNX file is written by copying the run's own (torch.export takes seconds)."""
+    fp32 = run_dir / "export" / "student.onnx"
+    saved = fp32.with_name("fp32.onnx.saved")
+    shutil.copy(fp32, saved)
+    real = FORMATS["onnx"]
+    monkeypatch.setitem(
+        formats_module.FORMATS,
+        "onnx",
+        Format(**{**real.__dict__, "write": lambda m, e, p: shutil.copy(saved, p)}),
+    )
+
+
+def test_int8_accuracy_drop_beyond_the_bound_is_recorded_and_exits_1(
+    exported_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An int8 model that loses accuracy (here: its logits reversed) fails `kdrun export` with
+    exit 1; results.json keeps the figures, the fp32 file still passes."""
+    from kdrun.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run, run_dir)
+    _reuse_fp32_onnx(run_dir, monkeypatch)
+    real = FORMATS["onnx_int8"]
+
+    def load_reversed(path: Path, threads: int):
+        runner = real.load(path, threads)
+        return lambda x: -runner(x)
+
+    monkeypatch.setitem(
+        formats_module.FORMATS, "onnx_int8", Format(**{**real.__dict__, "load": load_reversed})
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(run_dir), "--format", "onnx_int8", "--max-int8-drop", "0.5"])
+    assert exit_info.value.code == 1
+    section = _results(run_dir)["export"]
+    assert list(section["formats"]) == ["onnx", "onnx_int8"]  # the fp32 file it quantises comes first
+    assert section["formats"]["onnx"]["status"] == "ok"
+    entry = section["formats"]["onnx_int8"]
+    assert entry["status"] == "failed"
+    assert entry["error"].startswith("int8 top-1 drop ") and entry["error"].endswith(
+        "> export.max_int8_drop=0.5"
+    )
+    assert section["int8"]["max_int8_drop"] == 0.5
+
+
+def test_int8_quantisation_error_is_recorded_and_the_fp32_export_still_ships(
+    exported_run: Path, run_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kdrun.export import command
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run, run_dir)
+    _reuse_fp32_onnx(run_dir, monkeypatch)
+    for path in (run_dir / "export").glob("student*"):
+        path.unlink()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no int8 kernel for op Foo\nmore detail")
+
+    monkeypatch.setattr(command, "quantize_onnx", broken)
+    settings = {"formats": ["onnx_int8"], "atol": 1e-3, "min_top1_agreement": 0.999}
+    with pytest.raises(
+        ExportParityError, match="onnx_int8: quantisation failed: RuntimeError: no int8 kernel"
+    ):
+        export_run(run_dir, settings, data=run_data[1])
+    section = _results(run_dir)["export"]
+    assert section["formats"]["onnx"]["status"] == "ok"
+    assert (run_dir / "export" / "student.onnx").is_file()
+    assert section["formats"]["onnx_int8"] == {
+        "format": "onnx_int8",
+        "path": None,
+        "status": "failed",
+        "error": "quantisation failed: RuntimeError: no int8 kernel for op Foo",
+    }
+    assert sorted(p.name for p in (run_dir / "export").glob("*.*onnx")) == ["student.onnx"]
+    assert not list((run_dir / "export").glob(".*"))  # no temp file left behind
+    rows = _int8_rows((run_dir / "export" / "MODEL_CARD.md").read_text())
+    assert rows["student (int8)"][0].startswith("not produced: quantisation failed")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"calibration_method": "entropie"},
+            "export.calibration_method='entropie': allowed: minmax, entropy, percentile (closest: entropy)",
+        ),
+        ({"calibration_images": 8}, "export.calibration_images=8: must be an integer >= 32"),
+        ({"max_int8_drop": -1}, "export.max_int8_drop=-1: must be a number >= 0"),
+        (
+            {"formats": ["onnx_int9"]},
+            "export.formats='onnx_int9': allowed: onnx, torchscript, onnx_int8 (closest: onnx_int8)",
+        ),
+    ],
+)
+def test_bad_int8_settings_are_refused(extra: dict, message: str) -> None:
+    with pytest.raises(KdrunConfigError) as err:
+        check_settings({"formats": ["onnx_int8"], "atol": 1e-3, "min_top1_agreement": 0.9, **extra})
+    assert str(err.value).startswith(message)
+
+
+def test_more_calibration_images_than_training_images_stop_before_training() -> None:
+    from kdrun.run import prepare
+
+    cfg = make_cfg("debug=smoke", "export=onnx_int8", "export.calibration_images=5000")
+    with pytest.raises(
+        KdrunConfigError, match=r"export.calibration_images=5000: must be an integer >= 32 and <= \d+ "
+    ):
+        prepare(cfg)
+    # Without an int8 format the calibration images are not used, so not checked against the split.
+    check_settings(
+        {"formats": ["onnx"], "atol": 1e-3, "min_top1_agreement": 0.9, "calibration_images": 5000},
+        train_images=358,
+    )

@@ -81,7 +81,9 @@ def model_card(
         ),
         f"- Output: `logits`, `(N, {data['num_classes']})`; the predicted class is the arg-max.",
         "- Files: "
-        + ", ".join(f"`{Path(e['path']).name}` ({e['format']})" for e in export["formats"].values())
+        + ", ".join(
+            f"`{Path(e['path']).name}` ({e['format']})" for e in export["formats"].values() if e["path"]
+        )
         + ", and `student.safetensors` (PyTorch weights) in the run folder.",
         "",
         "## Training",
@@ -114,7 +116,8 @@ def model_card(
             f"| {label} | {row['name']} | {_pct(row['top1'])} | {_pts(gain)} | "
             f"{human_count(row['params'])} | {human_count(row['flops'])} |"
         )
-    for name, entry in export["formats"].items():
+    made = {name: e for name, e in export["formats"].items() if "parity" in e}
+    for name, entry in made.items():
         lines.append(
             f"| exported student ({name}) | {student['name']} | {_pct(entry['parity']['top1'])} | "
             f"{_pts(entry['parity']['top1'] - baseline['top1'])} | {human_count(student['params'])} | "
@@ -137,12 +140,14 @@ def model_card(
         "| format | max abs logit diff | top-1 agreement | allowed |",
         "|---|---:|---:|---|",
     ]
-    for name, entry in export["formats"].items():
+    for name, entry in made.items():
         p = entry["parity"]
-        lines.append(
-            f"| {name} | {p['max_abs_diff']:.2e} | {p['top1_agreement']:.4f} | "
-            f"≤ {export['atol']:g}, ≥ {export['min_top1_agreement']:g} |"
+        allowed = (
+            f"top-1 drop ≤ {export['int8']['max_int8_drop']:g} pts"
+            if name.endswith("_int8")
+            else f"≤ {export['atol']:g}, ≥ {export['min_top1_agreement']:g}"
         )
+        lines.append(f"| {name} | {p['max_abs_diff']:.2e} | {p['top1_agreement']:.4f} | {allowed} |")
     lines += [
         "",
         f"## Latency (CPU, {export['threads']} thread(s), ms per call, median (IQR), measured side by side)",
@@ -151,14 +156,21 @@ def model_card(
         "|---|" + "---:|" * len(batches),
         "| PyTorch (eager) | " + " | ".join(_ms(export["pytorch"], b) for b in batches) + " |",
     ]
-    for name, entry in export["formats"].items():
-        runtime = "ONNX Runtime" if name == "onnx" else "TorchScript"
+    for name, entry in made.items():
+        runtime = "TorchScript" if name == "torchscript" else "ONNX Runtime"
         lines.append(f"| {runtime} ({name}) | " + " | ".join(_ms(entry, b) for b in batches) + " |")
     if teacher:
         lines.append(
             "| teacher, PyTorch (at training time) | " + " | ".join(_ms(teacher, b) for b in batches) + " |"
         )
+    lines += _int8_lines(export, batches)
     formats = " ".join(f"--format {f}" for f in export["formats"])
+    if "int8" in export:
+        int8 = export["int8"]
+        formats += (
+            f" --calibration-images {int8['calibration_images']} --calibration-method "
+            f"{int8['calibration_method']} --max-int8-drop {int8['max_int8_drop']:g}"
+        )
     lines += [
         "",
         "## Reproduce",
@@ -173,3 +185,58 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _int8_lines(export: dict[str, Any], batches: list[str]) -> list[str]:
+    """The int8 student next to the fp32 one: accuracy, size, latency, speed-ups."""
+    entries = {name: e for name, e in export["formats"].items() if name.endswith("_int8")}
+    if not entries:
+        return []
+    int8 = export["int8"]
+    at = [b.removeprefix("batch") for b in batches]
+    lines = [
+        "",
+        "## int8 student (ONNX Runtime, static post-training quantisation)",
+        "",
+        f"Quantised by ONNX Runtime's tools: {int8['quant_format']} format, int8 weights "
+        f"{'per output channel' if int8['per_channel'] else 'per tensor'}, int8 activations with "
+        f"ranges calibrated ({int8['calibration_method']}) on the first {int8['calibration_images']} "
+        f"training images. Top-1 on the same test images as the fp32 student; latency in the same "
+        f"process, {export['threads']} thread(s).",
+        "",
+        "| model | top-1 % | Δ vs fp32 student (pts) | MB | "
+        + " | ".join(f"ms @{b}" for b in at)
+        + " | "
+        + " | ".join(f"speed-up vs fp32 ONNX Runtime @{b}" for b in at)
+        + " | "
+        + " | ".join(f"speed-up vs PyTorch @{b}" for b in at)
+        + " |",
+        "|---|" + "---:|" * (3 + 3 * len(at)),
+    ]
+    fp32 = export["formats"].get("onnx")
+    if fp32 and "parity" in fp32:
+        lines.append(
+            f"| student (fp32, ONNX Runtime) | {_pct(fp32['parity']['top1'])} | "
+            f"{_pts(fp32['parity']['top1'] - fp32['parity']['top1_pytorch'])} | {fp32['file_mb']:.2f} | "
+            + " | ".join(f"{fp32['latency_ms'][b]:.3f}" for b in batches)
+            + " | "
+            + " | ".join("1.00" for _ in batches)
+            + " | "
+            + " | ".join(f"{export['pytorch']['latency_ms'][b] / fp32['latency_ms'][b]:.2f}" for b in batches)
+            + " |"
+        )
+    for entry in entries.values():
+        if "parity" not in entry:
+            lines.append(f"| student (int8) | not produced: {entry['error']} |")
+            continue
+        lines.append(
+            f"| student (int8) | {_pct(entry['parity']['top1'])} | {_pts(entry['top1_delta'])} | "
+            f"{entry['file_mb']:.2f} | "
+            + " | ".join(f"{entry['latency_ms'][b]:.3f}" for b in batches)
+            + " | "
+            + " | ".join(f"{entry['speedup']['onnx'][b]:.2f}" for b in batches)
+            + " | "
+            + " | ".join(f"{entry['speedup']['pytorch'][b]:.2f}" for b in batches)
+            + " |"
+        )
+    return lines

@@ -1,4 +1,5 @@
-"""``kdrun export <run dir>``: the run's distilled student -> ONNX / TorchScript, checked and timed.
+"""``kdrun export <run dir>``: the run's distilled student -> ONNX / TorchScript / int8 ONNX,
+checked and timed.
 
 Reads the run's results.json (its resolved config) and student.safetensors, rebuilds the shipped
 architecture, writes each format to ``<run dir>/export/``, checks parity on the run's test split,
@@ -20,8 +21,9 @@ from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export.card import model_card
 from kdrun.export.formats import FORMATS
-from kdrun.export.parity import compare, verdict
-from kdrun.export.settings import check_settings
+from kdrun.export.parity import compare, int8_verdict, verdict
+from kdrun.export.quantize import quantize_onnx
+from kdrun.export.settings import check_settings, int8_settings, resolve_formats
 from kdrun.measure import latency_of
 from kdrun.models import load_weights
 from kdrun.report import write_json_atomic
@@ -31,7 +33,8 @@ EXPORT_DIR = "export"
 
 
 class ExportParityError(RuntimeError):
-    """The exported model does not compute what the PyTorch student computes.
+    """The exported model does not compute what the PyTorch student computes (or, for int8,
+    loses more accuracy than allowed, or could not be made).
 
     ``results`` is the run's results with the ``export`` section that records the failure.
     """
@@ -105,12 +108,15 @@ def export_run(
     check_settings(settings)
     run_dir = Path(run_dir)
     results, cfg, student, data = load_run(run_dir, data)
+    calibration_pool = data.splits["train"][0]
+    check_settings(settings, train_images=len(calibration_pool))
     out = run_dir / EXPORT_DIR
     out.mkdir(exist_ok=True)
     threads, min_time = int(cfg.measure.threads), float(cfg.measure.min_run_time)
     shape = tuple(data.input_shape)
     inputs = {f"batch{b}": torch.randn(b, *shape) for b in cfg.measure.batch_sizes}
     example = data.splits["test"][0][:2]  # batch 2: a batch of 1 would be specialised away
+    formats = resolve_formats(list(settings["formats"]))
 
     def timings(fn: Any) -> dict[str, dict[str, float]]:
         pairs = {b: latency_of(fn, x, threads, min_time) for b, x in inputs.items()}
@@ -127,17 +133,46 @@ def export_run(
             "pytorch": timings(student),
             "formats": {},
         }
+    int8 = int8_settings(settings)
+    if any(FORMATS[name].base for name in formats):
+        section["int8"] = {**int8, "quant_format": "QDQ", "per_channel": True}
     failures = []
-    for name in settings["formats"]:
+    for name in formats:
         fmt = FORMATS[name]
         path = out / f"student{fmt.suffix}"
         tmp = path.with_name(f".{path.name}.tmp")
-        fmt.write(student, example, tmp)
-        os.replace(tmp, path)  # a reader never finds half a model file
-        runner = fmt.load(path, threads)
-        parity = compare(student, runner, data.loader("test", batch_size=256))
-        problem = verdict(parity, section["atol"], section["min_top1_agreement"])
-        section["formats"][name] = {
+        if fmt.write is not None:
+            fmt.write(student, example, tmp)
+            os.replace(tmp, path)  # a reader never finds half a model file
+            runner = fmt.load(path, threads)
+            parity = compare(student, runner, data.loader("test", batch_size=256))
+            problem = verdict(parity, section["atol"], section["min_top1_agreement"])
+        else:
+            base = section["formats"][fmt.base]
+            try:  # an int8 failure is recorded; the fp32 files stay valid
+                quantize_onnx(
+                    Path(base["path"]),
+                    tmp,
+                    calibration_pool[: int8["calibration_images"]],
+                    int8["calibration_method"],
+                )
+                os.replace(tmp, path)
+                runner = fmt.load(path, threads)
+                parity = compare(student, runner, data.loader("test", batch_size=256))
+            except Exception as err:  # noqa: BLE001 - any quantiser/runtime error is the int8 step's
+                tmp.unlink(missing_ok=True)
+                reason = (str(err).strip().splitlines() or [""])[0][:200]
+                problem = f"quantisation failed: {type(err).__name__}: {reason}"
+                section["formats"][name] = {
+                    "format": name,
+                    "path": None,
+                    "status": "failed",
+                    "error": problem,
+                }
+                failures.append(f"{name}: {problem}")
+                continue
+            problem = int8_verdict(parity, float(int8["max_int8_drop"]))
+        entry = {
             "format": name,
             "path": str(path),
             "file_mb": round(path.stat().st_size / 2**20, 4),
@@ -146,8 +181,11 @@ def export_run(
             **({"error": problem} if problem else {}),
             **timings(runner),
         }
+        if fmt.base is not None:
+            entry |= _int8_figures(entry, section["formats"][fmt.base], section["pytorch"])
+        section["formats"][name] = entry
         if problem:
-            failures.append(f"{name}: {problem}")
+            failures.append(f"{name}: {'parity check failed: ' if fmt.write else ''}{problem}")
     results["export"] = section
     write_json_atomic(run_dir / "results.json", results)
     card = out / "MODEL_CARD.md"
@@ -155,8 +193,20 @@ def export_run(
     tmp.write_text(model_card(results, run_dir, data.normalization, written_by))
     os.replace(tmp, card)
     if failures:
-        raise ExportParityError("parity check failed: " + " | ".join(failures), results)
+        raise ExportParityError(" | ".join(failures), results)
     return results
+
+
+def _int8_figures(entry: dict[str, Any], fp32: dict[str, Any], pytorch: dict[str, Any]) -> dict[str, Any]:
+    """The int8 file against the fp32 student: top-1 change, size and speed-up ratios."""
+    return {
+        "top1_delta": entry["parity"]["top1"] - entry["parity"]["top1_pytorch"],
+        "size_ratio": round(entry["file_mb"] / fp32["file_mb"], 4),
+        "speedup": {
+            runtime: {b: round(ms[b] / entry["latency_ms"][b], 3) for b in entry["latency_ms"]}
+            for runtime, ms in (("onnx", fp32["latency_ms"]), ("pytorch", pytorch["latency_ms"]))
+        },
+    }
 
 
 def export_table(section: dict[str, Any]) -> Table:
@@ -179,9 +229,13 @@ def export_table(section: dict[str, Any]) -> Table:
         *[c for b in batches for c in (f"{torch_ms[b]:.3f}", "1.00")],
     )
     for name, e in section["formats"].items():
+        label = name + ("" if e["status"] == "ok" else " [red](failed)[/]")
+        if "parity" not in e:  # the file could not be made
+            table.add_row(label, *["-"] * (5 + 2 * len(batches)))
+            continue
         p = e["parity"]
         table.add_row(
-            name + ("" if e["status"] == "ok" else " [red](failed)[/]"),
+            label,
             Path(e["path"]).name,
             f"{e['file_mb']:.2f}",
             f"{p['max_abs_diff']:.1e}",

@@ -1,13 +1,15 @@
 """The export formats: write an eval-mode student to a file, load the file back as a callable.
 
+``onnx_int8`` is not written from the model: it quantises the ``onnx`` file (its ``base``).
 Each format's ``load`` returns ``fn(x: Tensor) -> Tensor`` running in that format's runtime
 (ONNX Runtime on CPU, the TorchScript interpreter), so parity and latency treat them alike.
 """
 
+import contextlib
 import importlib.util
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,36 +24,44 @@ class Format:
     name: str
     suffix: str
     packages: tuple[str, ...]  # import names the format needs beyond torch
-    write: Callable[[nn.Module, torch.Tensor, Path], None]
+    write: Callable[[nn.Module, torch.Tensor, Path], None] | None  # None: derived from ``base``
     load: Callable[[Path, int], Runner]
+    base: str | None = None  # the fp32 format whose file this one quantises (kdrun.export.quantize)
 
     def missing(self) -> list[str]:
         return [p for p in self.packages if importlib.util.find_spec(p) is None]
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No warnings, and stdout (file descriptor 1) to /dev/null: the ONNX exporter and ONNX
+    Runtime's calibrators print their progress; a run's output keeps kdrun's lines only."""
+    with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
+        warnings.simplefilter("ignore")
+        stdout = os.dup(1)
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(stdout, 1)
+            os.close(stdout)
 
 
 def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     """torch.export-based ONNX (torch's supported exporter), batch dimension dynamic."""
     import onnx
 
-    with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
-        warnings.simplefilter("ignore")
-        # The exporter prints its progress to stdout; a run's output keeps kdrun's lines only.
-        stdout = os.dup(1)
-        os.dup2(devnull.fileno(), 1)
-        try:
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                dynamo=True,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
-                external_data=False,
-            )
-        finally:
-            os.dup2(stdout, 1)
-            os.close(stdout)
+    with quiet():
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=True,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
+            external_data=False,
+        )
     onnx.checker.check_model(str(path))
 
 
@@ -91,8 +101,11 @@ def _load_torchscript(path: Path, threads: int) -> Runner:
     return run
 
 
+ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 FORMATS = {
-    "onnx": Format("onnx", ".onnx", ("onnx", "onnxruntime", "onnxscript"), _write_onnx, _load_onnx),
+    "onnx": Format("onnx", ".onnx", ONNX_PACKAGES, _write_onnx, _load_onnx),
     "torchscript": Format("torchscript", ".torchscript.pt", (), _write_torchscript, _load_torchscript),
+    # Static post-training quantisation of the fp32 ONNX file, run by ONNX Runtime like it.
+    "onnx_int8": Format("onnx_int8", ".int8.onnx", ONNX_PACKAGES, None, _load_onnx, base="onnx"),
 }
 EXTRA = "pip install 'kdrun[export]'"

@@ -31,6 +31,22 @@ def _label(role: str) -> str:
     return f"{kind} {number}" if number.isdigit() else role
 
 
+def int8_caption(entry: dict[str, Any]) -> str:
+    """One line: the int8 student against the fp32 one (accuracy, size, speed-ups)."""
+    if "parity" not in entry:
+        return f"int8: {entry['error']}"
+    speed = entry["speedup"]
+    batches = list(entry["latency_ms"])
+    return (
+        f"int8: top-1 {100 * entry['top1_delta']:+.2f} pts vs the fp32 student"
+        f" · file x{entry['size_ratio']:.2f}"
+        " · faster than fp32 ONNX Runtime: "
+        + ", ".join(f"{speed['onnx'][b]:.2f}x @{b.removeprefix('batch')}" for b in batches)
+        + " · than PyTorch: "
+        + ", ".join(f"{speed['pytorch'][b]:.2f}x @{b.removeprefix('batch')}" for b in batches)
+    )
+
+
 def results_table(results: dict[str, Any]) -> Table:
     """Teacher(s), other models the strategy trained, scratch and distilled student, with deltas."""
     batches = list(results["student"]["latency_ms"])
@@ -64,7 +80,10 @@ def results_table(results: dict[str, Any]) -> Table:
     student = results["student"]
     for name, entry in results.get("export", {}).get("formats", {}).items():
         # The exported file, run in its own runtime: accuracy from the parity check, its own latency.
-        cells = [f"student ({name})", student["name"], "export", _pct(entry["parity"]["top1"])]
+        if "parity" not in entry:  # an int8 file that could not be made: recorded, not a row
+            continue
+        label = "student (int8)" if name.endswith("_int8") else f"student ({name})"
+        cells = [label, student["name"], "export", _pct(entry["parity"]["top1"])]
         cells.append(_signed_pts(entry["parity"]["top1"] - base))
         if has_top5:
             cells.append("-")
@@ -87,4 +106,7 @@ def results_table(results: dict[str, Any]) -> Table:
         f"{caption} · seed {results['seed']}, last-epoch test accuracy on {results['data']['test']} images"
         " · latency: median (IQR) of one measurement per architecture"
     )
+    for name, entry in results.get("export", {}).get("formats", {}).items():
+        if name.endswith("_int8"):
+            table.caption += "\n" + int8_caption(entry)
     return table
