@@ -17,7 +17,7 @@ def test_logger_group_selects_one_or_several_each_under_its_own_key():
     both = make_cfg("logger=[csv,tensorboard]").logger
     assert set(both) == {"csv", "tensorboard"}
     assert both.tensorboard._target_.endswith("TensorBoardLogger")
-    assert both.csv._target_.endswith("CSVLogger")
+    assert both.csv._target_ == "kdrun.loggers.CsvLogger"
     assert not make_cfg("logger=none").logger
     assert make_cfg("~logger").get("logger") is None
 

@@ -122,7 +122,7 @@ def export_run(
         pairs = {b: latency_of(fn, x, threads, min_time) for b, x in inputs.items()}
         return {
             "latency_ms": {b: round(m, 4) for b, (m, _) in pairs.items()},
-            "latency_iqr_ms": {b: round(i, 4) for b, (_, i) in pairs.items()},
+            "latency_iqr_ms": {b: None if i is None else round(i, 4) for b, (_, i) in pairs.items()},
         }
 
     with torch.no_grad():
