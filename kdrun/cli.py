@@ -261,10 +261,20 @@ def _regress(args: list[str]) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="run every recipe on these seeds instead of its own (are the bounds robust to new seeds?)",
+    )
     args, overrides = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
     options = parser.parse_args(args)
     try:
-        code = regress(options.targets or [default_recipes()], options.tier, options.out, overrides)
+        code = regress(
+            options.targets or [default_recipes()], options.tier, options.out, overrides, options.seeds
+        )
     except RecipeError as err:
         fail(str(err))
     sys.exit(code)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from kdrun.data import DATASETS
 from kdrun.data.settings import check_dataset
+from kdrun.device import ACCELERATORS, AUTO, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
 from kdrun.fit import DDP, KDRUN_TRAINER_KEYS
@@ -105,15 +106,7 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "dataset.split.seed", 0, integer=True)
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
-    if cfg.dataset.get("augment") is not None:
-        _number(cfg, "dataset.augment.crop_padding", 0, integer=True)
-        _choice(cfg, "dataset.augment.flip", [True, False])
-        _number(cfg, "dataset.augment.color_jitter", 0, 1)
-    if "num_workers" in cfg.dataset:
-        _number(cfg, "dataset.num_workers", 0, integer=True)
-    if cfg.dataset.get("pin_memory") is not None:
-        _choice(cfg, "dataset.pin_memory", [True, False])
-    check_dataset(cfg.dataset)
+    check_dataset(cfg.dataset)  # storage, loader, augmentation, normalisation, bad files
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
     for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
@@ -165,13 +158,15 @@ def _trainer(cfg: DictConfig) -> None:
                 cfg.trainer[key],
                 f"allowed: Lightning Trainer arguments that kdrun does not set{hint.get(key, '')}",
             )
-    _choice(cfg, "trainer.accelerator", ["cpu", "gpu", "cuda", "mps", "auto"])
+    _choice(cfg, "trainer.accelerator", list(ACCELERATORS))
     _number(cfg, "trainer.devices", 1, integer=True)
     _choice(cfg, "trainer.strategy", ["auto", *DDP])
     precision = cfg.trainer.precision
-    if precision not in PRECISIONS + LEGACY_PRECISIONS:
-        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join(PRECISIONS)}")
-    _choice(cfg, "trainer.deterministic", [True, False, "warn"])
+    if precision != AUTO and precision not in PRECISIONS + LEGACY_PRECISIONS:
+        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join((AUTO, *PRECISIONS))}")
+    _choice(cfg, "trainer.deterministic", [AUTO, True, False, "warn"])
+    _choice(cfg, "trainer.benchmark", [AUTO, True, False])
+    resolve(cfg.trainer)  # a GPU asked for on a machine without one
     _number(cfg, "trainer.log_every_n_steps", 1, integer=True)
     _number(cfg, "trainer.num_sanity_val_steps", -1, integer=True, hint=" (-1: the whole val split)")
     _choice(cfg, "trainer.keep_checkpoint", [True, False])
