@@ -1,9 +1,14 @@
 """``kdrun <command> [overrides]``: dispatch to the command's Hydra entry point. No logic here."""
 
+import difflib
+import errno
 import logging
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.errors import HydraException
@@ -11,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.console import fail, fail_run
 from kdrun.errors import KdrunConfigError
+from kdrun.targets import check_targets
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
@@ -70,6 +76,16 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
     state = Singleton.get_state()
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
+        multirun = len(overrides) < len(args)
+        for override in parsed:
+            if override.is_sweep_override() and not multirun:
+                key, value = override.get_key_element(), override.input_line.split("=", 1)[-1]
+                raise KdrunConfigError(
+                    key,
+                    value,
+                    f"several values sweep: add -m (kdrun train -m {key}={value}); "
+                    f"a list is {key}=[{value}], a string '{key}=\"{value}\"'",
+                )
         values = [
             list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed
         ]
@@ -86,12 +102,88 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
         with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
             for variant in variants:
                 cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
+                check_targets(cfg)  # before Hydra instantiates its launcher and callbacks
                 OmegaConf.resolve(cfg)
+        _check_added_keys(parsed, cfg)
+        if config_name == "train":
+            run_dir = Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir)
+            _check_writable("paths.output_root", cfg.paths.output_root, run_dir)
+            _check_writable("paths.cache_dir", cfg.paths.cache_dir, Path(cfg.paths.cache_dir))
+    except KdrunConfigError as err:
+        fail(str(err))
     except (HydraException, ValueError, KeyError) as err:
         message = " ".join(str(err).split())
-        fail(message.split(" Config search path:")[0].removeprefix(f"In '{config_name}': "))
+        message = message.split(" Config search path:")[0].removeprefix(f"In '{config_name}': ")
+        fail(_explain(message, config_name))
     finally:
         Singleton.set_state(state)
+
+
+def _explain(message: str, config_name: str) -> str:
+    """Hydra's message for an unknown key or group option, as kdrun's line with the closest names."""
+    from difflib import get_close_matches
+
+    from hydra import compose, initialize_config_module
+
+    if key := re.match(r"Could not override '([^']+)'", message):
+        with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+            known = _leaf_keys(OmegaConf.to_container(compose(config_name=config_name)))
+        close = get_close_matches(key[1], known, n=2, cutoff=0.7)
+        hint = f"; did you mean {' or '.join(close)}?" if close else " (`kdrun train --help` lists the keys)"
+        return f"{key[1]}: not a config key{hint}"
+    if found := re.match(r"Could not find '([^']+)/([^'/]+)' Available options in '[^']+': (.*)", message):
+        group, option, options = found[1], found[2], found[3].split()
+        close = get_close_matches(option, options, n=2, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return f"{group}={option}: no config {group}/{option}; {hint}allowed: {', '.join(options)}"
+    return message
+
+
+# Where `+key=value` may add a key: argument lists that take what the class behind them takes.
+OPEN_KEYS = ("trainer.", "optim.optimizer.", "teacher.args.", "student.args.", "logger.", "hydra.")
+
+
+def _check_added_keys(parsed: list[Any], cfg: DictConfig) -> None:
+    """``+key=value`` adds only arguments (``OPEN_KEYS``) or config groups: anywhere else an added
+    key is a typo that would be silently ignored (``+alpah=0.5``)."""
+    from difflib import get_close_matches
+    from importlib.resources import files
+
+    for override in parsed:
+        key = override.key_or_group
+        if not override.is_add() or key.startswith(OPEN_KEYS):
+            continue
+        if (files("kdrun.conf") / key.replace(".", "/")).is_dir():  # `+group=option`
+            continue
+        known = [
+            k for k in _leaf_keys(OmegaConf.to_container(cfg)) if k != key and not k.startswith("hydra.")
+        ]
+        close = get_close_matches(key, known, n=2, cutoff=0.7)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise KdrunConfigError(
+            key, override.value(), f"not a config key (`+` adds keys only under {', '.join(OPEN_KEYS)}){hint}"
+        )
+
+
+def _check_writable(key: str, value: str, folder: Path) -> None:
+    """The run's folder must be creatable: a read-only or full disk is one line, not Hydra's trace."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(existing))
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise KdrunConfigError(key, value, f"cannot create {folder}: {existing}: {reason}") from None
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in [f"{prefix}{k}", *_leaf_keys(v, f"{prefix}{k}.")]]
+    return []
 
 
 def _models(args: list[str]) -> None:
@@ -254,9 +346,9 @@ def _regress(args: list[str]) -> None:
     )
     parser.add_argument(
         "--tier",
-        choices=("fast", "full", "all"),
+        choices=("fast", "full", "gpu", "all"),
         default="all",
-        help="which recipes to run (default: %(default)s)",
+        help="which recipes to run: all = fast + full; gpu ones only with --tier gpu (default: %(default)s)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"
@@ -325,7 +417,9 @@ def _main(args: list[str]) -> None:
         return
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
-        fail(f"command={command!r}: allowed: {', '.join(COMMANDS)}")
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        fail(f"command={command!r}: {hint}allowed: {', '.join(COMMANDS)}")
     if command == "models":
         _models(rest)
         return

@@ -16,11 +16,12 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
+from kdrun import preemption
 from kdrun.callbacks import EpochLines, RecalibrateBatchNorm
 from kdrun.checkpointing import AtomicCheckpointIO, TrainingRandomness, epoch_checkpoint, resume_point
 from kdrun.data import TensorDataModule
 from kdrun.device import resolve
-from kdrun.loggers import build_loggers
+from kdrun.loggers import ResumedCsvRows, build_loggers
 from kdrun.module import DistillModule
 from kdrun.strategies import Strategy
 
@@ -65,10 +66,12 @@ def fit(
     with the random state); with ``resume`` too, the fit continues from it when it loads.
     ``loggers`` default to one per ``cfg.logger`` entry for this phase (``label``), in ``log_dir``.
     """
+    preemption.enter(label)
     L.seed_everything(seed, verbose=False)
     data.shuffle_seed = seed
     on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
     callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
+    callbacks.append(preemption.SafePoints())
     if cfg.recalibrate_bn:
         trained = list(strategy.trained)
         callbacks += [
@@ -78,7 +81,7 @@ def fit(
     if loggers is None:  # the caller passes the student's, to add the final results after evaluation
         loggers = build_loggers(cfg, log_dir, label)
     if checkpoint_dir is not None:
-        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness()]
+        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness(), ResumedCsvRows(log_dir)]
     args = trainer_args(cfg.trainer)
     ddp = isinstance(args.get("strategy"), DDPStrategy)
     if ddp:
@@ -101,7 +104,7 @@ def fit(
     for model in compiled:
         model.compile()  # in place: the state_dict keeps its keys
     try:
-        with _worker_cpp_log_level("ERROR" if ddp else None):
+        with _worker_cpp_log_level("ERROR" if ddp else None), preemption.at_safe_points():
             trainer.fit(module, datamodule=data, ckpt_path=start)
     finally:
         for model in compiled:  # eager again for evaluation, latency and export

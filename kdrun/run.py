@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from kdrun import __version__, assets
+from kdrun import __version__, assets, preemption
 from kdrun.cache import Cache
 from kdrun.config import validate
 from kdrun.console import console, console_log, err_console, fail
@@ -30,6 +30,7 @@ from kdrun.loggers import build_loggers, log_results
 from kdrun.logit_cache import load_or_compute
 from kdrun.measure import accuracy, architecture_id, profile
 from kdrun.models import save_weights
+from kdrun.preemption import RunInterrupted
 from kdrun.report import deltas, results_table, write_json_atomic
 from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES, Member, Strategy
@@ -48,8 +49,14 @@ def hydra_task(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     started = time.perf_counter()
+    if in_sweep and (earlier := _rerun_point(cfg, run_dir)) is not None:
+        return earlier["student"]["val_top1"]
     try:
-        results = train(cfg, run_dir, echo=not in_sweep)
+        with preemption.stop_on_signals():
+            results = train(cfg, run_dir, echo=not in_sweep)
+    except RunInterrupted as err:
+        record_failure(cfg, run_dir, err, started)
+        preemption.report(err, run_dir, Path(HydraConfig.get().sweep.dir) if in_sweep else None)
     except KdrunConfigError as err:
         if not in_sweep:
             fail(str(err))
@@ -62,9 +69,12 @@ def hydra_task(cfg: DictConfig) -> float | None:
         if not in_sweep:
             sys.exit(1)
         return None
-    except Exception as err:  # train() recorded it, with the traceback, in results.json
+    except Exception as err:  # train() recorded it, with the traceback, in results.json (if it could)
+        recorded = preemption.previous_point(run_dir, OmegaConf.to_container(cfg, resolve=True)) or {}
+        written = recorded.get("status") == "failed"
+        where = f"traceback in {run_dir / RESULTS}" if written else "no results.json written"
         err_console.print(
-            f"error: run failed: {type(err).__name__}: {err} (traceback in {run_dir / RESULTS})",
+            f"error: run failed: {type(err).__name__}: {err} ({where})",
             markup=False,
             soft_wrap=True,
         )
@@ -72,6 +82,20 @@ def hydra_task(cfg: DictConfig) -> float | None:
             sys.exit(1)
         return None
     return results["student"]["val_top1"]
+
+
+def _rerun_point(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """A sweep rerun in its own ``hydra.sweep.dir``: a point that finished is skipped (its results
+    are returned); one that was stopped continues from its checkpoint."""
+    earlier = preemption.previous_point(run_dir, OmegaConf.to_container(cfg, resolve=True))
+    if earlier is None:
+        return None
+    if earlier.get("status") == "ok":
+        console.print(f"sweep point {run_dir.name}: finished in an earlier run of this sweep; skipped")
+        return earlier
+    if (run_dir / CHECKPOINTS / "last.ckpt").is_file():
+        cfg.resume = str(run_dir)
+    return None
 
 
 @functools.lru_cache(maxsize=2)
@@ -151,8 +175,9 @@ def _logged_train(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, A
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
         results = _train(cfg, data, run_dir, loaded_teacher, loggers)
-    except Exception as err:
-        record_failure(cfg, run_dir, err, started)
+    except (Exception, RunInterrupted) as err:
+        if not isinstance(err, RunInterrupted):  # the task records an interruption
+            record_failure(cfg, run_dir, err, started)
         for logger in loggers:
             logger.finalize("failed")
         raise
@@ -188,14 +213,23 @@ def show_results(results: dict[str, Any], run_dir: Path) -> None:
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, started: float) -> None:
-    """Write results.json with ``status: "failed"``, the error and the traceback."""
-    failed = {
-        "status": "failed",
-        "error": f"{type(err).__name__}: {err}",
-        "traceback": "".join(traceback.format_exception(err)),
-        **_header(cfg, run_dir, started),
-    }
-    write_json_atomic(run_dir / RESULTS, failed)
+    """Write results.json with ``status: "failed"``, the error and the traceback; or, for a signal,
+    ``status: "interrupted"`` with the signal and the phase it stopped."""
+    if isinstance(err, RunInterrupted):
+        what = {"status": "interrupted", "signal": err.signal, "phase": err.phase, "error": str(err)}
+    else:
+        what = {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": "".join(traceback.format_exception(err)),
+        }
+    failed = {**what, **_header(cfg, run_dir, started)}
+    try:
+        write_json_atomic(run_dir / RESULTS, failed)
+    except OSError as write_err:  # a full or read-only disk: the error line says so, nothing else
+        err_console.print(
+            f"error: cannot write {run_dir / RESULTS}: {write_err}", markup=False, soft_wrap=True
+        )
 
 
 def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
@@ -259,6 +293,7 @@ def _train(
     )
     save_weights(student, run_dir / "student.safetensors")
     clock.lap("student", "trained")
+    preemption.enter("evaluate")
 
     teacher_row = _member_row(strategy.teacher_member, ctx, cfg) if strategy.teacher_member else None
     baseline_row = _shared_row(_as_member("baseline", baseline), data, cfg)

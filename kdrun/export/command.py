@@ -24,12 +24,15 @@ from kdrun.export.formats import FORMATS
 from kdrun.export.parity import compare, int8_verdict, verdict
 from kdrun.export.quantize import quantize_onnx
 from kdrun.export.settings import check_settings, int8_settings, resolve_formats
-from kdrun.measure import latency_of
+from kdrun.measure import accuracy, latency_of
 from kdrun.models import load_weights
 from kdrun.report import write_json_atomic
 from kdrun.strategies import STRATEGIES
 
 EXPORT_DIR = "export"
+# The same weights on the same test split reproduce the recorded top-1; on another machine a few
+# borderline images may change class.
+TOP1_TOLERANCE = 0.005
 
 
 class ExportParityError(RuntimeError):
@@ -91,7 +94,24 @@ def load_run(
         )
     student = STRATEGIES[cfg.strategy.name].shipped_student(cfg, build(cfg.student, data))
     load_weights(student, weights, key="run_dir")
-    return results, cfg, student.eval().to(memory_format=torch.contiguous_format), data
+    student = student.eval().to(memory_format=torch.contiguous_format)
+    _check_recorded_top1(run_dir, results, student, data)
+    return results, cfg, student, data
+
+
+def _check_recorded_top1(
+    run_dir: Path, results: dict[str, Any], student: torch.nn.Module, data: TensorDataModule
+) -> None:
+    """student.safetensors must be the model results.json reports: its test top-1 must match."""
+    measured = accuracy(student, data.loader("test", batch_size=512), data.num_classes)["top1"]
+    recorded = results["student"]["top1"]
+    if abs(measured - recorded) > TOP1_TOLERANCE:
+        raise KdrunConfigError(
+            "run_dir",
+            str(run_dir),
+            f"student.safetensors reaches top-1 {100 * measured:.2f}% on the test split but results.json "
+            f"records {100 * recorded:.2f}%: these are not the weights of this run",
+        )
 
 
 def export_run(

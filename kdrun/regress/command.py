@@ -174,7 +174,8 @@ def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str,
 def select(targets: list[Path], tier: str, seeds: list[int] | None = None) -> list[Recipe]:
     """The recipes of ``tier`` in ``targets``, on ``seeds`` instead of their own when given."""
     recipes = [load_recipe(p) for p in find_recipes(targets)]
-    selected = [r for r in recipes if tier == "all" or r.tier == tier]
+    # `all` is every CPU tier: gpu recipes (hours on a GPU) run only when asked for by name.
+    selected = [r for r in recipes if r.tier == tier or (tier == "all" and r.tier != "gpu")]
     if not selected:
         raise RecipeError(f"no recipe of tier {tier!r} in {', '.join(map(str, targets))}")
     return [replace(r, seeds=list(seeds)) for r in selected] if seeds else selected
@@ -244,7 +245,17 @@ def _margin(v: Verdict) -> str:
 
 def verdict_table(verdicts: list[Verdict]) -> Table:
     table = Table(title="kdrun regress")
-    for column in ("recipe", "tier", "expectation", "measured", "per seed: mean ± std", "margin", "verdict"):
+    columns = (
+        "recipe",
+        "tier",
+        "expectation",
+        "measured",
+        "per seed: mean ± std",
+        "margin",
+        "verdict",
+        "published",
+    )
+    for column in columns:
         table.add_column(column, justify="right" if column in ("measured", "margin") else "left")
     for v in verdicts:
         colour = {"pass": "green", "fail": "red", "error": "red"}[v.status]
@@ -256,6 +267,7 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
             _fmt(v.values),
             _margin(v),
             f"[{colour}]{v.status}[/]",
+            str(v.recipe.published.get("value", "-")),
         )
     return table
 

@@ -3,7 +3,7 @@
 ```yaml
 regress:
   description: one line: what the recipe shows
-  tier: fast                       # fast (CI, every change) | full (make regress-full)
+  tier: fast                       # fast (CI) | full (make regress-full) | gpu (only --tier gpu)
   seeds: [0, 1, 2]
   sweep: {T: [1, 4], alpha: [0.5, 0.9]}   # optional: a grid of overrides, each point over the seeds
   reference:                       # optional: measured per-run mean and std of a metric, over
@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-TIERS = ("fast", "full")
+TIERS = ("fast", "full", "gpu")  # gpu: hours on one GPU; only `--tier gpu` runs them
 REGRESS_KEYS = ("description", "tier", "seeds", "sweep", "reference", "expect", "published")
 # The bound rule (docs/results.md, "How the bounds were set"): a bound sits at least Z noise units
 # from the reference mean -- one unit is std/sqrt(n) for mean(...) over n runs, the per-run std for
