@@ -43,3 +43,24 @@ def test_clear_leaves_an_entry_in_use(tmp_path):
 def test_bad_age_names_the_option():
     with pytest.raises(KdrunConfigError, match="--older-than"):
         parse_age("30 days")
+
+
+def test_verify_finds_an_entry_whose_files_changed(tmp_path, capsys):
+    from kdrun.cache import Cache
+    from kdrun.commands.cache import main
+
+    cache = Cache(tmp_path)
+    for name in ("cnn", "mlp"):
+        cache.get_or_build(
+            "teacher", name, {"model": {"name": name}}, lambda d: (d / "model.safetensors").write_bytes(b"w")
+        )
+    main(["verify", "--cache-dir", str(tmp_path)])
+    assert "2 entries verified, 0 bad" in capsys.readouterr().out
+    (next(p for p in (tmp_path / "teacher").glob("mlp-*") if p.is_dir()) / "model.safetensors").write_bytes(
+        b"x"
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main(["verify", "--cache-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 1 and "bad: teacher/mlp-" in out and "model.safetensors" in out
+    assert "2 entries verified, 1 bad" in out

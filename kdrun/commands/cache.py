@@ -1,14 +1,15 @@
-"""``kdrun cache [ls|clear]``: what the artefact cache holds, and removing entries from it.
+"""``kdrun cache [ls|verify|clear]``: what the artefact cache holds, its integrity, removing entries.
 
 An entry is ``<cache dir>/<kind>/<name>-<hash>/`` (teachers, scratch baselines, teacher logits, ...)
 with its ``spec.json`` (what produced it). "Last used" is the entry folder's modification time,
-which a cache hit refreshes.
+which a cache hit refreshes. ``verify`` checks each entry's files against its ``digest.json``.
 """
 
 import argparse
 import json
 import re
 import shutil
+import sys
 import time
 from datetime import datetime
 from fnmatch import fnmatch
@@ -21,7 +22,7 @@ from rich.table import Table
 from kdrun.console import console
 from kdrun.errors import KdrunConfigError
 
-DESCRIPTION = "list the artefact cache (teachers, baselines, logits): size, age, origin; clear entries"
+DESCRIPTION = "list the artefact cache (teachers, baselines, logits): size, age, origin; verify; clear"
 UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -46,7 +47,9 @@ def entries(root: Path) -> list[dict[str, Any]]:
                     "bytes": sum(f.stat().st_size for f in files),
                     "created": (spec_file if spec_file.is_file() else entry).stat().st_mtime,
                     "used": entry.stat().st_mtime,
-                    "origin": origin(spec),
+                    "origin": "moved aside: failed its digest check"
+                    if ".corrupt-" in entry.name
+                    else origin(spec),
                 }
             )
     return found
@@ -96,6 +99,13 @@ def listing(root: Path, found: list[dict[str, Any]]) -> Table:
     return table
 
 
+def verify_all(root: Path) -> list[tuple[dict[str, Any], str | None]]:
+    """Each entry with ``None`` when its files match its digest, else what is wrong."""
+    from kdrun.cache import verify
+
+    return [(e, verify(e["path"])) for e in entries(root) if ".corrupt-" not in e["name"]]
+
+
 def clear(
     root: Path, patterns: list[str], older_than: float | None, everything: bool = False
 ) -> list[dict[str, Any]]:
@@ -131,7 +141,9 @@ def main(args: list[str]) -> None:
         epilog="Examples: kdrun cache ls · kdrun cache clear --older-than 30d · "
         "kdrun cache clear 'teacher/resnet50-*' · kdrun cache clear logits",
     )
-    parser.add_argument("action", nargs="?", choices=("ls", "clear"), default="ls", help="default: ls")
+    parser.add_argument(
+        "action", nargs="?", choices=("ls", "verify", "clear"), default="ls", help="default: ls"
+    )
     parser.add_argument("patterns", nargs="*", help="clear: entries as KIND or KIND/NAME (wildcards allowed)")
     parser.add_argument(
         "--cache-dir", type=Path, default=Path("outputs/cache"), help="the cache (default: %(default)s)"
@@ -145,6 +157,19 @@ def main(args: list[str]) -> None:
         console.print(listing(root, found))
         total = sum(e["bytes"] for e in found)
         console.print(f"{len(found)} entries, {human_bytes(total)} in all", markup=False)
+        return
+    if options.action == "verify":
+        checked = verify_all(root)
+        bad = [(e, problem) for e, problem in checked if problem is not None]
+        for e, problem in bad:
+            console.print(f"bad: {e['kind']}/{e['name']} {problem}", markup=False)
+        console.print(
+            f"{len(checked)} entries verified, {len(bad)} bad"
+            + (" (the next run that needs one moves it aside and builds it again)" if bad else ""),
+            markup=False,
+        )
+        if bad:
+            sys.exit(1)
         return
     older = parse_age(options.older_than) if options.older_than else None
     if not (options.patterns or older is not None or options.all):
