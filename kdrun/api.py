@@ -58,8 +58,8 @@ def train(overrides: list[str] | None = None, run_dir: str | Path | None = None)
     """
     from omegaconf import OmegaConf
 
-    from kdrun.run import RESULTS
-    from kdrun.run import train as train_task
+    from kdrun.train.pipeline import RESULTS
+    from kdrun.train.pipeline import train as train_task
 
     cfg = compose(overrides)
     if run_dir is None:

@@ -13,13 +13,13 @@ from kdrun.data.settings import check_dataset
 from kdrun.device import ACCELERATORS, AUTO, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
-from kdrun.fit import DDP, KDRUN_TRAINER_KEYS
-from kdrun.loggers import check_loggers
 from kdrun.models.factory import MODELS, STEMS, resolve_name, stem_family
-from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 from kdrun.targets import check_targets
+from kdrun.training.fit import DDP, KDRUN_TRAINER_KEYS
+from kdrun.training.loggers import check_loggers
+from kdrun.training.resume import check_run_dir
 
 SCHEDULES = ("cosine", "constant", "multistep")
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
@@ -98,6 +98,7 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "kd.T", 0, lo_open=True, hint=" (set with T=... or kd.T=...)")
     _number(cfg, "kd.alpha", 0, 1, hint=" (set with alpha=... or kd.alpha=...)")
     _choice(cfg, "kd.cache_logits", ["auto", True, False])
+    _choice(cfg, "kd.standardize", [True, False])
     _choice(cfg, "compile", [True, False])
     _number(cfg, "seed", 0, MAX_SEED, integer=True)
     if cfg.kd.student_limit is not None:  # the upper bound needs the data (run.prepare)
@@ -141,7 +142,7 @@ def validate(cfg: DictConfig) -> None:
     check_export(cfg.export)
 
 
-# Trainer arguments kdrun sets itself (kdrun.fit): a `trainer.` key for one would collide.
+# Trainer arguments kdrun sets itself (kdrun.training.fit): a `trainer.` key for one would collide.
 SET_BY_KDRUN = (
     "max_epochs",
     "logger",

@@ -10,11 +10,11 @@ import torch
 from conftest import make_cfg, run_kdrun
 from safetensors.torch import save_file
 
-from kdrun.assets import model_spec
 from kdrun.errors import KdrunConfigError
 from kdrun.export import FORMATS, ExportParityError, check_settings, export_run
 from kdrun.export import formats as formats_module
 from kdrun.export.formats import Format
+from kdrun.models.build import model_spec
 from kdrun.models.factory import create_model
 from kdrun.strategies.hydra_heads import HydraHeads
 
@@ -421,7 +421,7 @@ def test_bad_int8_settings_are_refused(extra: dict, message: str) -> None:
 
 
 def test_more_calibration_images_than_training_images_stop_before_training() -> None:
-    from kdrun.run import prepare
+    from kdrun.train.prepare import prepare
 
     cfg = make_cfg("debug=smoke", "export=onnx_int8", "export.calibration_images=5000")
     with pytest.raises(

@@ -21,27 +21,27 @@ from omegaconf import OmegaConf, open_dict
 from safetensors.torch import save_file
 from torch import nn
 
-import kdrun.checkpointing as checkpointing
-import kdrun.fit as fit_module
+import kdrun.training.checkpointing as checkpointing
+import kdrun.training.fit as fit_module
 from kdrun import preemption
-from kdrun.assets import build
 from kdrun.cache import Cache
-from kdrun.checkpointing import LAST, AtomicCheckpointIO
+from kdrun.cache.logits import load_or_compute
 from kdrun.cli import _check_overrides, main
 from kdrun.config import validate
 from kdrun.data import build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export.command import load_run
-from kdrun.fit import fit
-from kdrun.logit_cache import load_or_compute
 from kdrun.measure import accuracy
 from kdrun.models import save_weights
+from kdrun.models.build import build
 from kdrun.preemption import RunInterrupted
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.recipe import load_recipe
 from kdrun.report.command import report
 from kdrun.strategies import STRATEGIES
 from kdrun.strategies.scratch import Scratch
+from kdrun.training.checkpointing import LAST, AtomicCheckpointIO
+from kdrun.training.fit import fit
 from tests.conftest import KDRUN, make_cfg, run_kdrun
 
 
@@ -366,7 +366,7 @@ def test_non_finite_numbers_and_seeds_beyond_32_bits_are_refused_before_training
 def test_a_failure_before_results_json_exists_does_not_point_at_it(tmp_path, monkeypatch, capsys):
     from hydra.core.hydra_config import HydraConfig
 
-    from kdrun import run
+    from kdrun.train import pipeline, prepare
 
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=["debug=smoke"], return_hydra_config=True)
@@ -379,11 +379,11 @@ def test_a_failure_before_results_json_exists_does_not_point_at_it(tmp_path, mon
     def broken(dataset_yaml):
         raise RuntimeError("image 7 cannot be decoded")
 
-    monkeypatch.setattr(run, "_datamodule", broken)
+    monkeypatch.setattr(prepare, "_datamodule", broken)
     with open_dict(cfg):
         del cfg["hydra"]
     with pytest.raises(SystemExit) as info:
-        run.hydra_task(cfg)
+        pipeline.hydra_task(cfg)
     err = " ".join(capsys.readouterr().err.split())
     assert info.value.code == 1 and "image 7 cannot be decoded" in err
     assert (

@@ -19,10 +19,10 @@ from typing import Any
 from filelock import FileLock, Timeout
 from rich.table import Table
 
+from kdrun.commands import COMMANDS
 from kdrun.console import console
 from kdrun.errors import KdrunConfigError
 
-DESCRIPTION = "list the artefact cache (teachers, baselines, logits): size, age, origin; verify; clear"
 UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -101,7 +101,7 @@ def listing(root: Path, found: list[dict[str, Any]]) -> Table:
 
 def verify_all(root: Path) -> list[tuple[dict[str, Any], str | None]]:
     """Each entry with ``None`` when its files match its digest, else what is wrong."""
-    from kdrun.cache import verify
+    from kdrun.cache.store import verify
 
     return [(e, verify(e["path"])) for e in entries(root) if ".corrupt-" not in e["name"]]
 
@@ -137,7 +137,7 @@ def clear(
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="kdrun cache",
-        description=DESCRIPTION,
+        description=COMMANDS["cache"],
         epilog="Examples: kdrun cache ls · kdrun cache clear --older-than 30d · "
         "kdrun cache clear 'teacher/resnet50-*' · kdrun cache clear logits",
     )

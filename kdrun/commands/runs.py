@@ -3,17 +3,16 @@
 import argparse
 from pathlib import Path
 
+from kdrun.commands import COMMANDS
 from kdrun.console import console
 from kdrun.report.runs import compare_table, find, load_run, runs_table, select
-
-DESCRIPTION = "list the runs under a folder (filter by config), or compare runs side by side"
 
 
 def main(args: list[str]) -> None:
     """Print the runs table or the comparison (``KdrunConfigError`` on a bad folder or filter)."""
     parser = argparse.ArgumentParser(
         prog="kdrun runs",
-        description=DESCRIPTION,
+        description=COMMANDS["runs"],
         epilog="Examples: kdrun runs --filter teacher=cnn --filter T=4 · "
         "kdrun runs --compare outputs/runs/A outputs/runs/B",
     )

@@ -16,7 +16,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
-from kdrun.assets import build
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export.card import model_card
@@ -26,6 +25,7 @@ from kdrun.export.quantize import quantize_onnx
 from kdrun.export.settings import check_settings, int8_settings, resolve_formats
 from kdrun.measure import accuracy, latency_of
 from kdrun.models import load_weights
+from kdrun.models.build import build
 from kdrun.report import write_json_atomic
 from kdrun.strategies import STRATEGIES
 

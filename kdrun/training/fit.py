@@ -17,13 +17,18 @@ from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
 from kdrun import preemption
-from kdrun.callbacks import EpochLines, RecalibrateBatchNorm
-from kdrun.checkpointing import AtomicCheckpointIO, TrainingRandomness, epoch_checkpoint, resume_point
 from kdrun.data import TensorDataModule
 from kdrun.device import resolve
-from kdrun.loggers import ResumedCsvRows, build_loggers
-from kdrun.module import DistillModule
 from kdrun.strategies import Strategy
+from kdrun.training.callbacks import EpochLines, RecalibrateBatchNorm
+from kdrun.training.checkpointing import (
+    AtomicCheckpointIO,
+    TrainingRandomness,
+    epoch_checkpoint,
+    resume_point,
+)
+from kdrun.training.loggers import ResumedCsvRows, build_loggers
+from kdrun.training.module import DistillModule
 
 # Lightning's start-up chatter (GPU/TPU availability, tips) is not news in a kdrun run.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -70,23 +75,14 @@ def fit(
     L.seed_everything(seed, verbose=False)
     data.shuffle_seed = seed
     on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
-    callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
-    callbacks.append(preemption.SafePoints())
-    if cfg.recalibrate_bn:
-        trained = list(strategy.trained)
-        callbacks += [
-            RecalibrateBatchNorm(model, label if len(trained) == 1 else f"{label}: {type(model).__name__}")
-            for model in trained
-        ]
     if loggers is None:  # the caller passes the student's, to add the final results after evaluation
         loggers = build_loggers(cfg, log_dir, label)
-    if checkpoint_dir is not None:
-        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness(), ResumedCsvRows(log_dir)]
     args = trainer_args(cfg.trainer)
     ddp = isinstance(args.get("strategy"), DDPStrategy)
-    if ddp:
-        on_cpu = args["accelerator"] == "cpu"  # CPU workers share the cores between them
-        callbacks.append(DDPWorker(torch.get_num_threads() if on_cpu else None, cfg.trainer.devices))
+    on_cpu = args.get("accelerator") == "cpu"  # DDP workers on CPU share the cores between them
+    callbacks = _callbacks(
+        strategy, cfg, label, checkpoint_dir, log_dir, on_terminal=on_terminal, ddp=ddp, on_cpu=on_cpu
+    )
     trainer = L.Trainer(
         **args,
         max_epochs=epochs,
@@ -111,6 +107,33 @@ def fit(
             model._compiled_call_impl = None
     module.eval()
     return _floats(trainer.callback_metrics)
+
+
+def _callbacks(
+    strategy: Strategy,
+    cfg: DictConfig,
+    label: str,
+    checkpoint_dir: Path | None,
+    log_dir: Path,
+    *,
+    on_terminal: bool,
+    ddp: bool,
+    on_cpu: bool,
+) -> list[Callback]:
+    """Progress, BatchNorm re-estimation, per-epoch checkpoints, the DDP worker set-up."""
+    callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
+    callbacks.append(preemption.SafePoints())
+    if cfg.recalibrate_bn:
+        trained = list(strategy.trained)
+        callbacks += [
+            RecalibrateBatchNorm(model, label if len(trained) == 1 else f"{label}: {type(model).__name__}")
+            for model in trained
+        ]
+    if checkpoint_dir is not None:
+        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness(), ResumedCsvRows(log_dir)]
+    if ddp:
+        callbacks.append(DDPWorker(torch.get_num_threads() if on_cpu else None, cfg.trainer.devices))
+    return callbacks
 
 
 def trainer_args(trainer: DictConfig) -> dict[str, Any]:

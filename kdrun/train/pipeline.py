@@ -1,7 +1,5 @@
 """``kdrun train`` as a pure task: config in, results dict out (and results.json on disk)."""
 
-import copy
-import functools
 import shutil
 import sys
 import time
@@ -15,25 +13,24 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from kdrun import __version__, assets, preemption
-from kdrun.cache import Cache
-from kdrun.config import validate
+from kdrun import __version__, preemption
+from kdrun.cache.logits import load_or_compute
 from kdrun.console import console, console_log, err_console, fail
-from kdrun.data import TensorDataModule, build_datamodule
+from kdrun.data import TensorDataModule
 from kdrun.device import placed, resolve
 from kdrun.errors import KdrunConfigError
-from kdrun.export import EXPORT_DIR, ExportParityError, check_settings, export_run, export_table
-from kdrun.fit import fit
-from kdrun.loggers import build_loggers, log_results
-from kdrun.logit_cache import load_or_compute
-from kdrun.measure import accuracy, architecture_id, profile
+from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
 from kdrun.models import save_weights
 from kdrun.preemption import RunInterrupted
-from kdrun.report import deltas, results_table, write_json_atomic
-from kdrun.sections import display_name, ensemble_members, is_ensemble
-from kdrun.strategies import STRATEGIES, Member, Strategy
+from kdrun.report import results_table, write_json_atomic
+from kdrun.sections import display_name
+from kdrun.strategies import STRATEGIES, Strategy
+from kdrun.train.evaluate import evaluate
+from kdrun.train.phases import Phases, cache_logits
+from kdrun.train.prepare import prepare
+from kdrun.training.fit import fit
+from kdrun.training.loggers import build_loggers, log_results
 
 RESULTS = "results.json"
 LOG = "train.log"  # what the run printed (and Hydra's log lines)
@@ -98,63 +95,6 @@ def _rerun_point(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-@functools.lru_cache(maxsize=2)
-def _datamodule(dataset_yaml: str) -> TensorDataModule:
-    """Load a data set once per process: the points of a sequential sweep share it."""
-    return build_datamodule(OmegaConf.create(dataset_yaml))
-
-
-def prepare(cfg: DictConfig) -> tuple[TensorDataModule, assets.Asset | None]:
-    """Everything that can reject the input, before any training: config, data, model shapes,
-    the strategy's own checks.
-
-    Returns the data and, when ``teacher.checkpoint`` is set, the loaded (and checked) teacher.
-    """
-    validate(cfg)
-    data = _datamodule(OmegaConf.to_yaml(cfg.dataset, resolve=True))
-    strategy = STRATEGIES[cfg.strategy.name]
-    if is_ensemble(cfg.teacher):
-        sections = {f"teacher.model[{i}]": m for i, m in enumerate(ensemble_members(cfg))}
-    else:
-        sections = {"teacher.name": cfg.teacher}
-    sections["student.name"] = cfg.student
-    sections |= {f"{key}.name": section for key, section in strategy.sections(cfg).items()}
-    for key, section in sections.items():
-        _probe(key, section, data)
-    strategy.preflight(cfg, data)
-    check_settings(cfg.export, train_images=len(data.splits["train"][1]))  # int8 calibration images
-    limit, available = cfg.kd.student_limit, len(data.splits["train"][1])
-    if limit is not None and not (
-        isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= available
-    ):
-        raise KdrunConfigError(
-            "kd.student_limit", limit, f"must be null or an integer in [1, {available}] (the training images)"
-        )
-    ctx = assets.Assets(cfg, data, Cache(cfg.paths.cache_dir))
-    for section in sections.values():  # a checkpoint that does not fit its model fails now
-        if section.get("checkpoint") and section is not cfg.teacher:
-            ctx.teacher(section)
-    loaded = ctx.teacher() if cfg.teacher.checkpoint else None
-    return data, loaded
-
-
-def _probe(key: str, section: DictConfig, data: TensorDataModule) -> None:
-    """One forward pass on two training images: a model that cannot take the input fails here."""
-    probe = data.splits["train"][0][:2]
-    model = assets.build(section, data).eval()
-    try:
-        with torch.no_grad():
-            model(probe)
-    except RuntimeError as err:
-        reason = str(err).splitlines()[0][:160]
-        raise KdrunConfigError(
-            key,
-            section.name,
-            f"cannot run on inputs of shape {tuple(probe.shape[1:])} "
-            f"(dataset.image_size / dataset.channels): {reason}",
-        ) from None
-
-
 def train(cfg: DictConfig, run_dir: Path, echo: bool = True) -> dict[str, Any]:
     """Teacher -> scratch student -> distilled student; evaluate and measure all three.
 
@@ -170,11 +110,11 @@ def train(cfg: DictConfig, run_dir: Path, echo: bool = True) -> dict[str, Any]:
 
 
 def _logged_train(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
-    data, loaded_teacher = prepare(cfg)
+    phases = prepare(cfg)
     console.print(resolve(cfg.trainer).line())
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
-        results = _train(cfg, data, run_dir, loaded_teacher, loggers)
+        results = _train(cfg, phases, run_dir, loggers)
     except (Exception, RunInterrupted) as err:
         if not isinstance(err, RunInterrupted):  # the task records an interruption
             record_failure(cfg, run_dir, err, started)
@@ -189,7 +129,8 @@ def _logged_train(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, A
     try:
         if cfg.export.formats:  # the run is complete and recorded; the export adds its section
             choice = "all" if len(cfg.export.formats) > 1 else cfg.export.formats[0]
-            results = export_run(run_dir, cfg.export, data=data, written_by=f"kdrun train export={choice}")
+            written_by = f"kdrun train export={choice}"
+            results = export_run(run_dir, cfg.export, data=phases.data, written_by=written_by)
     except ExportParityError as err:
         results = err.results
         raise
@@ -246,42 +187,26 @@ def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
     }
 
 
-def _train(
-    cfg: DictConfig,
-    data: TensorDataModule,
-    run_dir: Path,
-    loaded_teacher: assets.Asset | None,
-    loggers: list[Logger],
-) -> dict[str, Any]:
+def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]) -> dict[str, Any]:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     placement = resolve(cfg.trainer)
-    ctx = assets.Assets(cfg, data, Cache(cfg.paths.cache_dir), loaded_teacher)
     clock = _Clock()
-    baseline = ctx.scratch(cfg.student, cfg.seed)
+    baseline = phases.scratch(cfg.student, cfg.seed)
     clock.lap("baseline", "cached" if baseline.source == "cache" else "trained")
 
     # Same seed and init as the baseline: a paired comparison (fit re-seeds training itself).
-    student = ctx.build(cfg.student, seed=cfg.seed)
-    strategy = STRATEGIES[cfg.strategy.name].build(ctx, student)
+    student = phases.build(cfg.student, seed=cfg.seed)
+    strategy = STRATEGIES[cfg.strategy.name].build(phases, student)
+    strategy.standardize = bool(cfg.kd.standardize)
     student = strategy.student  # the model that ships (e.g. the student with k heads)
-    student_data = ctx.student_data
-    logits = None
-    if assets.cache_logits(cfg, student_data):
-        logits = load_or_compute(strategy, student_data, ctx.cache, placement.device)
-        if logits == "disk":
-            console.print("teacher logits: reusing the cached train-split logits (kdrun/logit_cache.py)")
-    elif cfg.kd.cache_logits == "auto":  # cached logits would belong to inputs the student never sees
-        console.print(
-            "kd.cache_logits: not used, dataset.augment changes the training inputs every epoch "
-            "(the teacher runs on each augmented batch; kd.cache_logits=true caches un-augmented targets)"
-        )
+    logits = _teacher_logits(cfg, strategy, phases, placement.device)
     teacher_source = strategy.teacher_member.source if strategy.teacher_member else "none"
     clock.lap("teacher", {"cache": "cached"}.get(teacher_source, teacher_source))
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
     fit(
         strategy,
-        student_data,
+        phases.student_data,
         cfg,
         epochs=cfg.student.epochs,
         seed=cfg.seed,
@@ -295,24 +220,11 @@ def _train(
     clock.lap("student", "trained")
     preemption.enter("evaluate")
 
-    teacher_row = _member_row(strategy.teacher_member, ctx, cfg) if strategy.teacher_member else None
-    baseline_row = _shared_row(_as_member("baseline", baseline), data, cfg)
-    name = strategy.student_name(display_name(cfg.student))
-    student_row = _report_row(student, data, cfg, name=name, source="trained")
-    extra = {}
-    for member in strategy.members:
-        row = _member_row(member, ctx, cfg)
-        extra[member.role] = row | (
-            {"deltas": deltas(teacher_row, row["scratch"], row)} if "scratch" in row else {}
-        )
-    if teacher_row and "scratch" in teacher_row:  # a teacher trained in this run has a twin too
-        teacher_row["deltas"] = deltas(None, teacher_row["scratch"], teacher_row)
+    rows = evaluate(strategy, phases, baseline, strategy.student_name(display_name(cfg.student)))
     clock.lap("evaluate", "accuracy and cost of each model")
+    data, student_data = phases.data, phases.student_data
     return {
-        "teacher": teacher_row,
-        "baseline": baseline_row,
-        "student": student_row,
-        "deltas": deltas(teacher_row, baseline_row, student_row),
+        **rows,
         "strategy": strategy.hparams(),
         "diagnostics": _diagnostics(strategy, data, placement.device),
         "data": {
@@ -325,7 +237,6 @@ def _train(
             "build_threads": data.build_threads,
             **data.summary(),
         },
-        "extra_models": extra,
         "device": placement.record(),
         "timings_s": clock.laps,
         "teacher_logits": logits,  # disk | computed | null (a live teacher, or none to cache)
@@ -333,9 +244,24 @@ def _train(
             "teacher": strategy.teacher_member.path if strategy.teacher_member else None,
             "baseline": baseline.path,
             "student": str(run_dir / "student.safetensors"),
-            **{role: m.path for role, m in ((m.role, m) for m in strategy.members) if m.path},
+            **{m.role: m.path for m in strategy.members if m.path},
         },
     }
+
+
+def _teacher_logits(cfg: DictConfig, strategy: Strategy, phases: Phases, device: torch.device) -> str | None:
+    """Give the strategy its teacher's train-split logits from the logit cache, when it applies."""
+    if cache_logits(cfg, phases.student_data):
+        logits = load_or_compute(strategy, phases.student_data, phases.cache, device)
+        if logits == "disk":
+            console.print("teacher logits: reusing the cached train-split logits (kdrun/cache/logits.py)")
+        return logits
+    if cfg.kd.cache_logits == "auto":  # cached logits would belong to inputs the student never sees
+        console.print(
+            "kd.cache_logits: not used, dataset.augment changes the training inputs every epoch "
+            "(the teacher runs on each augmented batch; kd.cache_logits=true caches un-augmented targets)"
+        )
+    return None
 
 
 def _diagnostics(strategy: Strategy, data: TensorDataModule, device: torch.device) -> dict[str, Any]:
@@ -361,53 +287,3 @@ class _Clock:
             f"{self.laps[name]:.1f} s · elapsed {now - self.started:.1f} s",
             markup=False,
         )
-
-
-_SHARED_ROWS: dict[tuple[str, str, str], dict[str, Any]] = {}
-
-
-def _member_row(member: Member, ctx: assets.Assets, cfg: DictConfig) -> dict[str, Any]:
-    """A reported model's row; with its scratch twin's row under ``scratch`` when it has one."""
-    row = _shared_row(member, ctx.data, cfg)
-    if member.scratch is not None:
-        section, seed = member.scratch
-        twin = ctx.scratch(section, seed)
-        row["scratch"] = _shared_row(_as_member("scratch", twin), ctx.data, cfg)
-    return row
-
-
-def _as_member(role: str, asset: assets.Asset) -> Member:
-    return Member(role, asset.model, asset.name, asset.source, asset.path)
-
-
-def _shared_row(member: Member, data: TensorDataModule, cfg: DictConfig) -> dict[str, Any]:
-    """The row of a model; one from the cache is measured once per process (sweep points share it)."""
-    if member.source not in ("cache", "trained") or member.path is None:
-        return _report_row(member.model, data, cfg, name=member.name, source=member.source)
-    key = (member.path, data.fingerprint, OmegaConf.to_yaml(cfg.measure))
-    if key not in _SHARED_ROWS:
-        _SHARED_ROWS[key] = _report_row(member.model, data, cfg, name=member.name, source=member.source)
-    return {**_SHARED_ROWS[key], "source": member.source}
-
-
-_COSTS: dict[tuple[str, tuple[int, ...], str, str], dict[str, Any]] = {}
-
-
-def _report_row(
-    model: nn.Module, data: TensorDataModule, cfg: DictConfig, name: str, source: str
-) -> dict[str, Any]:
-    """Accuracy and costs, measured on the training device (and the latency on the CPU too)."""
-    model.eval()
-    row: dict[str, Any] = {"name": name, "source": source}
-    device = resolve(cfg.trainer).device
-    with placed(model, device):
-        row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
-        row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]
-        # Cost is a property of the architecture: the scratch and distilled students share one
-        # measurement, so their latencies differ only where their architectures do.
-        arch = architecture_id(model)
-        key = (arch, tuple(data.input_shape), str(device), OmegaConf.to_yaml(cfg.measure))
-        if key not in _COSTS:
-            _COSTS[key] = {"arch_id": arch, **profile(model, data.input_shape, cfg.measure)}
-        row.update(copy.deepcopy(_COSTS[key]))
-    return row
