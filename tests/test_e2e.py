@@ -263,7 +263,8 @@ def test_cache_ls_shows_each_entry_and_the_total(smoke, capsys, monkeypatch):
 
 
 def test_python_api_trains_and_raises_instead_of_exiting(smoke, tmp_path):
-    import kdrun.report  # noqa: F401  (imported by the CLI anyway; `report` stays callable)
+    import kdrun.report  # noqa: F401  (imported by the CLI anyway: the names stay callable)
+    import kdrun.train  # noqa: F401
     from kdrun import KdrunConfigError, report, train
 
     cwd, _, _ = smoke
