@@ -9,12 +9,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from kdrun.errors import KdrunConfigError
+from kdrun.files import as_user_file
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
     """Write the model's state_dict as safetensors (no pickle, so safe to share)."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(path))
+    as_user_file(path)
 
 
 def load_weights(model: nn.Module, path: str | Path, key: str) -> nn.Module:

@@ -125,7 +125,6 @@ class Phases:
         model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
         return Asset(model.eval(), name, "cache" if hit else "trained", str(folder))
 
-
     def _spec(
         self, section: DictConfig, seed: int, data: TensorDataModule, extra: dict[str, Any]
     ) -> dict[str, Any]:
