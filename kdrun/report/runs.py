@@ -94,7 +94,7 @@ def _same(actual: Any, wanted: str) -> bool:
 
 
 def select(runs: list[dict[str, Any]], filters: list[str]) -> list[dict[str, Any]]:
-    """The runs matching every ``key=value``: an alias, a config key (``optim.schedule``), or a results key."""
+    """The runs matching every ``key=value``: an alias, a config key (``optim.lr``), or a results key."""
     parsed = []
     for item in filters:
         key, sep, wanted = item.partition("=")
