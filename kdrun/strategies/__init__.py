@@ -8,6 +8,7 @@ from kdrun.strategies import (  # noqa: F401  (registers the built-ins)
     multi_teacher,
     mutual,
     online,
+    qat_kd,
     scratch,
     soft_labels,
     ta_chain,

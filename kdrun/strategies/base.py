@@ -66,6 +66,9 @@ class Strategy(nn.Module):
     # Whether the teacher's logits can replace running it (kdrun.logit_cache); not when a step
     # needs more of the teacher than its logits (intermediate features).
     caches_logits: ClassVar[bool] = True
+    # Whether the student trains with fake quantisation: its ONNX export is the int8 model itself
+    # (kdrun.export), compared with the fp32 student of the report's ``fp32_student`` row.
+    quantized: ClassVar[bool] = False
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None) -> None:
         super().__init__()
@@ -151,6 +154,11 @@ class Strategy(nn.Module):
         it; a strategy that reshapes the student (Hydra's k heads) returns the reshaped model.
         """
         return student
+
+    @classmethod
+    def exportable(cls, model: nn.Module, example: torch.Tensor) -> nn.Module:
+        """The shipped ``model`` in a form the ONNX exporter takes (the same computation)."""
+        return model
 
     def student_name(self, default: str) -> str:
         """The distilled student's name in the report (``default``: its config's model name)."""
