@@ -231,7 +231,7 @@ def _train(
         strategy,
         student_data,
         cfg,
-        epochs=cfg.student.epochs,
+        epochs=strategy.student_epochs(cfg),
         seed=cfg.seed,
         log_dir=run_dir,
         label="student",

@@ -143,6 +143,10 @@ class Strategy(nn.Module):
         """One training batch -> (student logits, {term name: unweighted scalar loss})."""
         raise NotImplementedError
 
+    def student_epochs(self, cfg: DictConfig) -> int:
+        """Epochs of the student phase (a fine-tuning method trains less than the baseline)."""
+        return int(cfg.student.epochs)
+
     def on_train_epoch_start(self, epoch: int) -> None:
         """Called at the start of every training epoch (a schedule such as FitNets' stages)."""
 

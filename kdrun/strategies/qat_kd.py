@@ -1,8 +1,8 @@
 """Quantisation-aware distillation: fine-tune the distilled student with fake int8 quantisation
 while it keeps distilling from the teacher (vanilla loss, ``kd.T``, ``kd.alpha``).
 
-The starting point is the student distilled with vanilla KD (cached, the same one
-``strategy=ta_chain`` builds for an assistant) or ``strategy.student_checkpoint``. BatchNorm is
+The starting point is the student distilled with vanilla KD for ``epochs`` (cached, as
+``strategy=ta_chain`` caches an assistant); the fine-tuning runs ``strategy.epochs``. BatchNorm is
 folded into the preceding convolution, then torch.ao's FX graph-mode QAT
 (``prepare_qat_fx``, the backend's default QAT qconfig: per-channel symmetric int8 weights,
 affine uint8 activations with moving-average ranges) inserts fake quantisation. Exported to ONNX,
@@ -134,7 +134,9 @@ class QatKD(Vanilla):
     def preflight(cls, cfg: DictConfig, data: Any) -> None:
         from kdrun.assets import build
 
-        backend = cfg.strategy.backend
+        backend, epochs = cfg.strategy.backend, cfg.strategy.epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise KdrunConfigError("strategy.epochs", epochs, "must be an integer >= 1")
         if backend not in BACKENDS:
             raise KdrunConfigError("strategy.backend", backend, f"allowed: {', '.join(BACKENDS)}")
         others = [f for f in cfg.export.formats if f != "onnx_int8"]
@@ -165,6 +167,7 @@ class QatKD(Vanilla):
         model = quantization_aware(start.model, cfg.strategy.backend)
         strategy = cls(model, teacher.model, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
         strategy.members = [fp32]
+        strategy.qat_epochs = int(cfg.strategy.epochs)
         return pretrained_teacher(strategy, assets)
 
     @classmethod
@@ -175,5 +178,8 @@ class QatKD(Vanilla):
     def exportable(cls, model: nn.Module, example: torch.Tensor) -> nn.Module:
         return exportable_qat(model, example)
 
+    def student_epochs(self, cfg: DictConfig) -> int:
+        return int(cfg.strategy.epochs)
+
     def hparams(self) -> dict:
-        return {**super().hparams(), "quantization": "fx_qat"}
+        return {**super().hparams(), "quantization": "fx_qat", "epochs": self.qat_epochs}
