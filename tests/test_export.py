@@ -257,6 +257,7 @@ def test_int8_model_runs_any_batch_and_its_recorded_top1_recomputes(exported_run
         "calibration_images": 256,
         "calibration_method": "minmax",
         "max_int8_drop": 1.0,
+        "method": "ptq",
         "quant_format": "QDQ",
         "per_channel": True,
     }

@@ -79,7 +79,7 @@ class _QDQ(nn.Module):
         else:
             self.register_buffer("scale", fake_quant.scale.detach().clone().float())
             self.register_buffer("zero_point", fake_quant.zero_point.detach().clone().to(torch.int32))
-        self.weight = None if weight is None else self._quantize(weight.detach())
+        self.register_buffer("weight", None if weight is None else self._quantize(weight.detach()))
 
     def _quantize(self, x: torch.Tensor) -> torch.Tensor:
         qd = torch.ops.quantized_decomposed
