@@ -15,10 +15,12 @@ from torch import nn
 from kdrun.cache import Cache
 from kdrun.console import console
 from kdrun.data import TensorDataModule
+from kdrun.device import resolve
 from kdrun.fit import fit
 from kdrun.logit_cache import load_or_compute
 from kdrun.models import create_model, load_weights, save_weights
 from kdrun.models.ensemble import TeacherEnsemble
+from kdrun.models.factory import MODELS
 from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies.base import Strategy
 from kdrun.strategies.scratch import Scratch
@@ -29,7 +31,7 @@ WEIGHTS = "model.safetensors"
 COSMETIC_TRAINER_KEYS = {"log_every_n_steps", "enable_progress_bar", "keep_checkpoint"}
 # Trainer keys added after cache entries existed: hashed only when not at this value, so the
 # entries made before stay valid.
-LATER_TRAINER_KEYS = {"strategy": "auto"}
+LATER_TRAINER_KEYS = {"strategy": "auto", "benchmark": False}
 
 
 @dataclass
@@ -49,6 +51,8 @@ def model_spec(section: DictConfig) -> dict[str, Any]:
     spec = {k: OmegaConf.to_container(section[k]) if k == "args" else section[k] for k in keys}
     if section.get("library"):  # only timm sections have it: other models' cache keys stay as they were
         spec["library"] = section.library
+    elif section.name not in MODELS:  # torchvision: the stem is part of the architecture
+        spec["stem"] = section.get("stem") or "auto"
     return spec
 
 
@@ -128,9 +132,11 @@ class Assets:
         data: TensorDataModule | None = None,
     ) -> Asset:
         cfg, data = self.cfg, data or self.student_data
+        # The resolved device settings: `auto` on a CPU hashes as the explicit CPU settings did.
+        resolved = OmegaConf.to_container(cfg.trainer) | resolve(cfg.trainer).trainer_args()
         trainer = {
             k: v
-            for k, v in OmegaConf.to_container(cfg.trainer).items()
+            for k, v in resolved.items()
             if k not in COSMETIC_TRAINER_KEYS and LATER_TRAINER_KEYS.get(k, object()) != v
         }
         spec = {
@@ -154,7 +160,7 @@ class Assets:
             model = build(section, data)
             strategy = make(model)
             if cache_logits(cfg, data):
-                load_or_compute(strategy, data, self.cache)
+                load_or_compute(strategy, data, self.cache, resolve(cfg.trainer).device)
             metrics = fit(strategy, data, cfg, epochs=section.epochs, seed=seed, log_dir=folder, label=kind)
             save_weights(model, folder / WEIGHTS)
             (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))

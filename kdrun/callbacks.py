@@ -9,6 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from kdrun.console import console
+from kdrun.device import module_device, to_device
 
 
 class EpochLines(Callback):
@@ -65,8 +66,9 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable) -> None:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative moving average: every batch counts equally
     model.train()
+    device = module_device(model)  # at the end of a fit, still the training device
     for x, *_ in batches:
-        model(x)
+        model(to_device(x, device))
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
     model.train(was_training)

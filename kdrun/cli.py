@@ -97,6 +97,7 @@ def _models(args: list[str]) -> None:
     from fnmatch import fnmatch
     from importlib.util import find_spec
 
+    from kdrun.models.cifar import CIFAR_MODELS
     from kdrun.models.factory import ALIASES, MODELS, torchvision_names
     from kdrun.sections import group_options
 
@@ -105,7 +106,8 @@ def _models(args: list[str]) -> None:
     pattern = parser.parse_args(args).pattern or "*"
     print("configs:     teacher=" + ", ".join(group_options("teacher")))
     print("             student=" + ", ".join(group_options("student")))
-    print("built-in:   ", ", ".join(MODELS))
+    print("built-in:   ", ", ".join(n for n in MODELS if n not in CIFAR_MODELS))
+    print("cifar zoo:  ", ", ".join(CIFAR_MODELS), "(32 px; RepDistiller/mdistiller checkpoints load)")
     print("aliases:    ", ", ".join(f"{k} (variant: {'/'.join(v[2])})" for k, v in ALIASES.items()))
     print("torchvision:", ", ".join(n for n in torchvision_names() if fnmatch(n, pattern)))
     if find_spec("timm") is None:

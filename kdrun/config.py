@@ -9,11 +9,12 @@ from omegaconf import DictConfig
 
 from kdrun.data import DATASETS
 from kdrun.data.settings import check_dataset
+from kdrun.device import ACCELERATORS, AUTO, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
 from kdrun.fit import DDP, KDRUN_TRAINER_KEYS
 from kdrun.loggers import check_loggers
-from kdrun.models.factory import resolve_name
+from kdrun.models.factory import MODELS, STEMS, resolve_name, stem_family
 from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
@@ -56,6 +57,17 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...] | list[str]) -> 
         raise KdrunConfigError(key, value, f"allowed: {', '.join(map(str, allowed))}")
 
 
+def _stem(cfg: DictConfig, role: str) -> None:
+    _choice(cfg, f"{role}.stem", STEMS)
+    section = cfg[role]
+    if section.stem == "cifar" and not section.get("library") and section.name not in MODELS:
+        name = resolve_name(section.name, section.variant)
+        if stem_family(name) is None:
+            raise KdrunConfigError(
+                f"{role}.stem", "cifar", f"no small-input stem for {name}; use auto or imagenet"
+            )
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ``KdrunConfigError`` for the first bad value; return quietly when all is well."""
     for role in ("teacher", "student"):
@@ -67,6 +79,8 @@ def validate(cfg: DictConfig) -> None:
         _number(cfg, f"{role}.epochs", 1, integer=True)
         _choice(cfg, f"{role}.channels_last", [True, False])
         _choice(cfg, f"{role}.pretrained", [True, False])
+        if cfg[role].get("stem") is not None:
+            _stem(cfg, role)
         if cfg[role].bn_momentum is not None:
             _number(cfg, f"{role}.bn_momentum", 0, 1, lo_open=True)
         if "dropout" in (cfg[role].get("args") or {}):
@@ -152,13 +166,15 @@ def _trainer(cfg: DictConfig) -> None:
                 cfg.trainer[key],
                 f"allowed: Lightning Trainer arguments that kdrun does not set{hint.get(key, '')}",
             )
-    _choice(cfg, "trainer.accelerator", ["cpu", "gpu", "cuda", "mps", "auto"])
+    _choice(cfg, "trainer.accelerator", list(ACCELERATORS))
     _number(cfg, "trainer.devices", 1, integer=True)
     _choice(cfg, "trainer.strategy", ["auto", *DDP])
     precision = cfg.trainer.precision
-    if precision not in PRECISIONS + LEGACY_PRECISIONS:
-        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join(PRECISIONS)}")
-    _choice(cfg, "trainer.deterministic", [True, False, "warn"])
+    if precision != AUTO and precision not in PRECISIONS + LEGACY_PRECISIONS:
+        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join((AUTO, *PRECISIONS))}")
+    _choice(cfg, "trainer.deterministic", [AUTO, True, False, "warn"])
+    _choice(cfg, "trainer.benchmark", [AUTO, True, False])
+    resolve(cfg.trainer)  # a GPU asked for on a machine without one
     _number(cfg, "trainer.log_every_n_steps", 1, integer=True)
     _number(cfg, "trainer.num_sanity_val_steps", -1, integer=True, hint=" (-1: the whole val split)")
     _choice(cfg, "trainer.keep_checkpoint", [True, False])

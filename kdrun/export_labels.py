@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from kdrun import assets
 from kdrun.cache import Cache
 from kdrun.console import console, fail
+from kdrun.device import placed, resolve, to_device
 from kdrun.errors import KdrunConfigError
 from kdrun.run import prepare
 from kdrun.soft_labels import write_soft_labels
@@ -22,10 +23,13 @@ def export_task(cfg: DictConfig) -> Path:
         data, loaded = prepare(cfg)
     except KdrunConfigError as err:
         fail(str(err))
+    placement = resolve(cfg.trainer)
+    console.print(placement.line())
     teacher = loaded or assets.Assets(cfg, data, Cache(cfg.paths.cache_dir)).teacher()
     teacher.model.eval()
-    with torch.no_grad():
-        logits = torch.cat([teacher.model(x) for x, *_ in data.loader("train", batch_size=512)])
+    with torch.no_grad(), placed(teacher.model, placement.device):
+        batches = data.loader("train", batch_size=512)
+        logits = torch.cat([teacher.model(to_device(x, placement.device)).cpu() for x, *_ in batches])
     out = Path(cfg.out).expanduser()
     write_soft_labels(out, logits, data, teacher=teacher.name, dataset=cfg.dataset.name)
     console.print(

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from kdrun.callbacks import EpochLines, RecalibrateBatchNorm
 from kdrun.checkpointing import AtomicCheckpointIO, TrainingRandomness, epoch_checkpoint, resume_point
 from kdrun.data import TensorDataModule
+from kdrun.device import resolve
 from kdrun.loggers import build_loggers
 from kdrun.module import DistillModule
 from kdrun.strategies import Strategy
@@ -77,7 +78,8 @@ def fit(
     args = trainer_args(cfg.trainer)
     ddp = isinstance(args.get("strategy"), DDPStrategy)
     if ddp:
-        callbacks.append(DDPWorker(torch.get_num_threads(), cfg.trainer.devices))
+        on_cpu = args["accelerator"] == "cpu"  # CPU workers share the cores between them
+        callbacks.append(DDPWorker(torch.get_num_threads() if on_cpu else None, cfg.trainer.devices))
     trainer = L.Trainer(
         **args,
         max_epochs=epochs,
@@ -111,9 +113,14 @@ def trainer_args(trainer: DictConfig) -> dict[str, Any]:
     worker processes run only the fit and hand the weights back. Lightning's default ``ddp``
     launcher re-executes the command line in each worker, which would run the whole kdrun
     pipeline (teacher, baseline, cache locks) again in each. Batches are split by the data module
-    (``ShardedBatches``), so Lightning's sampler injection is off.
+    (``ShardedBatches``), so Lightning's sampler injection is off. On GPUs the process group is
+    Lightning's default for the accelerator (nccl; gloo on CPU).
+
+    ``auto`` accelerator, precision, determinism and cudnn.benchmark are resolved for this machine
+    (``kdrun.device``).
     """
     args = {key: value for key, value in trainer.items() if key not in KDRUN_TRAINER_KEYS}
+    args |= resolve(trainer).trainer_args()
     if args.get("strategy") in DDP or args.get("devices", 1) > 1:
         # find_unused_parameters: some methods leave parameters out of a step (hints' first stage).
         args["strategy"] = DDPStrategy(start_method="spawn", find_unused_parameters=True)
@@ -125,14 +132,16 @@ class DDPWorker(Callback):
     """What a spawned DDP worker does not inherit from the kdrun process.
 
     Unpickling this callback imports this module in the worker, so the logging and warning filters
-    above apply there too; ``setup`` shares the process's torch threads between the workers.
+    above apply there too. On CPU, ``setup`` shares the process's torch threads between the
+    workers; GPU workers keep torch's default.
     """
 
-    def __init__(self, threads: int, devices: int) -> None:
-        self.threads = max(1, threads // devices)
+    def __init__(self, threads: int | None, devices: int) -> None:
+        self.threads = None if threads is None else max(1, threads // devices)
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
-        torch.set_num_threads(self.threads)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
 
 
 @contextmanager

@@ -28,7 +28,7 @@ def layers(name: str, image_size: int, channels: int, num_classes: int, group: s
         spec.update(
             {
                 k: OmegaConf.to_container(section[k]) if k == "args" else section[k]
-                for k in ("name", "variant", "args", "bn_momentum", "library")
+                for k in ("name", "variant", "args", "bn_momentum", "library", "stem")
                 if k in section
             }
         )

@@ -23,9 +23,11 @@ from torch import nn
 
 from kdrun.cache import Cache
 from kdrun.data import TensorDataModule
+from kdrun.device import placed
 from kdrun.strategies import Strategy
 
 FILE = "logits.safetensors"
+CPU = torch.device("cpu")
 
 
 def model_digest(model: nn.Module) -> str:
@@ -42,33 +44,40 @@ def _method(strategy: Strategy) -> str:
     return f"{owner.__module__}.{owner.__qualname__}"
 
 
-def cache_spec(strategy: Strategy, data: TensorDataModule) -> dict[str, str]:
-    """What determines the cached tensor (the cache key hashes it)."""
-    return {
+def cache_spec(strategy: Strategy, data: TensorDataModule, device: torch.device = CPU) -> dict[str, str]:
+    """What determines the cached tensor (the cache key hashes it). A GPU's kernels round
+    differently from the CPU's: logits computed there are other entries."""
+    spec = {
         "method": _method(strategy),
         "teachers": ",".join(model_digest(m) for m in strategy.frozen),
         "inputs": data.fingerprint,
     }
+    return spec if device.type == "cpu" else spec | {"device": device.type}
 
 
-def load_or_compute(strategy: Strategy, data: TensorDataModule, cache: Cache | None) -> str | None:
-    """Give ``strategy`` its cached teacher logits: from disk, or computed once and stored.
+def load_or_compute(
+    strategy: Strategy, data: TensorDataModule, cache: Cache | None, device: torch.device = CPU
+) -> str | None:
+    """Give ``strategy`` its cached teacher logits: from disk, or computed once on ``device``
+    (the training device) and stored.
 
     Returns ``"disk"`` or ``"computed"``, or ``None`` when the strategy has no frozen teacher
     whose logits it caches (mutual learning, feature distillation, a soft-label file).
     """
     if not strategy.caches_logits or not strategy.frozen:
         return None
+
+    def compute(folder: Path | None = None) -> None:
+        with placed(strategy, device):
+            strategy.cache_teacher_logits(data.loader("train"))
+        if folder is not None:
+            save_file({"logits": strategy.teacher_logits.contiguous()}, str(folder / FILE))
+
     if cache is None:
-        strategy.cache_teacher_logits(data.loader("train"))
+        compute()
         return "computed"
-
-    def compute(folder: Path) -> None:
-        strategy.cache_teacher_logits(data.loader("train"))
-        save_file({"logits": strategy.teacher_logits.contiguous()}, str(folder / FILE))
-
     folder, hit = cache.get_or_build(
-        "logits", _method(strategy).rsplit(".", 1)[-1], cache_spec(strategy, data), compute
+        "logits", _method(strategy).rsplit(".", 1)[-1], cache_spec(strategy, data, device), compute
     )
     if hit:
         strategy.teacher_logits = load_file(str(folder / FILE))["logits"]

@@ -1,4 +1,4 @@
-"""What a model costs: parameters, FLOPs, size and CPU latency."""
+"""What a model costs: parameters, FLOPs, size and latency (on the CPU, and on the training GPU)."""
 
 from typing import Any
 
@@ -7,6 +7,8 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.classification import MulticlassAccuracy
+
+from kdrun.device import module_device, placed, to_device
 
 
 def count_params(model: nn.Module) -> int:
@@ -22,15 +24,16 @@ def size_mb(model: nn.Module) -> float:
 def flops_per_image(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one forward pass on one image (a multiply-add counts 2), by torch's counter."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *input_shape))
+        model(torch.zeros(1, *input_shape, device=module_device(model)))
     return int(counter.get_total_flops())
 
 
 def latency_ms(
     model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, min_run_time: float
 ) -> tuple[float, float]:
-    """Median and IQR of one forward pass at ``batch``, in ms (torch.utils.benchmark, warmed up)."""
-    x = torch.randn(batch, *input_shape)
+    """Median and IQR of one forward pass at ``batch``, in ms (torch.utils.benchmark, warmed up),
+    on the model's device (the timer waits for a GPU's queued work)."""
+    x = torch.randn(batch, *input_shape, device=module_device(model))
     with torch.no_grad():
         return latency_of(model, x, threads, min_run_time)
 
@@ -49,11 +52,14 @@ def latency_of(fn: Any, x: Any, threads: int, min_run_time: float) -> tuple[floa
 
 @torch.no_grad()
 def accuracy(model: nn.Module, batches: Any, num_classes: int) -> dict[str, float]:
-    """Top-1 (and top-5 when there are more than 5 classes) over ``(x, y, ...)`` batches."""
-    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")}
+    """Top-1 (and top-5 when there are more than 5 classes) over ``(x, y, ...)`` batches, on the
+    model's device."""
+    device = module_device(model)
+    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro").to(device)}
     if num_classes > 5:
-        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro").to(device)
     for x, y, *_ in batches:
+        x, y = to_device(x, device), to_device(y, device)
         logits = model(x)
         for metric in metrics.values():
             metric.update(logits, y)
@@ -61,17 +67,30 @@ def accuracy(model: nn.Module, batches: Any, num_classes: int) -> dict[str, floa
 
 
 def profile(model: nn.Module, input_shape: tuple[int, ...], cfg: Any) -> dict[str, Any]:
-    """Params, FLOPs, size and latency at each of ``cfg.batch_sizes`` for an eval-mode model."""
+    """Params, FLOPs, size and latency at each of ``cfg.batch_sizes`` for an eval-mode model.
+
+    ``latency_ms`` is always measured on the CPU with ``cfg.threads`` threads (comparable across
+    machines and with exported files); a model on a GPU is moved there and back, and its latency on
+    that GPU is ``device_latency_ms`` (with ``device``: ``cuda`` or ``mps``).
+    """
     model.eval()
+    device = module_device(model)
     row: dict[str, Any] = {
         "params": count_params(model),
         "flops": flops_per_image(model, input_shape),
         "size_mb": round(size_mb(model), 4),
-        "latency_ms": {},
-        "latency_iqr_ms": {},
     }
+    if device.type != "cpu":
+        row |= _latencies(model, input_shape, cfg, prefix="device_")
+        row["device"] = device.type
+    with placed(model, torch.device("cpu")):
+        return row | _latencies(model, input_shape, cfg)
+
+
+def _latencies(model: nn.Module, input_shape: tuple[int, ...], cfg: Any, prefix: str = "") -> dict[str, Any]:
+    row: dict[str, Any] = {f"{prefix}latency_ms": {}, f"{prefix}latency_iqr_ms": {}}
     for batch in cfg.batch_sizes:
         median, iqr = latency_ms(model, input_shape, batch, cfg.threads, cfg.min_run_time)
-        row["latency_ms"][f"batch{batch}"] = round(median, 4)
-        row["latency_iqr_ms"][f"batch{batch}"] = round(iqr, 4)
+        row[f"{prefix}latency_ms"][f"batch{batch}"] = round(median, 4)
+        row[f"{prefix}latency_iqr_ms"][f"batch{batch}"] = round(iqr, 4)
     return row

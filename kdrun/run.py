@@ -21,6 +21,7 @@ from kdrun.cache import Cache
 from kdrun.config import validate
 from kdrun.console import console, err_console, fail
 from kdrun.data import TensorDataModule, build_datamodule
+from kdrun.device import placed, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export import EXPORT_DIR, ExportParityError, check_settings, export_run, export_table
 from kdrun.fit import fit
@@ -30,7 +31,7 @@ from kdrun.measure import accuracy, profile
 from kdrun.models import save_weights
 from kdrun.report import deltas, results_table, write_json_atomic
 from kdrun.sections import display_name, ensemble_members, is_ensemble
-from kdrun.strategies import STRATEGIES, Member
+from kdrun.strategies import STRATEGIES, Member, Strategy
 
 RESULTS = "results.json"
 CHECKPOINTS = "checkpoints"  # the student phase's last.ckpt, for resume=
@@ -138,6 +139,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.resume not in (None, "auto") and Path(cfg.resume).resolve() != run_dir.resolve():
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
     data, loaded_teacher = prepare(cfg)
+    console.print(resolve(cfg.trainer).line())
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
         results = _train(cfg, data, run_dir, loaded_teacher, loggers)
@@ -205,6 +207,7 @@ def _train(
 ) -> dict[str, Any]:
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    placement = resolve(cfg.trainer)
     ctx = assets.Assets(cfg, data, Cache(cfg.paths.cache_dir), loaded_teacher)
     clock = _Clock()
     baseline = ctx.scratch(cfg.student, cfg.seed)
@@ -217,7 +220,7 @@ def _train(
     student_data = ctx.student_data
     logits = None
     if assets.cache_logits(cfg, student_data):
-        logits = load_or_compute(strategy, student_data, ctx.cache)
+        logits = load_or_compute(strategy, student_data, ctx.cache, placement.device)
         if logits == "disk":
             console.print("teacher logits: reusing the cached train-split logits (kdrun/logit_cache.py)")
     elif cfg.kd.cache_logits == "auto":  # cached logits would belong to inputs the student never sees
@@ -261,7 +264,7 @@ def _train(
         "student": student_row,
         "deltas": deltas(teacher_row, baseline_row, student_row),
         "strategy": strategy.hparams(),
-        "diagnostics": strategy.diagnostics(data),
+        "diagnostics": _diagnostics(strategy, data, placement.device),
         "data": {
             "name": cfg.dataset.name,
             "fingerprint": data.fingerprint,
@@ -273,6 +276,7 @@ def _train(
             **data.summary(),
         },
         "extra_models": extra,
+        "device": placement.record(),
         "timings_s": clock.laps,
         "teacher_logits": logits,  # disk | computed | null (a live teacher, or none to cache)
         "paths": {
@@ -282,6 +286,11 @@ def _train(
             **{role: m.path for role, m in ((m.role, m) for m in strategy.members) if m.path},
         },
     }
+
+
+def _diagnostics(strategy: Strategy, data: TensorDataModule, device: torch.device) -> dict[str, Any]:
+    with placed(strategy, device):
+        return strategy.diagnostics(data)
 
 
 class _Clock:
@@ -327,9 +336,11 @@ def _shared_row(member: Member, data: TensorDataModule, cfg: DictConfig) -> dict
 def _report_row(
     model: nn.Module, data: TensorDataModule, cfg: DictConfig, name: str, source: str
 ) -> dict[str, Any]:
+    """Accuracy and costs, measured on the training device (and the latency on the CPU too)."""
     model.eval()
     row: dict[str, Any] = {"name": name, "source": source}
-    row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
-    row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]
-    row.update(profile(model, data.input_shape, cfg.measure))
+    with placed(model, resolve(cfg.trainer).device):
+        row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
+        row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]
+        row.update(profile(model, data.input_shape, cfg.measure))
     return row

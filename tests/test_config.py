@@ -66,6 +66,7 @@ BAD = [
     (["+trainer.max_epochs=3"], "trainer.max_epochs"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps"),
     (["trainer.deterministic=sometimes"], "trainer.deterministic"),
+    (["trainer.benchmark=fast"], "trainer.benchmark"),
     (["teacher.seed=-1"], "teacher.seed"),
     (["student.pretrained=maybe"], "student.pretrained"),
     (["teacher.channels_last=1.5"], "teacher.channels_last"),

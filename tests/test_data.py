@@ -81,3 +81,24 @@ def test_missing_torchvision_set_without_download_is_a_clear_error(tmp_path):
 def test_split_larger_than_the_data_is_a_clear_error():
     with pytest.raises(KdrunConfigError, match=r"^dataset\.split\.val=9999"):
         build_datamodule(make_cfg("dataset=digits", "dataset.split.val=9999").dataset)
+
+
+def test_normalisation_and_fingerprint_do_not_depend_on_the_thread_count(monkeypatch):
+    """torch's float32 mean over (N, H, W) rounds differently with 1, 2 or 3 threads for this shape."""
+    from kdrun.data.sources import DATASETS, Source
+
+    images = torch.rand(4000, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(4000) % 10
+    monkeypatch.setitem(DATASETS, "mnist_subset", lambda cfg: Source((images, labels), list("0123456789")))
+    cfg = make_cfg()
+    before, built = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            data = build_datamodule(cfg.dataset)
+            built.append((data.fingerprint, data.normalization))
+    finally:
+        torch.set_num_threads(before)
+    assert built[0] == built[1] == built[2]
+    assert data.normalization["mean"][0] == pytest.approx(0.5, abs=1e-3)  # uniform pixels
+    assert data.normalization["std"][0] == pytest.approx(12**-0.5, abs=1e-3)

@@ -80,6 +80,15 @@ def test_run_directory_has_metrics_weights_and_config(smoke):
     assert "distilled student" in first.stdout and "KD gain" in first.stdout
 
 
+def test_run_says_and_records_its_device_precision_and_determinism(smoke):
+    cwd, first, _ = smoke
+    assert first.stdout.splitlines()[0].startswith("device: cpu (CPU, ")
+    assert first.stdout.splitlines()[0].endswith(" · precision 32-true · deterministic true")
+    device = json.loads((cwd / "outputs/runs/first/results.json").read_text())["device"]
+    assert (device["accelerator"], device["precision"], device["deterministic"]) == ("cpu", "32-true", True)
+    assert device["benchmark"] is False and device["cuda"] is None
+
+
 def test_second_run_reuses_cached_teacher_and_baseline(smoke):
     cwd, first, second = smoke
     assert "teacher: training" in first.stdout and "baseline: training" in first.stdout

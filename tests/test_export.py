@@ -93,6 +93,7 @@ def test_model_card_lists_the_numbers_of_results_json(exported_run: Path) -> Non
     cfg = results["config"]
     assert f"T = {cfg['kd']['T']:g}, α = {cfg['kd']['alpha']:g}" in card
     assert f"seed {results['seed']}" in card
+    assert "- Trained on: cpu (CPU, 1 thread), precision `32-true`, deterministic `true`" in card
     assert "101.77k parameters" in card  # the mlp student of the default job
     assert f"{results['export']['formats']['onnx']['parity']['max_abs_diff']:.2e}" in card
     onnx_ms = results["export"]["formats"]["onnx"]["latency_ms"]["batch1"]

@@ -72,7 +72,9 @@ def test_pretrained_weights_get_a_new_head_and_a_grey_stem(monkeypatch):
 
     monkeypatch.setattr(torchvision.models, "get_model", offline_get_model)
     torch.manual_seed(0)
-    model = create_model(spec("resnet18", pretrained=True), num_classes=10, input_shape=(1, 28, 28))
+    model = create_model(
+        spec("resnet18", pretrained=True, stem="imagenet"), num_classes=10, input_shape=(1, 28, 28)
+    )
     assert asked["weights"] == "DEFAULT"
     assert model.fc.out_features == 10 and model.conv1.in_channels == 1
     torch.manual_seed(0)
@@ -91,3 +93,50 @@ def test_channels_last_changes_the_layout_not_the_function():
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(plain(x), nhwc(x), atol=1e-4)
+
+
+def _last_map(model: nn.Module, module: str, shape: tuple[int, int, int]) -> tuple[int, int]:
+    seen = []
+    model.get_submodule(module).register_forward_hook(lambda _m, _i, out: seen.append(out.shape[-2:]))
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, *shape))
+    return tuple(seen[0])
+
+
+@pytest.mark.parametrize(
+    ("stem", "shape", "expected"),
+    [
+        ("auto", (3, 32, 32), (4, 4)),
+        ("imagenet", (3, 32, 32), (1, 1)),
+        ("auto", (3, 64, 64), (2, 2)),
+        ("cifar", (1, 28, 28), (4, 4)),
+    ],
+)
+def test_stem_sets_the_resolution_of_resnets_last_stage(stem, shape, expected):
+    model = create_model(spec("resnet18", stem=stem), 10, shape)
+    assert _last_map(model, "layer4", shape) == expected
+    assert model.conv1.in_channels == shape[0]
+
+
+def test_small_input_stem_of_mobilenet_and_efficientnet_keeps_the_first_conv_at_stride_1():
+    for name in ("mobilenet_v3", "efficientnet_b0"):
+        small = create_model(spec(name), 10, (3, 32, 32))
+        large = create_model(spec(name), 10, (3, 96, 96))
+        assert small.features[0][0].stride == (1, 1) and large.features[0][0].stride == (2, 2)
+
+
+def test_cifar_stem_on_a_model_without_one_is_rejected(cfg_factory):
+    from kdrun.config import validate
+
+    with pytest.raises(KdrunConfigError, match=r"^teacher.stem='cifar': no small-input stem for squeez"):
+        validate(cfg_factory("teacher=resnet18", "teacher.name=squeezenet1_0", "teacher.stem=cifar"))
+    with pytest.raises(KdrunConfigError, match=r"^student.stem='tiny': allowed: auto, imagenet, cifar"):
+        validate(cfg_factory("student=resnet18", "student.stem=tiny"))
+
+
+def test_the_stem_is_part_of_a_torchvision_models_cache_spec(cfg_factory):
+    from kdrun.assets import model_spec
+
+    cfg = cfg_factory("teacher=resnet50", "student=mobilenet_v3", "student.stem=imagenet")
+    assert model_spec(cfg.teacher)["stem"] == "auto" and model_spec(cfg.student)["stem"] == "imagenet"
+    assert "stem" not in model_spec(cfg_factory().teacher)  # kdrun's cnn: no stem, key unchanged

@@ -34,7 +34,9 @@ class Augment:
         return {"crop_padding": self.crop_padding, "flip": self.flip, "color_jitter": self.color_jitter}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        if self.mean.device != x.device:  # copied to the batches' device once, not every step
+            self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
+        mean, std = self.mean, self.std
         pixels = x * std + mean
         if self.crop_padding:
             pixels = random_crop(pixels, self.crop_padding)

@@ -3,6 +3,7 @@
 import hashlib
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
@@ -186,8 +187,7 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     if cfg.limit is not None:
         x, y = x[: cfg.limit], y[: cfg.limit]
     train_x, val_x, test_x = (_shape(t, cfg.image_size, cfg.channels) for t in (x, val_x, test_x))
-    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
-    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    mean, std = channel_stats(train_x)
     splits = [((t - mean) / std, labels) for t, labels in ((train_x, y), (val_x, val_y), (test_x, test_y))]
     data = TensorDataModule(
         *splits,
@@ -197,9 +197,7 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     )
     data.bad_files = source.bad_files
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
-    # The mean/std reductions round differently with another torch thread count, and so do the
-    # normalised tensors and the fingerprint: whoever rebuilds this data (kdrun export) needs it.
-    data.build_threads = torch.get_num_threads()
+    data.build_threads = torch.get_num_threads()  # recorded; the tensors no longer depend on it
     augment = cfg.get("augment")
     if augment and (augment.crop_padding or augment.flip or augment.color_jitter):
         data.augment = Augment(mean.flatten().tolist(), std.flatten().tolist(), **augment)
@@ -226,6 +224,30 @@ def _shape(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     if x.shape[1] != channels:
         x = x.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
     return x.contiguous()
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (unbiased) std of (N, C, H, W) images, as float32 (1, C, 1, 1) tensors.
+
+    Summed in float64 by NumPy in a fixed order: torch's float32 reductions split the work by
+    thread count and round differently, which changed the normalised inputs, and with them the
+    data fingerprint and every cache key, with ``OMP_NUM_THREADS``.
+    """
+    channels = x.shape[1]
+    count = x.numel() // channels
+    total = np.zeros(channels)
+    for start in range(0, len(x), chunk):
+        total += x[start : start + chunk].numpy().sum(axis=(0, 2, 3), dtype=np.float64)
+    mean = total / count
+    squares = np.zeros(channels)
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk].numpy().astype(np.float64) - mean.reshape(1, -1, 1, 1)
+        squares += np.square(part).sum(axis=(0, 2, 3))
+    std = np.sqrt(squares / max(count - 1, 1))
+    shape = (1, channels, 1, 1)
+    return torch.tensor(mean, dtype=torch.float32).view(shape), torch.tensor(std, dtype=torch.float32).view(
+        shape
+    ).clamp_min(1e-6)
 
 
 def _fingerprint(splits: list[Split]) -> str:

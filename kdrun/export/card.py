@@ -31,6 +31,18 @@ def _weights(weights: dict[str, float] | None) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in (weights or {}).items()) or "-"
 
 
+def _device_line(device: dict[str, Any] | None) -> list[str]:
+    """The device, precision and determinism the run trained with (runs before they were recorded: none)."""
+    if not device:
+        return []
+    count = f" x{device['devices']}" if device.get("devices", 1) > 1 else ""
+    return [
+        f"- Trained on: {device['accelerator']}{count} ({device['name']}), precision "
+        f"`{device['precision']}`, deterministic `{str(device['deterministic']).lower()}`, "
+        f"torch {device['torch']}."
+    ]
+
+
 def reproduce_command(run_dir: Path) -> str:
     """``kdrun train`` with the run's own overrides (Hydra's ``.hydra/overrides.yaml``)."""
     path = run_dir / ".hydra" / "overrides.yaml"
@@ -91,6 +103,7 @@ def model_card(results: dict[str, Any], run_dir: Path, normalization: dict[str, 
         f"- Budget: {cfg['student']['epochs']} epochs, optimizer `{optimizer.get('_target_', '?')}`"
         f" (lr {optimizer.get('lr')}), batch size {cfg['dataset']['batch_size']}, "
         f"seed {results['seed']} (one seed; the scratch student shares its init and batch order).",
+        *_device_line(results.get("device")),
         "",
         f"## Accuracy (test split, {n_test} images, last epoch)",
         "",
@@ -171,8 +184,8 @@ def model_card(results: dict[str, Any], run_dir: Path, normalization: dict[str, 
         f"kdrun export <run dir> {formats}",
         "```",
         "",
-        "On CPU the same config and seed give the same numbers (`trainer.deterministic`); latency "
-        "depends on the machine.",
+        "On CPU the same config and seed give the same numbers (`trainer.deterministic`, true on CPU); "
+        "on a GPU (deterministic `warn`) they are close, not equal; latency depends on the machine.",
         "",
     ]
     return "\n".join(lines)

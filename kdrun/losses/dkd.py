@@ -50,9 +50,11 @@ def dkd_terms(
         _binary_log_probs(teacher_logits, target_mask, T),
         reduction,
     )
-    # Distributions over the non-target classes only: drop the target column, renormalise.
-    shape = (student_logits.shape[0], student_logits.shape[1] - 1)
-    log_q_s = F.log_softmax(student_logits[~target_mask].view(shape) / T, dim=-1)
-    log_q_t = F.log_softmax(teacher_logits[~target_mask].view(shape) / T, dim=-1)
+    # Distributions over the non-target classes only: drop the target column, renormalise. The
+    # columns are picked with gather, not a boolean mask (whose data-dependent shape makes a GPU
+    # wait for the host every step): a stable sort of the one-hot rows lists the others in order.
+    rest = torch.sort(target_mask.byte(), dim=-1, stable=True).indices[:, :-1]
+    log_q_s = F.log_softmax(student_logits.gather(1, rest) / T, dim=-1)
+    log_q_t = F.log_softmax(teacher_logits.gather(1, rest) / T, dim=-1)
     nckd = _kl_log(log_q_s, log_q_t, reduction)
     return tckd * T * T, nckd * T * T

@@ -27,13 +27,38 @@ def load_weights(model: nn.Module, path: str | Path, key: str) -> nn.Module:
     if not path.is_file():
         raise KdrunConfigError(key, str(path), "file does not exist")
     state = _read(path, key)
-    state = _strip_prefix(state, model.state_dict())
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise KdrunConfigError(key, str(path), f"does not fit the configured model: {first}") from None
+    expected = model.state_dict()
+    state = _strip_prefix(state, expected)
+    mismatch = _mismatch(state, expected)
+    if mismatch:
+        raise KdrunConfigError(key, str(path), f"does not fit the configured model: {mismatch}")
+    model.load_state_dict(state)
     return model
+
+
+def _mismatch(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
+    """One line naming the first missing, unexpected and wrongly shaped keys; empty if all fit."""
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    parts = [
+        f"{label}: {some(keys)}"
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape (file vs model)", shapes),
+        )
+        if keys
+    ]
+    return "; ".join(parts)
 
 
 def _read(path: Path, key: str) -> dict[str, torch.Tensor]:
@@ -48,10 +73,16 @@ def _read(path: Path, key: str) -> dict[str, torch.Tensor]:
         ) from None
     except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as err:
         raise KdrunConfigError(key, str(path), f"unreadable or corrupt ({type(err).__name__})") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]  # Lightning checkpoint
+    # Lightning checkpoints keep the weights under `state_dict`; RepDistiller's and mdistiller's
+    # `ckpt_epoch_240.pth` under `model` (next to the optimizer state); others under `net`.
+    for wrapper in ("state_dict", "model", "net"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise KdrunConfigError(key, str(path), "expected a state_dict or a Lightning checkpoint")
+        raise KdrunConfigError(
+            key, str(path), "expected a state_dict (or one under a `state_dict`, `model` or `net` key)"
+        )
     return obj
 
 

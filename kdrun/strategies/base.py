@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.device import module_device, to_device
 from kdrun.models.ensemble import TeacherEnsemble
 
 if TYPE_CHECKING:  # the assets layer imports strategies; strategies only use its interface
@@ -117,12 +118,15 @@ class Strategy(nn.Module):
 
         Steps then read the logits by index instead of running the teacher. Only valid when the
         training inputs are the same every epoch (no random augmentation), as for in-memory data.
-        A strategy without a frozen teacher has nothing to cache.
+        A strategy without a frozen teacher has nothing to cache. The teacher runs where it is;
+        the logits are kept on the CPU (``teacher_outputs`` moves them to the training device
+        once, so each DDP worker takes them to its own GPU).
         """
         if self.teacher is None:
             return
         self.teacher.eval()
-        self.teacher_logits = torch.cat([self.teacher(x) for x, *_ in batches])
+        device = module_device(self.teacher)
+        self.teacher_logits = torch.cat([self.teacher(to_device(x, device)).cpu() for x, *_ in batches])
 
     def teacher_outputs(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """The frozen teacher's logits for a batch: from the cache when there is one."""

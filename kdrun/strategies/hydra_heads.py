@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.device import module_device, to_device
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import kd_loss
 from kdrun.sections import ensemble_members, is_ensemble
@@ -132,7 +133,10 @@ class HydraHeads(Strategy):
     @torch.no_grad()
     def cache_teacher_logits(self, batches) -> None:
         self.teacher.eval()
-        self.teacher_logits = torch.cat([self._member_logits(x) for x, *_ in batches], dim=1)  # (k, N, C)
+        device = module_device(self.teacher)
+        self.teacher_logits = torch.cat(  # (k, N, C), on the CPU as the base class keeps them
+            [self._member_logits(to_device(x, device)).cpu() for x, *_ in batches], dim=1
+        )
 
     def teacher_outputs(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         if self.teacher_logits is not None:
@@ -160,9 +164,11 @@ class HydraHeads(Strategy):
         self.student.eval()
         self.teacher.eval()
         members, heads = [], []
+        device = module_device(self.student)
         for x, *_ in data.loader("test", batch_size=512):
-            members.append(self._member_logits(x))
-            heads.append(self.student.heads_logits(x))
+            x = to_device(x, device)
+            members.append(self._member_logits(x).cpu())
+            heads.append(self.student.heads_logits(x).cpu())
         self.student.train(was)
         return {
             "disagreement_members": disagreement(torch.cat(members, dim=1)),

@@ -1,0 +1,175 @@
+"""``auto`` trainer settings resolve for the machine: a GPU when there is one, bf16 where it is
+native, deterministic on CPU and "warn" on a GPU; a GPU asked for but absent is a config error."""
+
+import pytest
+import torch
+
+from kdrun import device
+from kdrun.device import Placement, placed, resolve, to_device
+from kdrun.errors import KdrunConfigError
+from tests.conftest import make_cfg
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """This machine as a CUDA machine: ``torch.cuda.is_available()`` is true; bf16 is set per test."""
+
+    def with_bf16(native: bool) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Fake GPU")
+
+    return with_bf16
+
+
+ON_GPU = torch.cuda.is_available() or torch.backends.mps.is_available()
+cpu_only = pytest.mark.skipif(ON_GPU, reason="checks a machine without a GPU")
+
+
+@cpu_only
+def test_defaults_on_a_cpu_machine_are_the_cpu_settings():
+    assert resolve(make_cfg().trainer) == Placement("cpu", "32-true", True, False)
+
+
+@pytest.mark.parametrize(("bf16", "precision"), [(True, "bf16-mixed"), (False, "32-true")])
+def test_defaults_on_a_cuda_machine(fake_cuda, bf16, precision):
+    fake_cuda(bf16)
+    placement = resolve(make_cfg().trainer)
+    assert placement == Placement("cuda", precision, "warn", False)
+    assert placement.trainer_args() == {
+        "accelerator": "cuda",
+        "precision": precision,
+        "deterministic": "warn",
+        "benchmark": False,
+    }
+    assert placement.line() == f"device: cuda (Fake GPU) · precision {precision} · deterministic warn"
+
+
+def test_bf16_by_emulation_does_not_count(monkeypatch):
+    """Before Ampere, torch reports bf16 as supported through emulation, which is slower than fp32."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert resolve(make_cfg().trainer).precision == "32-true"
+
+
+def test_mps_is_a_gpu_without_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve(make_cfg().trainer) == Placement("mps", "32-true", "warn", False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["trainer.deterministic=false"], Placement("cuda", "bf16-mixed", False, True)),
+        (["trainer.deterministic=true"], Placement("cuda", "bf16-mixed", True, False)),
+        (
+            ["trainer.deterministic=false", "trainer.benchmark=false"],
+            Placement("cuda", "bf16-mixed", False, False),
+        ),
+        (["trainer.accelerator=cpu"], Placement("cpu", "32-true", True, False)),
+        (
+            ["trainer.accelerator=gpu", "trainer.precision=16-mixed"],
+            Placement("cuda", "16-mixed", "warn", False),
+        ),
+        (
+            ["trainer.accelerator=cuda", "trainer.devices=2"],
+            Placement("cuda", "bf16-mixed", "warn", False, 2),
+        ),
+    ],
+)
+def test_explicit_settings_win_over_auto(fake_cuda, overrides, expected):
+    fake_cuda(True)
+    assert resolve(make_cfg(*overrides).trainer) == expected
+
+
+@cpu_only
+@pytest.mark.parametrize("accelerator", ["gpu", "cuda", "mps"])
+def test_a_gpu_asked_for_on_a_machine_without_one_is_a_config_error(accelerator):
+    with pytest.raises(KdrunConfigError, match=rf"trainer.accelerator.*{accelerator}.*sees no GPU"):
+        resolve(make_cfg(f"trainer.accelerator={accelerator}").trainer)
+
+
+@cpu_only
+def test_prepare_rejects_a_missing_gpu_before_training(tmp_path):
+    from kdrun.run import prepare
+
+    cfg = make_cfg("trainer.accelerator=gpu", f"paths.output_root={tmp_path}")
+    with pytest.raises(KdrunConfigError, match="trainer.accelerator"):
+        prepare(cfg)
+    assert not (tmp_path / "cache").exists()
+
+
+@cpu_only
+def test_cache_keys_of_auto_on_cpu_equal_the_explicit_cpu_settings(tiny_data, tmp_path, monkeypatch):
+    """Entries cached before ``auto`` existed (accelerator cpu, 32-true, deterministic) stay valid,
+    and a GPU's entries are others (its kernels round differently)."""
+    from kdrun import assets
+    from kdrun.cache import Cache
+
+    specs = []
+    monkeypatch.setattr(
+        Cache, "get_or_build", lambda self, kind, name, spec, build: specs.append(spec) or 1 / 0
+    )
+    explicit = ("trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.deterministic=true")
+    for overrides in [(), explicit, ("trainer.benchmark=false",)]:
+        ctx = assets.Assets(make_cfg(*overrides), tiny_data, Cache(tmp_path))
+        with pytest.raises(ZeroDivisionError):
+            ctx.scratch(ctx.cfg.student, 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    ctx = assets.Assets(make_cfg(), tiny_data, Cache(tmp_path))
+    with pytest.raises(ZeroDivisionError):
+        ctx.scratch(ctx.cfg.student, 0)
+    assert specs[0] == specs[1] == specs[2] != specs[3]
+    assert specs[0]["trainer"]["deterministic"] is True and "benchmark" not in specs[0]["trainer"]
+    assert specs[3]["trainer"] | {} == specs[0]["trainer"] | {
+        "accelerator": "cuda",
+        "precision": "bf16-mixed",
+        "deterministic": "warn",
+    }
+
+
+def test_placed_moves_a_model_for_the_block_and_back():
+    moves = []
+
+    class Model(torch.nn.Linear):
+        def to(self, device):
+            moves.append(str(device))
+            return self
+
+    model = Model(2, 2)
+    with placed(model, torch.device("cuda")):
+        assert moves == ["cuda"]
+    assert moves == ["cuda", "cpu"]
+    with placed(model, torch.device("cpu")):  # already there
+        pass
+    assert moves == ["cuda", "cpu"]
+
+
+def test_uploads_do_not_wait_and_downloads_do(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, dev, non_blocking=False: calls.append(non_blocking))
+    to_device(torch.zeros(1), torch.device("cuda"))
+    to_device(torch.zeros(1), torch.device("cpu"))
+    assert calls == [True, False]
+
+
+@cpu_only
+def test_gpu_kind_is_none_here():
+    assert device.gpu_kind() is None
+
+
+def test_ddp_on_gpus_spawns_with_nccl_and_leaves_worker_threads_alone(fake_cuda):
+    from kdrun.fit import DDPWorker, trainer_args
+
+    fake_cuda(True)
+    args = trainer_args(make_cfg("trainer.devices=2").trainer)
+    ddp = args["strategy"]
+    ddp.parallel_devices = [torch.device("cuda", 0), torch.device("cuda", 1)]
+    assert (args["accelerator"], ddp._start_method, ddp._get_process_group_backend()) == (
+        "cuda",
+        "spawn",
+        "nccl",
+    )
+    assert DDPWorker(None, 2).threads is None and DDPWorker(8, 2).threads == 4
