@@ -202,7 +202,7 @@ def _int8_lines(export: dict[str, Any], batches: list[str]) -> list[str]:
         how = (
             "static post-training quantisation",
             f"Quantised by ONNX Runtime's tools: {int8['quant_format']} format, int8 weights "
-            f"{'per output channel' if int8['per_channel'] else 'per tensor'}, int8 activations with "
+            f"{'per output channel' if int8['per_channel'] else 'per tensor'}, uint8 activations with "
             f"ranges calibrated ({int8['calibration_method']}) on the first {int8['calibration_images']} "
             "training images.",
         )
