@@ -116,11 +116,14 @@ def exportable_qat(model: nn.Module, example: torch.Tensor) -> nn.Module:
         model(example)  # the weight each fake quantisation receives (independent of the input)
     for hook in hooks:
         hook.remove()
-    for name, module in list(model.named_modules()):
+    swapped: dict[int, nn.Module] = {}  # FX shares one fake quantisation between some ops
+    for name, module in list(model.named_modules(remove_duplicate=False)):
         if isinstance(module, FakeQuantizeBase):
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, _QDQ(module, weights.get(name)))
+            if id(module) not in swapped:
+                swapped[id(module)] = _QDQ(module, weights.get(name))
+            setattr(parent, child, swapped[id(module)])
     return model
 
 
