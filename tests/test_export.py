@@ -428,3 +428,15 @@ def test_more_calibration_images_than_training_images_stop_before_training() -> 
         {"formats": ["onnx"], "atol": 1e-3, "min_top1_agreement": 0.9, "calibration_images": 5000},
         train_images=358,
     )
+
+
+def test_a_rebuilt_student_that_scores_otherwise_is_refused(exported_run: Path, tmp_path: Path) -> None:
+    """Weights that load into an architecture built differently since the run (a changed default)
+    compute something else: the export refuses it instead of shipping it."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(exported_run, run_dir)
+    results = _results(run_dir)
+    results["student"]["top1"] += 0.2  # as if the run had scored 20 points more than the rebuilt model
+    (run_dir / "results.json").write_text(json.dumps(results))
+    with pytest.raises(KdrunConfigError, match="the student rebuilt from the run's config scores top-1"):
+        export_run(run_dir, {"formats": ["torchscript"], "atol": 1e-3, "min_top1_agreement": 0.999})

@@ -93,7 +93,30 @@ def load_run(
         )
     student = STRATEGIES[cfg.strategy.name].shipped_student(cfg, build(cfg.student, data))
     load_weights(student, weights, key="run_dir")
-    return results, cfg, student.eval().to(memory_format=torch.contiguous_format), data
+    student = student.eval().to(memory_format=torch.contiguous_format)
+    _check_rebuilt(student, data, results["student"]["top1"], run_dir)
+    return results, cfg, student, data
+
+
+REBUILT_TOLERANCE = 0.005  # top-1; other kernels (another memory format) may flip a near tie
+
+
+@torch.no_grad()
+def _check_rebuilt(student: torch.nn.Module, data: TensorDataModule, recorded: float, run_dir: Path) -> None:
+    """The rebuilt student must score what the run recorded: same weights in another
+    architecture (a default that changed since the run) load without error but compute else."""
+    correct = n = 0
+    for x, y, *_ in data.loader("test", batch_size=256):
+        correct += int((student(x).argmax(1) == y).sum())
+        n += len(y)
+    if not abs(correct / n - recorded) <= REBUILT_TOLERANCE:
+        raise KdrunConfigError(
+            "run_dir",
+            str(run_dir),
+            f"the student rebuilt from the run's config scores top-1 {100 * correct / n:.2f}% on the "
+            f"test split, the run recorded {100 * recorded:.2f}%: the way kdrun builds this model "
+            "has changed since the run (train it again with this version)",
+        )
 
 
 def export_run(
