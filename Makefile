@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision are pinned to the builds on this machine's disk; pyproject admits a range.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup train test test-slow regress regress-full lint bench clean
+.PHONY: setup train test test-slow regress regress-full lint bench gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ regress-full: setup  ## every recipe, incl. the strategy recipes, the T x alpha 
 
 lint: setup
 	$(BIN)/ruff check kdrun tests benchmarks
+
+gpu-check: setup  ## on a CUDA machine: device checks, then a CIFAR-100 cell's speed (docs/performance.md, GPU)
+	$(BIN)/python benchmarks/gpu_check.py
+	$(BIN)/python benchmarks/gpu_cifar.py
 
 bench: setup  ## every benchmark (about an hour); `make bench SECTIONS="overhead latency"` for some
 	$(BIN)/python -m pip install -q -e '.[bench]'

@@ -249,17 +249,27 @@ def _regress(args: list[str]) -> None:
     )
     parser.add_argument(
         "--tier",
-        choices=("fast", "full", "all"),
+        choices=("fast", "full", "gpu", "all"),
         default="all",
-        help="which recipes to run (default: %(default)s)",
+        help="which recipes to run: all = fast + full; gpu ones only with --tier gpu (default: %(default)s)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="run every recipe on these seeds instead of its own (are the bounds robust to new seeds?)",
+    )
     args, overrides = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
     options = parser.parse_args(args)
     try:
-        code = regress(options.targets or [default_recipes()], options.tier, options.out, overrides)
+        code = regress(
+            options.targets or [default_recipes()], options.tier, options.out, overrides, options.seeds
+        )
     except RecipeError as err:
         fail(str(err))
     sys.exit(code)

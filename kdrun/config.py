@@ -19,7 +19,7 @@ from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "multistep")
 
 
 def _number(
@@ -106,17 +106,16 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "dataset.split.seed", 0, integer=True)
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
-    if cfg.dataset.get("augment") is not None:
-        _number(cfg, "dataset.augment.crop_padding", 0, integer=True)
-        _choice(cfg, "dataset.augment.flip", [True, False])
-        _number(cfg, "dataset.augment.color_jitter", 0, 1)
-    if "num_workers" in cfg.dataset:
-        _number(cfg, "dataset.num_workers", 0, integer=True)
-    if cfg.dataset.get("pin_memory") is not None:
-        _choice(cfg, "dataset.pin_memory", [True, False])
-    check_dataset(cfg.dataset)
+    check_dataset(cfg.dataset)  # storage, loader, augmentation, normalisation, bad files
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
+    if cfg.optim.schedule == "multistep":
+        milestones = cfg.optim.get("milestones")
+        if not milestones or not all(type(m) is int and m >= 1 for m in milestones):
+            raise KdrunConfigError(
+                "optim.milestones", milestones, "a non-empty list of epochs >= 1, e.g. [150, 180, 210]"
+            )
+        _number(cfg, "optim.gamma", 0, 1, lo_open=True)
     for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
         if key in cfg.optim.optimizer:
             _number(cfg, f"optim.optimizer.{key}", lo, hi)

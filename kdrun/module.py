@@ -80,6 +80,11 @@ class DistillModule(L.LightningModule):
         optimizer = instantiate(self.optim.optimizer)(self.strategy.trainable_parameters())
         if self.optim.schedule == "constant":
             return {"optimizer": optimizer}
+        if self.optim.schedule == "multistep":  # the CIFAR benchmarks' x0.1 at fixed epochs
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, list(self.optim.milestones), gamma=float(self.optim.gamma)
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         steps = self.trainer.estimated_stepping_batches
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
         return {

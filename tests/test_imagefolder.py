@@ -89,6 +89,7 @@ def test_bad_folders_name_dataset_root(tmp_path, split_folder):
     (split_folder / "val" / "zebra").mkdir()
     with pytest.raises(KdrunConfigError, match=r"val/zebra'?: class folder not in the training classes"):
         _data(split_folder)
+    (split_folder / "val" / "zebra").rmdir()
     (split_folder / "train" / "red" / "broken.png").write_text("not a png")
     with pytest.raises(KdrunConfigError, match=r"broken.png'?: not a readable image"):
         _data(split_folder)
@@ -97,9 +98,9 @@ def test_bad_folders_name_dataset_root(tmp_path, split_folder):
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("dataset.augment.crop_padding=-1", "dataset.augment.crop_padding"),
-        ("dataset.augment.color_jitter=1.5", "dataset.augment.color_jitter"),
-        ("dataset.augment.flip=maybe", "dataset.augment.flip"),
+        ("dataset.batch_augment.crop_padding=-1", "dataset.batch_augment.crop_padding"),
+        ("dataset.batch_augment.color_jitter=1.5", "dataset.batch_augment.color_jitter"),
+        ("dataset.batch_augment.flip=maybe", "dataset.batch_augment.flip"),
         ("dataset.num_workers=-2", "dataset.num_workers"),
     ],
 )
@@ -110,7 +111,7 @@ def test_bad_augmentation_and_loader_settings_are_rejected(flat_folder, override
 
 
 def test_augmentation_differs_per_sample_keeps_labels_and_skips_evaluation(flat_folder):
-    data = _data(flat_folder, "dataset.augment.color_jitter=0.3")
+    data = _data(flat_folder, "dataset.batch_augment.color_jitter=0.3")
     x = data.splits["train"][0][:1].repeat(32, 1, 1, 1)  # 32 copies of one image
     y, index = torch.zeros(32, dtype=torch.long), torch.arange(32)
     data.trainer = SimpleNamespace(training=True)
@@ -120,7 +121,7 @@ def test_augmentation_differs_per_sample_keeps_labels_and_skips_evaluation(flat_
     assert len({tuple(sample.flatten().tolist()) for sample in out_x}) == 32  # each copy changed its own way
     data.trainer = SimpleNamespace(training=False)  # validation, test: the stored images
     assert data.on_after_batch_transfer((x, y, index), 0)[0] is x
-    off = _data(flat_folder, "dataset.augment.crop_padding=0", "dataset.augment.flip=false")
+    off = _data(flat_folder, "dataset.batch_augment.crop_padding=0", "dataset.batch_augment.flip=false")
     assert off.augment is None
 
 
@@ -144,7 +145,7 @@ def test_cached_teacher_logits_only_without_augmentation(flat_folder):
     cfg = make_cfg("dataset=imagefolder", f"dataset.root={flat_folder}")
     assert not cache_logits(cfg, _data(flat_folder))
     assert cache_logits(
-        cfg, _data(flat_folder, "dataset.augment.crop_padding=0", "dataset.augment.flip=false")
+        cfg, _data(flat_folder, "dataset.batch_augment.crop_padding=0", "dataset.batch_augment.flip=false")
     )
 
 
@@ -155,6 +156,8 @@ def test_smoke_training_run_on_an_image_folder(flat_folder, tmp_path):
             "debug=smoke",
             "dataset=imagefolder",
             f"dataset.root={flat_folder}",
+            "dataset.storage=stream",  # files read per sample by 2 workers, batches augmented on device
+            "dataset.num_workers=2",
             "hydra.run.dir=outputs/run",
         ],
         tmp_path,
@@ -164,6 +167,7 @@ def test_smoke_training_run_on_an_image_folder(flat_folder, tmp_path):
     results = json.loads((tmp_path / "outputs/run/results.json").read_text())
     assert results["status"] == "ok"
     assert results["data"]["name"] == "imagefolder" and results["data"]["input_shape"] == [3, 32, 32]
+    assert results["data"]["storage"] == "stream" and results["data"]["bad_files"]["count"] == 0
     assert (results["data"]["train"], results["data"]["val"], results["data"]["test"]) == (43, 5, 12)
     spec = json.loads(next((tmp_path / "outputs/cache/teacher").glob("*/spec.json")).read_text())
     assert spec["augment"] == {"crop_padding": 4, "flip": True, "color_jitter": 0.0}  # part of the cache key
@@ -274,3 +278,126 @@ def test_bad_on_bad_file_value_names_the_key(flat_folder):
     cfg = make_cfg("dataset=imagefolder", f"dataset.root={flat_folder}", "dataset.on_bad_file=ignore")
     with pytest.raises(KdrunConfigError, match=r"^dataset.on_bad_file='ignore': allowed: error, skip"):
         validate(cfg)
+
+
+def _batches(data, split="train", **kwargs):
+    return list(data.loader(split, **kwargs))
+
+
+def test_streamed_files_give_the_same_batches_as_memory(split_folder):
+    memory = _data(split_folder, "dataset.storage=memory", "dataset.augment=none")
+    stream = _data(split_folder, "dataset.storage=stream", "dataset.augment=none", "dataset.num_workers=1")
+    assert not memory.streams and stream.streams and stream.summary()["storage"] == "stream"
+    assert stream.normalization == memory.normalization  # all 36 training images sampled: same statistics
+    assert stream.input_shape == memory.input_shape == (3, 16, 16)
+    assert torch.equal(stream.splits["test"][0][:2], memory.splits["test"][0][:2])  # the probes' view
+    for split, shuffle in (("train", True), ("val", False), ("test", False)):
+        pairs = zip(
+            _batches(memory, split, shuffle=shuffle), _batches(stream, split, shuffle=shuffle), strict=True
+        )
+        for (mx, my, mi), (sx, sy, si) in pairs:
+            assert torch.equal(mx, sx) and torch.equal(my, sy) and torch.equal(mi, si), split
+    head = stream.head(5)
+    assert head.streams and len(head.splits["train"][1]) == 5 and head.fingerprint != stream.fingerprint
+
+
+def test_stream_fingerprint_follows_file_sizes_and_times_not_contents(split_folder):
+    first = _data(split_folder, "dataset.storage=stream").fingerprint
+    assert _data(split_folder, "dataset.storage=stream").fingerprint == first
+    path = split_folder / "train" / "red" / "000.png"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert _data(split_folder, "dataset.storage=stream").fingerprint != first
+
+
+def test_auto_storage_streams_over_the_memory_budget(flat_folder):
+    assert not _data(flat_folder, "dataset.storage=auto").streams  # 60 x 3 x 16 x 16 floats fit 4 GiB
+    assert _data(flat_folder, "dataset.storage=auto", "dataset.memory_budget_gb=0.0001").streams
+
+
+def test_eval_resize_takes_the_centre_crop(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(10):
+            pixels = np.zeros((20, 40, 3), np.uint8)
+            pixels[:, 6:34] = 255  # a white centre between black sides: 20x40
+            Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
+    for storage in ("memory", "stream"):
+        data = _data(
+            tmp_path,
+            f"dataset.storage={storage}",
+            "dataset.eval_resize=16",
+            "dataset.split.test=4",
+            "dataset.split.val=2",
+            "dataset.mean=[0,0,0]",
+            "dataset.std=[1,1,1]",
+        )
+        x = data.splits["test"][0][:1]
+        assert x.shape == (1, 3, 16, 16) and x.min() == 1.0, storage  # only the white centre is left
+
+
+def test_named_and_yaml_pipelines_change_training_samples_only(split_folder, tmp_path):
+    entries = (
+        "dataset.augment=[{_target_: torchvision.transforms.v2.RandomHorizontalFlip, p: 1.0},"
+        "{_target_: torchvision.transforms.v2.RandomApply, transforms: "
+        "[{_target_: torchvision.transforms.v2.ColorJitter, brightness: 0.5}], p: 0.0}]"
+    )
+    for storage in ("memory", "stream"):
+        plain = _data(split_folder, f"dataset.storage={storage}", "dataset.augment=none")
+        flipped = _data(split_folder, f"dataset.storage={storage}", entries)
+        x, *_ = _batches(plain, shuffle=False)[0]
+        fx, *_ = _batches(flipped, shuffle=False, augment=True)[0]
+        assert torch.allclose(fx, x.flip(-1), atol=1e-5), storage  # p=1 flip, p=0 jitter
+        assert torch.equal(_batches(flipped, shuffle=False)[0][0], x)  # without augment=True: unchanged
+        assert flipped.augment.settings["pipeline"][0]["p"] == 1.0  # part of the cache keys
+    torch.manual_seed(0)
+    cifar = _data(split_folder, "dataset.storage=stream", "dataset.augment=trivialaugment")
+    x, *_ = _batches(cifar, shuffle=False, augment=True)[0]
+    assert x.shape == (36, 3, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "dataset.augment=cifar10",
+            r"^dataset.augment='cifar10': allowed: batch, cifar, imagenet.*\(closest: cifar\)",
+        ),
+        ("dataset.augment=[{_target_: os.system, command: ls}]", r"_target_='os.system': only transforms of"),
+        (
+            "dataset.augment=[{_target_: torchvision.transforms.v2.RandomFlip}]",
+            r"closest: torchvision.transforms.v2.Random.*Flip",
+        ),
+        ("dataset.augment=[{_target_: torchvision.transforms.v2.RandomCrop, sise: 3}]", r"bad arguments"),
+        ("dataset.storage=disk", r"^dataset.storage='disk': allowed: auto, memory, stream"),
+        ("dataset.eval_resize=8", r"^dataset.eval_resize=8: must be >= dataset.image_size"),
+        ("dataset.mean=[0.5]", r"^dataset.mean=.*a list of 3 numbers"),
+        ("dataset.prefetch_factor=0", r"^dataset.prefetch_factor=0: must be an integer >= 1"),
+    ],
+)
+def test_bad_storage_and_pipeline_settings_name_the_key(flat_folder, override, message):
+    cfg = make_cfg("dataset=imagefolder", f"dataset.root={flat_folder}", "dataset.image_size=16", override)
+    with pytest.raises(KdrunConfigError, match=message):
+        validate(cfg)
+
+
+def test_a_file_broken_after_the_scan_fails_naming_it_or_is_skipped(split_folder):
+    for skip in (False, True):
+        on_bad, workers = ("skip", 0) if skip else ("error", 1)  # a worker's warnings go to its stderr
+        data = _data(
+            split_folder,
+            "dataset.storage=stream",
+            f"dataset.on_bad_file={on_bad}",
+            f"dataset.num_workers={workers}",
+        )
+        broken = data.splits["val"][0].files[0]
+        original = broken.read_bytes()
+        broken.write_bytes(original[:100])  # truncated while the run reads
+        try:
+            if skip:
+                with pytest.warns(UserWarning, match="skipped a bad image while reading"):
+                    assert len(_batches(data, "val")[0][0]) == 9
+            else:
+                with pytest.raises(RuntimeError, match=rf"{broken.name}: not a readable image"):
+                    _batches(data, "val")
+        finally:
+            broken.write_bytes(original)

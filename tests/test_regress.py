@@ -1,14 +1,16 @@
 """`kdrun regress`: recipes pass or fail on their metrics; a broken recipe names file and line."""
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from kdrun.config import validate
+from kdrun.regress.command import check, select
 from kdrun.regress.compose import recipe_configs
-from kdrun.regress.recipe import RecipeError, load_recipe
+from kdrun.regress.recipe import SLACK, Expectation, RecipeError, Reference, Z, allowed_bound, load_recipe
 from tests.conftest import REPO, run_kdrun
 
 SMOKE = """# @package _global_
@@ -60,6 +62,7 @@ def test_a_raised_expectation_fails_with_exit_1_and_names_the_metric(regress_run
     cwd, passed, failed = regress_runs
     assert failed.returncode == 1, failed.stderr[-2000:]
     assert "FAIL raised: recipes/raised.yaml:14: mean(student.top1) >= 0.99 not met" in failed.stdout
+    assert "(no std to compare with: one run, or identical runs)" in failed.stdout
     summary = json.loads((cwd / "out_fail/regress.json").read_text())
     assert summary["recipes"]["raised"]["status"] == "fail"
     assert summary["recipes"]["met"]["status"] == "pass"
@@ -122,3 +125,92 @@ def test_every_shipped_recipe_parses_composes_and_validates(path):
     assert recipe.description and recipe.expect
     for cfg in recipe_configs(recipe, []).values():
         validate(cfg)
+
+
+# The mnist_hinton gain as measured: +0.90 ± 0.72 points per seed, gated over 3 seeds.
+GAIN = """# @package _global_
+regress:
+  description: x
+  tier: fast
+  seeds: [0, 1, 2]
+  reference:
+    deltas.kd_gain_top1: {{mean: 0.009, std: 0.0072}}
+  expect:
+    - {expect}
+"""
+
+
+def test_the_rule_puts_a_bound_z_noise_units_plus_slack_from_the_reference_mean():
+    ref = Reference(mean=0.009, std=0.0072, line=1)
+    mean = Expectation("mean", "deltas.kd_gain_top1", ">=", 0.0, 1)
+    assert allowed_bound(mean, ref, 3) == pytest.approx(0.009 - Z * 0.0072 / 3**0.5 - SLACK)
+    assert allowed_bound(mean, ref, 12) == pytest.approx(0.009 - Z * 0.0072 / 12**0.5 - SLACK)
+    per_seed = Expectation("min", "deltas.kd_gain_top1", ">=", 0.0, 1)  # one seed decides a min
+    assert allowed_bound(per_seed, ref, 3) == pytest.approx(0.009 - Z * 0.0072 - SLACK)
+    upper = Expectation("mean", "timings_s.student", "<=", 0.0, 1)
+    assert allowed_bound(upper, Reference(10.0, 2.0, 1), 4) == pytest.approx(10.0 + Z * 1.0 + SLACK)
+    assert allowed_bound(Expectation("std", "student.top1", "<=", 0.0, 1), ref, 3) is None
+
+
+@pytest.mark.parametrize(
+    ("expect", "admitted"),
+    [
+        ("mean(deltas.kd_gain_top1) >= 0.004", "at most -0.0055"),
+        ("min(deltas.kd_gain_top1) >= 0", "at most -0.0146"),
+    ],
+)
+def test_a_bound_tighter_than_the_measured_noise_is_refused_with_its_line(tmp_path, expect, admitted):
+    path = _write(tmp_path, "tight", GAIN.format(expect=expect))
+    with pytest.raises(RecipeError, match=rf"tight.yaml:9: {re.escape(expect)}: too tight .* {admitted}"):
+        load_recipe(path)
+
+
+def test_a_mean_bound_met_by_the_mean_passes_though_one_seed_misses_it(tmp_path):
+    recipe = load_recipe(_write(tmp_path, "gain", GAIN.format(expect="mean(deltas.kd_gain_top1) >= -0.0055")))
+    runs = [{"status": "ok", "deltas": {"kd_gain_top1": g}} for g in (0.012, 0.010, -0.008)]
+    (verdict,) = check(recipe, runs)
+    assert min(verdict.values) < recipe.expect[0].value < verdict.measured
+    assert verdict.status == "pass"
+    assert verdict.margin_units == pytest.approx((0.014 / 3 + 0.0055) / (0.0072 / 3**0.5))
+
+
+def test_a_failure_reports_its_distance_in_noise_units_regression_or_noise(tmp_path):
+    recipe = load_recipe(_write(tmp_path, "gain", GAIN.format(expect="mean(deltas.kd_gain_top1) >= -0.0055")))
+    unit = 0.0072 / 3**0.5
+    broken = [{"status": "ok", "deltas": {"kd_gain_top1": g}} for g in (-0.030, -0.020, -0.025)]
+    (verdict,) = check(recipe, broken)
+    assert verdict.status == "fail" and verdict.unit == pytest.approx(unit)
+    assert f"= {(0.025 - 0.0055) / unit:.1f} x std/sqrt(n) (0.0042, from the recipe's reference, n=3)" in (
+        verdict.message
+    )
+    assert f"{(-0.025 - 0.009) / unit:+.1f} units from the reference mean 0.0090" in verdict.message
+    assert verdict.message.endswith("a regression")
+    # Without a reference the unit is the std over the run's own seeds.
+    bare = load_recipe(
+        _write(
+            tmp_path,
+            "bare",
+            GAIN.replace("  reference:\n    deltas.kd_gain_top1: {{mean: 0.009, std: 0.0072}}\n", "").format(
+                expect="mean(deltas.kd_gain_top1) >= 0"
+            ),
+        )
+    )
+    (verdict,) = check(bare, broken)
+    assert verdict.unit == pytest.approx(0.005 / 3**0.5) and "from this run's seeds" in verdict.message
+    assert "reference mean" not in verdict.message
+
+
+def test_seeds_replace_every_recipes_own(tmp_path):
+    _write(tmp_path / "recipes", "gain", GAIN.format(expect="mean(deltas.kd_gain_top1) >= -0.01"))
+    (recipe,) = select([tmp_path / "recipes"], "fast", [3, 4, 5, 6])
+    assert recipe.seeds == [3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sorted((REPO / "recipes").glob("*.yaml")) if load_recipe(p).tier == "fast"],
+    ids=lambda p: p.stem,
+)
+def test_every_fast_recipe_gates_only_on_metrics_with_a_measured_reference(path):
+    recipe = load_recipe(path)  # the rule checks each bound against its reference when it loads
+    assert {e.metric for e in recipe.expect} <= set(recipe.reference)

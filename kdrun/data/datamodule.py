@@ -1,6 +1,7 @@
 """A LightningDataModule over in-memory tensors: fixed splits, whole-batch indexing, a fingerprint."""
 
 import hashlib
+import os
 
 import lightning as L
 import numpy as np
@@ -19,6 +20,8 @@ from torch.utils.data import (
 
 from kdrun.data.augment import Augment
 from kdrun.data.sources import DATASETS
+from kdrun.data.stream import FileImages, Samples
+from kdrun.data.transforms import build_augment, describe, is_sample_augment
 from kdrun.errors import KdrunConfigError
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -69,8 +72,12 @@ class TensorDataModule(L.LightningDataModule):
         self.build_threads: int | None = None  # torch threads when the tensors were normalised
         self.shuffle_seed = shuffle_seed
         self.shuffle_generator: torch.Generator | None = None  # the last shuffled loader's
-        self.augment: Augment | None = None  # random per-sample changes to training batches
+        # Random per-sample changes to training inputs: on whole batches on their device (Augment),
+        # or a torchvision.transforms.v2 pipeline per sample in the loader (SampleAugment).
+        self.augment: Augment | SampleAugment | None = None
         self.num_workers = 0  # DataLoader worker processes (0: batches are built in the main process)
+        self.persistent_workers = True
+        self.prefetch_factor: int | None = None  # batches each worker loads ahead (null: torch's 2)
         self.pin_memory = False
         self.bad_files: list[dict[str, str]] = []  # files left out (dataset.on_bad_file=skip): path, reason
 
@@ -79,21 +86,32 @@ class TensorDataModule(L.LightningDataModule):
         return len(self.classes)
 
     @property
+    def streams(self) -> bool:
+        """Whether the images stay in their files and are decoded per sample (dataset.storage)."""
+        return isinstance(self.splits["train"][0], FileImages)
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.splits["train"][0].shape[1:])
 
     def summary(self) -> dict[str, object]:
         """What results.json records about how the data was read (beyond its splits' sizes)."""
-        return {"bad_files": {"count": len(self.bad_files), "files": self.bad_files}}
+        return {
+            "storage": "stream" if self.streams else "memory",
+            "bad_files": {"count": len(self.bad_files), "files": self.bad_files},
+        }
 
     def head(self, n: int) -> "TensorDataModule":
         """The same data with only the first ``n`` training samples (val and test unchanged)."""
         x, y = self.splits["train"]
         digest = hashlib.sha256(f"{self.fingerprint}:head{n}".encode()).hexdigest()[:16]
+        first = x.take(range(min(n, len(x)))) if isinstance(x, FileImages) else x[:n]
         head = TensorDataModule(
-            (x[:n], y[:n]), self.splits["val"], self.splits["test"], self.classes, self.batch_size, digest
+            (first, y[:n]), self.splits["val"], self.splits["test"], self.classes, self.batch_size, digest
         )
         head.augment, head.num_workers, head.pin_memory = self.augment, self.num_workers, self.pin_memory
+        head.persistent_workers, head.prefetch_factor = self.persistent_workers, self.prefetch_factor
+        head.normalization = self.normalization
         return head
 
     def loader(
@@ -102,13 +120,25 @@ class TensorDataModule(L.LightningDataModule):
         shuffle: bool = False,
         batch_size: int | None = None,
         shard: tuple[int, int] | None = None,
+        augment: bool = False,
     ) -> DataLoader:
         """A DataLoader over one split; ``shuffle`` draws from a generator seeded by the run.
 
         ``shard=(rank, world_size)``: this process's share of every batch (``ShardedBatches``).
+        ``augment``: apply a per-sample pipeline (``SampleAugment``) — the training loader only.
+        Tensors in memory are fetched a batch per call; files, or samples to transform, one by
+        one in worker processes, in the same batches and order.
         """
         x, y = self.splits[split]
-        dataset = IndexedTensors(x, y)
+        sample_augment = (
+            self.augment.transforms if augment and isinstance(self.augment, SampleAugment) else None
+        )
+        per_sample = isinstance(x, FileImages) or sample_augment is not None
+        if per_sample:
+            mean, std = (torch.tensor(self.normalization[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
+            dataset = Samples(x, y, mean, std, sample_augment)
+        else:
+            dataset = IndexedTensors(x, y)
         if shuffle:
             # One generator per loader; each epoch draws its order from it. A resumed fit restores
             # its state (kdrun.checkpointing.TrainingRandomness).
@@ -117,20 +147,32 @@ class TensorDataModule(L.LightningDataModule):
         else:
             order = SequentialSampler(dataset)
         batches = BatchSampler(order, batch_size or self.batch_size, drop_last=False)
+        batches = batches if shard is None else ShardedBatches(batches, *shard)
+        if not per_sample:
+            return DataLoader(
+                dataset,
+                sampler=batches,
+                batch_size=None,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+            )
+        workers = {"persistent_workers": self.persistent_workers, "prefetch_factor": self.prefetch_factor}
         return DataLoader(
             dataset,
-            sampler=batches if shard is None else ShardedBatches(batches, *shard),
-            batch_size=None,
+            batch_sampler=batches,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
+            **(workers if self.num_workers else {}),
         )
 
     def train_dataloader(self) -> DataLoader:
         # Several processes (DDP) split each batch; validation runs whole in each (kdrun.fit).
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
-            return self.loader("train", shuffle=True, shard=(trainer.global_rank, trainer.world_size))
-        return self.loader("train", shuffle=True)
+            return self.loader(
+                "train", shuffle=True, shard=(trainer.global_rank, trainer.world_size), augment=True
+            )
+        return self.loader("train", shuffle=True, augment=True)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")
@@ -139,8 +181,8 @@ class TensorDataModule(L.LightningDataModule):
         return self.loader("test")
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, ...], dataloader_idx: int) -> tuple:
-        """Training batches get ``augment`` on their device (one random draw per sample)."""
-        if self.augment is None or self.trainer is None or not self.trainer.training:
+        """Training batches get a batch ``Augment`` on their device (one random draw per sample)."""
+        if not isinstance(self.augment, Augment) or self.trainer is None or not self.trainer.training:
             return batch
         x, y, index = batch
         return self.augment(x), y, index
@@ -185,36 +227,82 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     else:
         x, val_x, y, val_y = _stratified(x, y, split.val, split.seed, "dataset.split.val")
     if cfg.limit is not None:
-        x, y = x[: cfg.limit], y[: cfg.limit]
-    train_x, val_x, test_x = (_shape(t, cfg.image_size, cfg.channels) for t in (x, val_x, test_x))
-    mean, std = channel_stats(train_x)
-    splits = [((t - mean) / std, labels) for t, labels in ((train_x, y), (val_x, val_y), (test_x, test_y))]
-    data = TensorDataModule(
-        *splits,
-        classes=classes,
-        batch_size=cfg.batch_size,
-        fingerprint=_fingerprint(splits),
-    )
+        x, y = _take(x, range(min(cfg.limit, len(y)))), y[: cfg.limit]
+    parts = ((x, y), (val_x, val_y), (test_x, test_y))
+    if isinstance(x, FileImages):
+        mean, std = _given_stats(cfg) or channel_stats(_stats_sample(x, cfg.get("stats_sample") or 2000))
+        for images, _ in parts:
+            images.mean, images.std = mean, std
+        splits = list(parts)
+        fingerprint = _file_fingerprint(splits, cfg, mean, std)
+    else:
+        train_x, val_x, test_x = (_shape(t, cfg.image_size, cfg.channels) for t in (x, val_x, test_x))
+        mean, std = _given_stats(cfg) or channel_stats(train_x)
+        splits = [
+            ((t - mean) / std, labels) for t, labels in ((train_x, y), (val_x, val_y), (test_x, test_y))
+        ]
+        fingerprint = _fingerprint(splits)
+    data = TensorDataModule(*splits, classes=classes, batch_size=cfg.batch_size, fingerprint=fingerprint)
     data.bad_files = source.bad_files
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     data.build_threads = torch.get_num_threads()  # recorded; the tensors no longer depend on it
     augment = cfg.get("augment")
-    if augment and (augment.crop_padding or augment.flip or augment.color_jitter):
-        data.augment = Augment(mean.flatten().tolist(), std.flatten().tolist(), **augment)
-    data.num_workers = cfg.get("num_workers") or 0
+    transforms = build_augment(augment, cfg.image_size) if is_sample_augment(augment) else []
+    if transforms:
+        data.augment = SampleAugment(augment, transforms)
+    elif augment == "batch" and any(cfg.batch_augment.values()):
+        data.augment = Augment(mean.flatten().tolist(), std.flatten().tolist(), **cfg.batch_augment)
+    workers = cfg.get("num_workers")  # null: none for tensors in memory, some for files
+    data.num_workers = (
+        workers if workers is not None else (min(4, os.cpu_count() or 1) if data.streams else 0)
+    )
+    data.persistent_workers = bool(cfg.get("persistent_workers", True))
+    data.prefetch_factor = cfg.get("prefetch_factor")
     pin = cfg.get("pin_memory")  # null: pinned when a GPU can take the batches
     data.pin_memory = torch.cuda.is_available() if pin is None else bool(pin)
     return data
 
 
-def _stratified(x: torch.Tensor, y: torch.Tensor, size: int, seed: int, key: str) -> tuple:
+class SampleAugment:
+    """A per-sample torchvision.transforms.v2 pipeline (``dataset.augment`` a name or entries)."""
+
+    def __init__(self, config: object, transforms: list) -> None:
+        self.transforms = transforms
+        self.settings = describe(config)  # part of cache keys
+
+
+def _given_stats(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if cfg.get("mean") is None:
+        return None
+    shape = (1, cfg.channels, 1, 1)
+    return torch.tensor(list(cfg.mean), dtype=torch.float32).view(shape), torch.tensor(
+        list(cfg.std), dtype=torch.float32
+    ).view(shape)
+
+
+def _stats_sample(images: FileImages, count: int) -> torch.Tensor:
+    """Up to ``count`` training images, evenly spaced in the split's order, decoded: (n, C, S, S)."""
+    n = len(images)
+    index = range(n) if n <= count else np.linspace(0, n - 1, count).round().astype(int)
+    return torch.stack([images.pixels(int(i)) for i in index])
+
+
+def _take(x: torch.Tensor | FileImages, index) -> torch.Tensor | FileImages:
+    if isinstance(x, FileImages):
+        return x.take(list(index))
+    return x[torch.as_tensor(list(index), dtype=torch.long)]
+
+
+def _stratified(x: torch.Tensor | FileImages, y: torch.Tensor, size: int, seed: int, key: str) -> tuple:
     if not 0 < size < len(y):
         raise KdrunConfigError(key, size, f"must be between 1 and {len(y) - 1} (samples available)")
     try:
-        parts = train_test_split(x, y, test_size=size, stratify=y.numpy(), random_state=seed)
+        keep, held = train_test_split(
+            np.arange(len(y)), test_size=size, stratify=y.numpy(), random_state=seed
+        )
     except ValueError as err:  # too few samples per class for a stratified split
         raise KdrunConfigError(key, size, str(err)) from None
-    return tuple(torch.as_tensor(p) for p in parts)
+    return _take(x, keep), _take(x, held), y[torch.as_tensor(keep)], y[torch.as_tensor(held)]
 
 
 def _shape(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
@@ -248,6 +336,23 @@ def channel_stats(x: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, tor
     return torch.tensor(mean, dtype=torch.float32).view(shape), torch.tensor(std, dtype=torch.float32).view(
         shape
     ).clamp_min(1e-6)
+
+
+def _file_fingerprint(splits: list, cfg: DictConfig, mean: torch.Tensor, std: torch.Tensor) -> str:
+    """Streamed sets: the files (paths, sizes, modification times), labels, geometry and statistics."""
+    digest = hashlib.sha256(b"stream")
+    for images, labels in splits:
+        images.fingerprint(digest)
+        digest.update(labels.numpy().tobytes())
+    settings = (
+        cfg.image_size,
+        cfg.channels,
+        cfg.get("eval_resize"),
+        mean.flatten().tolist(),
+        std.flatten().tolist(),
+    )
+    digest.update(repr(settings).encode())
+    return digest.hexdigest()[:16]
 
 
 def _fingerprint(splits: list[Split]) -> str:

@@ -44,24 +44,41 @@ class BadImage(Exception):
 
 @register("imagefolder")
 def imagefolder(cfg: DictConfig) -> Source:
-    """Load ``cfg.root``; ``val/`` and ``test/`` when present, else split by ``dataset.split``."""
+    """Scan ``cfg.root``; ``val/`` and ``test/`` when present, else split by ``dataset.split``.
+
+    The images are decoded into memory, or (``dataset.storage``) left in their files and read per
+    sample while training.
+    """
     root = folder_root(cfg)
     skip = cfg.get("on_bad_file", "error") == "skip"
-    bad: list[dict[str, str]] = []
     top = root / "train" if (root / "train").is_dir() else root
     classes = _classes(top)
+    folders = {"train": top} | {s: root / s for s in ("val", "test") if top != root and (root / s).is_dir()}
+    scanned = {split: scan(folder, classes, skip) for split, folder in folders.items()}
+    bad = [b.as_record() for _, _, found in scanned.values() for b in found]
+    count = sum(len(files) for files, _, _ in scanned.values())
+    stream = streams(cfg, count)
 
-    def load(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        files, labels, scan_bad = scan(folder, classes, skip)
-        bad.extend(b.as_record() for b in scan_bad)
+    def load(files: list[Path], labels: list[int]) -> tuple:
+        if stream:
+            from kdrun.data.stream import FileImages
+
+            images = FileImages(files, cfg.channels, cfg.image_size, cfg.get("eval_resize"), skip)
+            return images, torch.tensor(labels, dtype=torch.long)
         return _decode_all(files, labels, cfg, skip, bad)
 
-    train = load(top)
-    if top == root:
-        return Source(train, classes, bad_files=bad)
-    test = load(root / "test") if (root / "test").is_dir() else None
-    val = load(root / "val") if (root / "val").is_dir() else None
-    return Source(train, classes, test=test, val=val, bad_files=bad)
+    splits = {split: load(files, labels) for split, (files, labels, _) in scanned.items()}
+    return Source(splits["train"], classes, test=splits.get("test"), val=splits.get("val"), bad_files=bad)
+
+
+def streams(cfg: DictConfig, count: int) -> bool:
+    """``dataset.storage``: stream, memory, or auto = stream when the decoded float32 images
+    (count x channels x image_size² x 4 bytes) would not fit ``dataset.memory_budget_gb``."""
+    storage = cfg.get("storage", "memory")
+    if storage != "auto":
+        return storage == "stream"
+    decoded = count * cfg.channels * cfg.image_size**2 * 4
+    return decoded > float(cfg.get("memory_budget_gb", 4)) * 2**30
 
 
 def folder_root(cfg: DictConfig) -> Path:
@@ -138,11 +155,10 @@ def _decode_all(
     files: list[Path], labels: list[int], cfg: DictConfig, skip: bool, bad: list[dict[str, str]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every file -> float (N, C, S, S) in [0, 1] and int64 labels."""
-    size = cfg.image_size
 
     def read(path: Path) -> np.ndarray | BadImage:
         try:
-            return np.asarray(decode(path, cfg.channels).resize((size, size), _bilinear()))
+            return np.asarray(fit(decode(path, cfg.channels), cfg.image_size, cfg.get("eval_resize")))
         except BadImage as err:
             return err
 
@@ -165,10 +181,16 @@ def _decode_all(
     return x.contiguous(), torch.tensor(kept_labels, dtype=torch.long)
 
 
-def _bilinear() -> int:
+def fit(image: "Image.Image", size: int, eval_resize: int | None) -> "Image.Image":  # noqa: F821
+    """The evaluation geometry: squash to size x size, or resize the shorter side to
+    ``eval_resize`` and cut the centre size x size (the ImageNet convention, e.g. 256 then 224)."""
     from PIL import Image
+    from torchvision.transforms import v2
 
-    return Image.Resampling.BILINEAR
+    if eval_resize is None:
+        return image.resize((size, size), Image.Resampling.BILINEAR)
+    image = v2.functional.resize(image, [int(eval_resize)], antialias=True)
+    return v2.functional.center_crop(image, [size, size])
 
 
 def decode(path: Path, channels: int) -> "Image.Image":  # noqa: F821  (PIL is imported lazily)

@@ -1,17 +1,90 @@
-"""Checks of the ``dataset.*`` keys the data code adds; ``kdrun.config.validate`` calls them."""
+"""Checks of the ``dataset.*`` keys that shape how data is read; ``kdrun.config.validate`` calls them."""
+
+from typing import Any
 
 from omegaconf import DictConfig
 
+from kdrun.data.transforms import build_augment
 from kdrun.errors import KdrunConfigError
 
 BAD_FILE_ACTIONS = ("error", "skip")
+STORAGE = ("auto", "memory", "stream")
+FILE_SETS = ("imagefolder",)  # sets whose images are files that can be streamed
 
 
 def check_dataset(dataset: DictConfig) -> None:
     """Raise ``KdrunConfigError`` for the first bad ``dataset.*`` value of the keys checked here."""
     _choice(dataset, "on_bad_file", BAD_FILE_ACTIONS)
+    _choice(dataset, "storage", STORAGE)
+    if dataset.get("storage") == "stream" and dataset.name not in FILE_SETS:
+        raise KdrunConfigError(
+            "dataset.storage", "stream", f"only for {', '.join(FILE_SETS)}; {dataset.name} is held in memory"
+        )
+    _number(dataset, "memory_budget_gb", 0, lo_open=True)
+    for key in ("num_workers", "prefetch_factor", "eval_resize", "stats_sample"):
+        _number(dataset, key, 0 if key == "num_workers" else 1, integer=True, nullable=True)
+    for key in ("persistent_workers", "pin_memory"):
+        _choice(dataset, key, (True, False), nullable=True)
+    if dataset.get("eval_resize") is not None and dataset.eval_resize < dataset.image_size:
+        raise KdrunConfigError(
+            "dataset.eval_resize",
+            dataset.eval_resize,
+            f"must be >= dataset.image_size ({dataset.image_size})",
+        )
+    for key in ("mean", "std"):
+        value = dataset.get(key)
+        if value is None:
+            continue
+        ok = not isinstance(value, str) and len(value) == dataset.channels
+        if not ok or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
+            raise KdrunConfigError(
+                f"dataset.{key}", value, f"a list of {dataset.channels} numbers (one per channel)"
+            )
+        if key == "std" and min(value) <= 0:
+            raise KdrunConfigError("dataset.std", list(value), "every value must be > 0")
+    if (dataset.get("mean") is None) != (dataset.get("std") is None):
+        raise KdrunConfigError("dataset.mean", dataset.get("mean"), "give mean and std together, or neither")
+    augment = dataset.get("augment")
+    if augment == "batch":  # the batch augmentation on the device
+        batch = dataset.batch_augment
+        _number(batch, "crop_padding", 0, integer=True, prefix="dataset.batch_augment.")
+        _choice(batch, "flip", (True, False), prefix="dataset.batch_augment.")
+        _number(batch, "color_jitter", 0, 1, prefix="dataset.batch_augment.")
+    elif augment is not None:
+        build_augment(augment, dataset.image_size)
 
 
-def _choice(dataset: DictConfig, key: str, allowed: tuple) -> None:
-    if key in dataset and dataset[key] not in allowed:
-        raise KdrunConfigError(f"dataset.{key}", dataset[key], f"allowed: {', '.join(map(str, allowed))}")
+def _choice(
+    node: DictConfig, key: str, allowed: tuple, nullable: bool = False, prefix: str = "dataset."
+) -> None:
+    if key not in node or (nullable and node[key] is None):
+        return
+    if node[key] not in allowed or isinstance(node[key], bool) != isinstance(allowed[0], bool):
+        raise KdrunConfigError(f"{prefix}{key}", node[key], f"allowed: {', '.join(map(_text, allowed))}")
+
+
+def _number(
+    node: DictConfig,
+    key: str,
+    lo: float,
+    hi: float = float("inf"),
+    *,
+    lo_open: bool = False,
+    integer: bool = False,
+    nullable: bool = False,
+    prefix: str = "dataset.",
+) -> None:
+    if key not in node or (nullable and node[key] is None):
+        return
+    value: Any = node[key]
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or (value <= lo if lo_open else value < lo) or value > hi:
+        bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
+        upper = "" if hi == float("inf") else f" and <= {hi:g}"
+        raise KdrunConfigError(
+            f"{prefix}{key}", value, f"must be {'an integer' if integer else 'a number'} {bound}{upper}"
+        )
+
+
+def _text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

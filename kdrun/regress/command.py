@@ -2,13 +2,15 @@
 
 Writes ``regress.json`` and a JUnit XML report (one test case per expectation) to the output
 folder, prints a pass/fail table, and returns the exit code: 0 all pass, 1 any regression or
-missing metric.
+missing metric. Margins are also given in noise units (``kdrun.regress.recipe.noise_unit``: the
+std of the checked aggregate, from the recipe's ``reference`` or else the run's own seeds), so a
+failure reads as noise (a unit or two) or a regression (far beyond ``Z`` units).
 """
 
 import statistics
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,15 @@ from kdrun.console import console
 from kdrun.errors import KdrunConfigError
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.markdown import write_results_markdown
-from kdrun.regress.recipe import Expectation, Recipe, RecipeError, find_recipes, load_recipe
+from kdrun.regress.recipe import (
+    Expectation,
+    Recipe,
+    RecipeError,
+    Z,
+    find_recipes,
+    load_recipe,
+    noise_unit,
+)
 from kdrun.report import write_json_atomic
 
 
@@ -32,6 +42,56 @@ class Verdict:
     measured: float | None
     status: str  # pass | fail | error
     message: str = ""
+    unit: float | None = None  # std of the checked aggregate (see noise_unit); None: unknown
+    unit_source: str = ""  # "reference" (the recipe's measured std) | "seeds" (this run's)
+
+    @property
+    def margin_units(self) -> float | None:
+        """Margin to the bound in noise units (negative: outside)."""
+        if self.measured is None or not self.unit:
+            return None
+        return self.expectation.margin(self.measured) / self.unit
+
+    @property
+    def from_reference(self) -> float | None:
+        """Signed distance of the measured aggregate from the reference mean, in noise units."""
+        ref = self.recipe.reference.get(self.expectation.metric)
+        if self.measured is None or ref is None or not self.unit or self.expectation.aggregate != "mean":
+            return None
+        return (self.measured - ref.mean) / self.unit
+
+
+def noise(recipe: Recipe, exp: Expectation, values: list[float]) -> tuple[float | None, str]:
+    """(noise unit of ``exp``'s aggregate over ``values``, where its std came from)."""
+    ref = recipe.reference.get(exp.metric)
+    if ref is not None and ref.std > 0:
+        return noise_unit(exp.aggregate, ref.std, len(values)), "reference"
+    if len(values) > 1 and statistics.stdev(values) > 0:
+        return noise_unit(exp.aggregate, statistics.stdev(values), len(values)), "seeds"
+    return None, ""
+
+
+def explain(v: Verdict) -> str:
+    """Why ``v`` failed, in noise units: how far outside the bound, and -- with a reference -- how
+    far from the measured mean, so a reader can tell seed noise from a regression."""
+    exp, measured = v.expectation, v.measured
+    assert measured is not None
+    text = f"measured {measured:.4f}, {-exp.margin(measured):.4f} outside the bound"
+    if v.unit is None:
+        return text + " (no std to compare with: one run, or identical runs)"
+    std = "std/sqrt(n)" if exp.aggregate == "mean" else "per-run std"
+    source = "the recipe's reference" if v.unit_source == "reference" else "this run's seeds"
+    text += f" = {-v.margin_units:.1f} x {std} ({v.unit:.4f}, from {source}, n={len(v.values)})"
+    distance = v.from_reference
+    if distance is None:
+        return text
+    ref = v.recipe.reference[exp.metric]
+    verdict = (
+        "beyond the measured seed and machine noise: a regression"
+        if abs(distance) > Z
+        else f"within {Z:g} units of it: possibly noise; rerun with more seeds (--seeds) to tell"
+    )
+    return text + f"; {distance:+.1f} units from the reference mean {ref.mean:.4f}, {verdict}"
 
 
 def lookup(results: dict[str, Any], metric: str) -> float:
@@ -83,9 +143,12 @@ def check(recipe: Recipe, runs: list[dict[str, Any]]) -> list[Verdict]:
             )
             continue
         measured = _aggregate(exp.aggregate, values)
-        ok = exp.holds(measured)
-        message = "" if ok else f"{where}: {exp} not met: measured {measured:.4f}"
-        verdicts.append(Verdict(recipe, exp, values, measured, "pass" if ok else "fail", message))
+        unit, source = noise(recipe, exp, values)
+        verdict = Verdict(recipe, exp, values, measured, "pass", "", unit, source)
+        if not exp.holds(measured):
+            verdict.status = "fail"
+            verdict.message = f"{where}: {exp} not met: {explain(verdict)}"
+        verdicts.append(verdict)
     return verdicts
 
 
@@ -108,12 +171,22 @@ def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str,
     return runs
 
 
-def regress(targets: list[Path], tier: str, out: Path | None, extra: list[str]) -> int:
-    """Run the recipes; return the exit code. Bad recipes raise ``RecipeError`` before any run."""
+def select(targets: list[Path], tier: str, seeds: list[int] | None = None) -> list[Recipe]:
+    """The recipes of ``tier`` in ``targets``, on ``seeds`` instead of their own when given."""
     recipes = [load_recipe(p) for p in find_recipes(targets)]
-    selected = [r for r in recipes if tier == "all" or r.tier == tier]
+    # `all` is every CPU tier: gpu recipes (hours on a GPU) run only when asked for by name.
+    selected = [r for r in recipes if r.tier == tier or (tier == "all" and r.tier != "gpu")]
     if not selected:
         raise RecipeError(f"no recipe of tier {tier!r} in {', '.join(map(str, targets))}")
+    return [replace(r, seeds=list(seeds)) for r in selected] if seeds else selected
+
+
+def regress(
+    targets: list[Path], tier: str, out: Path | None, extra: list[str], seeds: list[int] | None = None
+) -> int:
+    """Run the recipes; return the exit code. Bad recipes raise ``RecipeError`` before any run.
+    ``seeds`` replaces every recipe's own seeds (check the bounds on seeds they were not set on)."""
+    selected = select(targets, tier, seeds)
     out = out or Path("outputs/regress") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     planned = {}
@@ -138,7 +211,13 @@ def regress(targets: list[Path], tier: str, out: Path | None, extra: list[str]) 
     write_json_atomic(out / "regress.json", _summary(verdicts, durations, tier))
     write_junit(out / "junit.xml", verdicts, durations)
     command = " ".join(
-        ["kdrun regress", *map(str, targets), f"--tier {tier}", *(["--", *extra] if extra else [])]
+        [
+            "kdrun regress",
+            *map(str, targets),
+            f"--tier {tier}",
+            *([f"--seeds {' '.join(map(str, seeds))}"] if seeds else []),
+            *(["--", *extra] if extra else []),
+        ]
     )
     write_results_markdown(out / "results.md", measured, command)
     console.print(f"regress: {out / 'regress.json'}, {out / 'junit.xml'}, {out / 'results.md'}")
@@ -156,9 +235,27 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.4f}{spread} (n={len(values)})"
 
 
+def _margin(v: Verdict) -> str:
+    """``+0.0040 (+1.9σ)``: the margin, and in noise units where the std is known."""
+    if v.measured is None:
+        return "-"
+    units = v.margin_units
+    return f"{v.expectation.margin(v.measured):+.4f}" + ("" if units is None else f" ({units:+.1f}σ)")
+
+
 def verdict_table(verdicts: list[Verdict]) -> Table:
     table = Table(title="kdrun regress")
-    for column in ("recipe", "tier", "expectation", "measured", "per seed: mean ± std", "margin", "verdict"):
+    columns = (
+        "recipe",
+        "tier",
+        "expectation",
+        "measured",
+        "per seed: mean ± std",
+        "margin",
+        "verdict",
+        "published",
+    )
+    for column in columns:
         table.add_column(column, justify="right" if column in ("measured", "margin") else "left")
     for v in verdicts:
         colour = {"pass": "green", "fail": "red", "error": "red"}[v.status]
@@ -168,8 +265,9 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
             str(v.expectation),
             "-" if v.measured is None else f"{v.measured:.4f}",
             _fmt(v.values),
-            "-" if v.measured is None else f"{v.expectation.margin(v.measured):+.4f}",
+            _margin(v),
             f"[{colour}]{v.status}[/]",
+            str(v.recipe.published.get("value", "-")),
         )
     return table
 
@@ -197,6 +295,10 @@ def _summary(verdicts: list[Verdict], durations: dict[str, float], tier: str) ->
                 "values": v.values,
                 "measured": v.measured,
                 "margin": None if v.measured is None else v.expectation.margin(v.measured),
+                "noise_unit": v.unit,
+                "noise_from": v.unit_source or None,
+                "margin_units": v.margin_units,
+                "from_reference_units": v.from_reference,
                 "status": v.status,
                 "message": v.message,
             }

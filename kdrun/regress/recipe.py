@@ -3,9 +3,11 @@
 ```yaml
 regress:
   description: one line: what the recipe shows
-  tier: fast                       # fast (CI, every change) | full (make regress-full)
+  tier: fast                       # fast (CI) | full (make regress-full) | gpu (only --tier gpu)
   seeds: [0, 1, 2]
   sweep: {T: [1, 4], alpha: [0.5, 0.9]}   # optional: a grid of overrides, each point over the seeds
+  reference:                       # optional: measured per-run mean and std of a metric, over
+    student.top1: {mean: 0.9413, std: 0.0045}   # seeds and perturbed numerics (docs/results.md)
   expect:                          # "[mean|min|max|std](<results.json path>) <op> <number>",
                                    # aggregated over every run (all seeds, all sweep points)
     - mean(deltas.kd_gain_top1) >= 0.005
@@ -13,9 +15,15 @@ regress:
   published: {source: Hinton 2015, setting: ..., value: ...}   # optional, for docs/results.md
 ```
 
+A metric with a ``reference`` must keep its bounds at a distance from the measured mean that the
+measured noise justifies (``allowed_bound``): ``Z`` standard errors of the checked aggregate plus
+``SLACK``. A tighter bound is refused when the recipe loads; without a reference the std over the
+run's own seeds is the unit of the report.
+
 Every problem is reported as ``<file>:<line>: <what>``, before anything runs.
 """
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +31,15 @@ from typing import Any
 
 import yaml
 
-TIERS = ("fast", "full")
-REGRESS_KEYS = ("description", "tier", "seeds", "sweep", "expect", "published")
+TIERS = ("fast", "full", "gpu")  # gpu: hours on one GPU; only `--tier gpu` runs them
+REGRESS_KEYS = ("description", "tier", "seeds", "sweep", "reference", "expect", "published")
+# The bound rule (docs/results.md, "How the bounds were set"): a bound sits at least Z noise units
+# from the reference mean -- one unit is std/sqrt(n) for mean(...) over n runs, the per-run std for
+# min(...)/max(...) -- plus SLACK for what the reference runs could not sample (other kernels,
+# other BLAS builds). Z = 3: a healthy recipe fails one check in ~700 by chance. SLACK = 0.002 is
+# two of the 1,000 test images, in the units of the accuracy metrics (fractions).
+Z = 3.0
+SLACK = 0.002
 AGGREGATES = ("mean", "min", "max", "std")
 OPS = (">=", "<=", ">", "<")
 # First component of a metric path: the sections of results.json that hold numbers.
@@ -71,7 +86,39 @@ class Expectation:
 
     def margin(self, measured: float) -> float:
         """How far inside the bound ``measured`` is (negative: outside)."""
-        return measured - self.value if self.op in (">=", ">") else self.value - measured
+        return measured - self.value if self.lower else self.value - measured
+
+    @property
+    def lower(self) -> bool:
+        """A lower bound (``>=``, ``>``)."""
+        return self.op in (">=", ">")
+
+
+@dataclass
+class Reference:
+    """A metric's measured per-run mean and std (over seeds and perturbed numerics)."""
+
+    mean: float
+    std: float
+    line: int
+
+
+def noise_unit(aggregate: str, std: float, n: int) -> float | None:
+    """The std of ``aggregate`` over ``n`` runs whose per-run std is ``std``: std/sqrt(n) for a
+    mean, std for a min or max (one run decides it); None for ``std(...)``."""
+    if aggregate == "mean":
+        return std / math.sqrt(n)
+    return std if aggregate in ("min", "max") else None
+
+
+def allowed_bound(exp: Expectation, ref: Reference, n: int) -> float | None:
+    """The tightest bound the rule admits for ``exp`` over ``n`` runs: reference mean -/+
+    (Z noise units + SLACK). None where the rule does not apply (``std(...)``)."""
+    unit = noise_unit(exp.aggregate, ref.std, n)
+    if unit is None:
+        return None
+    distance = Z * unit + SLACK
+    return ref.mean - distance if exp.lower else ref.mean + distance
 
 
 @dataclass
@@ -85,6 +132,7 @@ class Recipe:
     published: dict[str, Any] = field(default_factory=dict)
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # dotted key -> line, for later errors
+    reference: dict[str, Reference] = field(default_factory=dict)  # metric -> measured mean, std
     group_overrides: list[str] = field(default_factory=list)  # `override /student: cnn` -> student=cnn
 
 
@@ -143,6 +191,7 @@ def load_recipe(path: Path) -> Recipe:
             "regress.sweep: a mapping of override key -> "
             "non-empty list of values, e.g. {T: [1, 4], alpha: [0.5, 0.9]}",
         )
+    reference = _references(block.get("reference"), lines, error)
     if not isinstance(block["expect"], list) or not block["expect"]:
         raise error(lines["regress.expect"], "regress.expect: a non-empty list of `agg(metric) op number`")
     expect = []
@@ -167,7 +216,18 @@ def load_recipe(path: Path) -> Recipe:
             )
         if aggregate == "std" and len(seeds) < 2:
             raise error(line, "std(...) needs at least 2 seeds")
-        expect.append(Expectation(aggregate, metric, match["op"], float(match["value"]), line))
+        exp = Expectation(aggregate, metric, match["op"], float(match["value"]), line)
+        ref = reference.get(metric)
+        limit = None if ref is None else allowed_bound(exp, ref, len(seeds) * _points(sweep))
+        if limit is not None and (exp.value > limit + 1e-9 if exp.lower else exp.value < limit - 1e-9):
+            raise error(
+                line,
+                f"{exp}: too tight for the measured noise of {metric} (mean {ref.mean:g}, std "
+                f"{ref.std:g}, line {ref.line}); over {len(seeds) * _points(sweep)} run(s) the rule "
+                f"admits {'at most' if exp.lower else 'at least'} {limit:.4f} "
+                f"(reference mean {'-' if exp.lower else '+'} {Z:g} x noise - {SLACK:g}; docs/results.md)",
+            )
+        expect.append(exp)
     overrides = []
     for entry in data.get("defaults") or []:
         if isinstance(entry, dict):
@@ -184,8 +244,41 @@ def load_recipe(path: Path) -> Recipe:
         published=block.get("published") or {},
         sweep=sweep,
         lines=lines,
+        reference=reference,
         group_overrides=overrides,
     )
+
+
+def _points(sweep: dict[str, list[Any]]) -> int:
+    return math.prod(len(values) for values in sweep.values())
+
+
+def _references(block: Any, lines: dict[str, int], error: Any) -> dict[str, Reference]:
+    """``regress.reference``: metric -> {mean: number, std: number >= 0}."""
+    if block is None:
+        return {}
+    where = lines.get("regress.reference", 1)
+    if not isinstance(block, dict):
+        raise error(where, "regress.reference: a mapping of metric -> {mean: number, std: number}")
+    out = {}
+    for metric, entry in block.items():
+        line = lines.get(f"regress.reference.{metric}", where)
+        if str(metric).split(".")[0] not in RESULT_SECTIONS:
+            raise error(
+                line,
+                f"regress.reference: metric {metric!r} is not in results.json; it starts with one "
+                f"of: {', '.join(RESULT_SECTIONS)}",
+            )
+        numbers = isinstance(entry, dict) and set(entry) == {"mean", "std"}
+        numbers = numbers and all(type(entry[k]) in (int, float) for k in ("mean", "std"))
+        if not numbers or entry["std"] < 0:
+            raise error(
+                line,
+                f"regress.reference.{metric}={entry!r}: write {{mean: <number>, std: <number >= 0>}} "
+                "(measured per-run mean and std)",
+            )
+        out[str(metric)] = Reference(float(entry["mean"]), float(entry["std"]), line)
+    return out
 
 
 def find_recipes(targets: list[Path]) -> list[Path]:

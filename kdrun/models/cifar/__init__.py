@@ -2,8 +2,8 @@
 and module names as the references', so their published ``.pth`` state dicts load.
 
 Every model takes ``in_channels`` (3 for the published checkpoints; 1 for grey data sets) and any
-input size from 28 px up: the references' fixed-size final pools are adaptive here, identical on
-32 px inputs.
+input size from 28 px up: the references' fixed-size final pools are a global mean here,
+identical on 32 px inputs.
 """
 
 from collections.abc import Callable

@@ -10,6 +10,8 @@ import math
 import torch
 from torch import nn
 
+from kdrun.models.cifar.common import GlobalAvgPool
+
 
 def _conv_bn(inp: int, oup: int, kernel: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
@@ -67,7 +69,7 @@ class MobileNetV2(nn.Module):
             self.blocks.append(nn.Sequential(*layers))
         self.last_channel = int(1280 * width_mult) if width_mult > 1.0 else 1280
         self.conv2 = _conv_bn(channels, self.last_channel, 1, 1)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # the references' AvgPool2d(2, ceil_mode) at 32 px
+        self.avgpool = GlobalAvgPool()  # the references' AvgPool2d(2, ceil_mode) at 32 px
         self.classifier = nn.Sequential(nn.Linear(self.last_channel, num_classes))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

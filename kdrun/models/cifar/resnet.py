@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdrun.models.cifar.common import GlobalAvgPool
+
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
@@ -48,9 +50,7 @@ class ResNet(nn.Module):
         self.layer1 = self._make_layer(num_filters[1], n)
         self.layer2 = self._make_layer(num_filters[2], n, stride=2)
         self.layer3 = self._make_layer(num_filters[3], n, stride=2)
-        # The references pool with AvgPool2d(8), i.e. the whole 8x8 map of a 32 px input; the
-        # adaptive pool is the same there and also takes 28 px inputs.
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.avgpool = GlobalAvgPool()
         self.fc = nn.Linear(num_filters[3] * BasicBlock.expansion, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

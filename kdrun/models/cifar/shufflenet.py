@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdrun.models.cifar.common import GlobalAvgPool
+
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, H, W) with channels interleaved across ``groups``."""
@@ -57,7 +59,7 @@ class ShuffleNetV1(nn.Module):
         self.layer1 = self._make_layer(out_planes[0], num_blocks[0], groups)
         self.layer2 = self._make_layer(out_planes[1], num_blocks[1], groups)
         self.layer3 = self._make_layer(out_planes[2], num_blocks[2], groups)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # the references' avg_pool2d(4) at 32 px
+        self.avgpool = GlobalAvgPool()  # the references' avg_pool2d(4) at 32 px
         self.linear = nn.Linear(out_planes[2], num_classes)
 
     def _make_layer(self, out_planes: int, num_blocks: int, groups: int) -> nn.Sequential:
@@ -137,7 +139,7 @@ class ShuffleNetV2(nn.Module):
         self.layer3 = self._make_layer(out_channels[2], num_blocks[2])
         self.conv2 = nn.Conv2d(out_channels[2], out_channels[3], 1, 1, 0, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels[3])
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # the references' avg_pool2d(4) at 32 px
+        self.avgpool = GlobalAvgPool()  # the references' avg_pool2d(4) at 32 px
         self.linear = nn.Linear(out_channels[3], num_classes)
 
     def _make_layer(self, out_channels: int, num_blocks: int) -> nn.Sequential:

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdrun.models.cifar.common import GlobalAvgPool
+
 CONFIGS = {
     "vgg8": [[64], [128], [256], [512], [512]],
     "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
@@ -36,7 +38,7 @@ class VGG(nn.Module):
             self.add_module(f"block{i}", _block(widths, cin))
         for i in range(4):
             self.add_module(f"pool{i}", nn.MaxPool2d(2, 2))
-        self.pool4 = nn.AdaptiveAvgPool2d(1)
+        self.pool4 = GlobalAvgPool()
         self.classifier = nn.Linear(512, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdrun.models.cifar.common import GlobalAvgPool
+
 
 class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, out_planes: int, stride: int, drop_rate: float = 0.0):
@@ -74,7 +76,7 @@ class WideResNet(nn.Module):
         self.block3 = NetworkBlock(n, channels[2], channels[3], 2, drop_rate)
         self.bn1 = nn.BatchNorm2d(channels[3])
         self.relu = nn.ReLU(inplace=True)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # the references' avg_pool2d(8) on a 32 px input
+        self.avgpool = GlobalAvgPool()  # the references' avg_pool2d(8) on a 32 px input
         self.fc = nn.Linear(channels[3], num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
