@@ -104,7 +104,7 @@ def measure(root: Path | None, epochs: int, blocks: int) -> list[str]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import overhead
 
-    from kdrun.assets import model_spec
+    from kdrun.models.build import model_spec
     from kdrun.models.factory import create_model
     from kdrun.strategies import STRATEGIES
 

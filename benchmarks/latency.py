@@ -17,8 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kdrun.assets import model_spec  # noqa: E402
 from kdrun.measure import latency_ms  # noqa: E402
+from kdrun.models.build import model_spec  # noqa: E402
 from kdrun.models.factory import create_model  # noqa: E402
 
 MODELS, BATCHES, REPEATS, MIN_RUN_TIME = ("mlp", "cnn", "mobilenet_v3", "resnet18"), (1, 8, 64, 256), 7, 0.5

@@ -23,14 +23,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import kdrun.fit as kdrun_fit  # noqa: E402
-from kdrun.assets import model_spec  # noqa: E402
-from kdrun.callbacks import EpochLines  # noqa: E402
+import kdrun.training.fit as kdrun_fit  # noqa: E402
 from kdrun.data import TensorDataModule, build_datamodule  # noqa: E402
-from kdrun.fit import fit  # noqa: E402
 from kdrun.losses import kd_loss  # noqa: E402
+from kdrun.models.build import model_spec  # noqa: E402
 from kdrun.models.factory import create_model  # noqa: E402
 from kdrun.strategies import STRATEGIES  # noqa: E402
+from kdrun.training.callbacks import EpochLines  # noqa: E402
+from kdrun.training.fit import fit  # noqa: E402
 
 PAIRS = (("resnet18", "mobilenet_v3"), ("mlp", "mlp"))
 EPOCHS, BLOCKS = 3, 3  # epochs per block; blocks per side (alternating)

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from overhead import _cfg, kdrun_epochs  # noqa: E402
 
-from kdrun.assets import model_spec  # noqa: E402
-from kdrun.callbacks import recalibrate_batchnorm  # noqa: E402
 from kdrun.data import TensorDataModule, build_datamodule  # noqa: E402
+from kdrun.models.build import model_spec  # noqa: E402
 from kdrun.models.factory import create_model  # noqa: E402
 from kdrun.strategies import STRATEGIES  # noqa: E402
+from kdrun.training.callbacks import recalibrate_batchnorm  # noqa: E402
 
 PAIRS = (("resnet18", "mobilenet_v3"), ("cnn", "mlp"))
 EPOCHS, BLOCKS = 3, 3  # epochs per block; blocks per side (alternating): ~4 minutes at one thread
@@ -207,9 +207,10 @@ def measure() -> list[str]:
         f"workers, Adam lr 1e-3 with a per-step cosine decay, T={cfg.kd.T:g}, alpha={cfg.kd.alpha:g} "
         "(loss = alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE), the same seeded teacher and student "
         "objects from kdrun's factory, the frozen teacher in eval mode, one validation pass per epoch, "
-        f"{torch.get_num_threads()} torch thread(s). *kdrun cached*: `kdrun.fit.fit` on the `vanilla` "
-        "strategy after `cache_teacher_logits` (kdrun's default: the teacher runs once, steps read its "
-        "logits by sample index). *kdrun live*: the same without the cache (teacher forward every step). "
+        f"{torch.get_num_threads()} torch thread(s). *kdrun cached*: `kdrun.training.fit.fit` on the "
+        "`vanilla` strategy after `cache_teacher_logits` (kdrun's default: the teacher runs once, steps "
+        "read its logits by sample index). *kdrun live*: the same without the cache (teacher forward "
+        "every step). "
         f"*torchdistill* {torchdistill.__version__}: a `DistillationBox` (`get_distillation_box`) built "
         "from the `train` section of its vanilla-KD sample config (`WeightedSumLoss` over one `KDLoss` "
         f"term, which weighs CE by its `alpha` and the soft term by its `beta`: alpha={1 - cfg.kd.alpha:g}, "

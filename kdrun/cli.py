@@ -1,37 +1,40 @@
-"""``kdrun <command> [overrides]``: dispatch to the command's Hydra entry point. No logic here."""
+"""``kdrun <command> [overrides]``: a dispatch table, and the Hydra glue of the Hydra commands.
 
+``train`` and ``export-soft-labels`` are Hydra apps (overrides, ``-m``, ``--help``, completion);
+the other commands are argparse programs in ``kdrun.commands``. No logic here.
+"""
+
+import difflib
+import errno
+import importlib
 import logging
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun.console import fail, fail_run
+from kdrun.commands import COMMANDS
+from kdrun.console import fail
 from kdrun.errors import KdrunConfigError
+from kdrun.targets import check_targets
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 CONFIG_PATH = "pkg://kdrun.conf"
-COMMANDS = {
-    "train": "distil a teacher into a student; report it against the teacher and a scratch student",
-    "report": "summarise every run under a folder: table, summary.csv/.md, T x alpha heatmap.png",
-    "export": "ship a run's distilled student as ONNX / TorchScript: parity check, latency, model card",
-    "export-soft-labels": "write the teacher's train-split logits to out=FILE, for strategy=soft_labels",
-    "regress": "run recipes (files or folders) and check the metrics each must reach; exit 1 on regression",
-    "layers": "list a model's layer names and output shapes (for strategy.pairs of hints/attention)",
-    "models": "list the model names teacher=/student= configs and teacher.name= accept",
-}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def train_command(cfg: DictConfig) -> float | None:
     """The Hydra task for ``kdrun train``; returns the distilled student's val top-1 for sweepers."""
-    # Only a call into kdrun.run here: parallel launchers pickle this function by value.
-    from kdrun.run import hydra_task
+    # Only a call into kdrun.train.pipeline here: parallel launchers pickle this function by value.
+    from kdrun.train.pipeline import hydra_task
 
     return hydra_task(cfg)
 
@@ -39,7 +42,7 @@ def train_command(cfg: DictConfig) -> float | None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export_soft_labels")
 def export_command(cfg: DictConfig) -> None:
     """The Hydra task for ``kdrun export-soft-labels``."""
-    from kdrun.export_labels import export_task
+    from kdrun.commands.export_soft_labels import export_task
 
     export_task(cfg)
 
@@ -47,6 +50,14 @@ def export_command(cfg: DictConfig) -> None:
 ENTRY_POINTS = {
     "train": ("train", train_command),
     "export-soft-labels": ("export_soft_labels", export_command),
+}
+# The argparse commands: the module whose ``main(args)`` runs each (imported only when run).
+PROGRAMS = {
+    "report": "kdrun.commands.report",
+    "export": "kdrun.commands.export",
+    "regress": "kdrun.commands.regress",
+    "layers": "kdrun.commands.layers",
+    "models": "kdrun.commands.models",
 }
 
 
@@ -68,6 +79,16 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
     state = Singleton.get_state()
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
+        multirun = len(overrides) < len(args)
+        for override in parsed:
+            if override.is_sweep_override() and not multirun:
+                key, value = override.get_key_element(), override.input_line.split("=", 1)[-1]
+                raise KdrunConfigError(
+                    key,
+                    value,
+                    f"several values sweep: add -m (kdrun train -m {key}={value}); "
+                    f"a list is {key}=[{value}], a string '{key}=\"{value}\"'",
+                )
         values = [
             list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed
         ]
@@ -84,43 +105,88 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
         with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
             for variant in variants:
                 cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
+                check_targets(cfg)  # before Hydra instantiates its launcher and callbacks
                 OmegaConf.resolve(cfg)
+        _check_added_keys(parsed, cfg)
+        if config_name == "train":
+            run_dir = Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir)
+            _check_writable("paths.output_root", cfg.paths.output_root, run_dir)
+            _check_writable("paths.cache_dir", cfg.paths.cache_dir, Path(cfg.paths.cache_dir))
+    except KdrunConfigError as err:
+        fail(str(err))
     except (HydraException, ValueError, KeyError) as err:
         message = " ".join(str(err).split())
-        fail(message.split(" Config search path:")[0].removeprefix(f"In '{config_name}': "))
+        message = message.split(" Config search path:")[0].removeprefix(f"In '{config_name}': ")
+        fail(_explain(message, config_name))
     finally:
         Singleton.set_state(state)
 
 
-def _models(args: list[str]) -> None:
-    import argparse
-    from fnmatch import fnmatch
-    from importlib.util import find_spec
+def _explain(message: str, config_name: str) -> str:
+    """Hydra's message for an unknown key or group option, as kdrun's line with the closest names."""
+    from difflib import get_close_matches
 
-    from kdrun.models.cifar import CIFAR_MODELS
-    from kdrun.models.factory import ALIASES, MODELS, torchvision_names
-    from kdrun.sections import group_options
+    from hydra import compose, initialize_config_module
 
-    parser = argparse.ArgumentParser(prog="kdrun models", description=COMMANDS["models"])
-    parser.add_argument("pattern", nargs="?", help="filter torchvision and timm names, e.g. '*lite*'")
-    pattern = parser.parse_args(args).pattern or "*"
-    print("configs:     teacher=" + ", ".join(group_options("teacher")))
-    print("             student=" + ", ".join(group_options("student")))
-    print("built-in:   ", ", ".join(n for n in MODELS if n not in CIFAR_MODELS))
-    print("cifar zoo:  ", ", ".join(CIFAR_MODELS), "(32 px; RepDistiller/mdistiller checkpoints load)")
-    print("aliases:    ", ", ".join(f"{k} (variant: {'/'.join(v[2])})" for k, v in ALIASES.items()))
-    print("torchvision:", ", ".join(n for n in torchvision_names() if fnmatch(n, pattern)))
-    if find_spec("timm") is None:
-        print("timm:        not installed (pip install 'kdrun[timm]')")
-    else:
-        import timm
+    if key := re.match(r"Could not override '([^']+)'", message):
+        with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+            known = _leaf_keys(OmegaConf.to_container(compose(config_name=config_name)))
+        close = get_close_matches(key[1], known, n=2, cutoff=0.7)
+        hint = f"; did you mean {' or '.join(close)}?" if close else " (`kdrun train --help` lists the keys)"
+        return f"{key[1]}: not a config key{hint}"
+    if found := re.match(r"Could not find '([^']+)/([^'/]+)' Available options in '[^']+': (.*)", message):
+        group, option, options = found[1], found[2], found[3].split()
+        close = get_close_matches(option, options, n=2, cutoff=0.6)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return f"{group}={option}: no config {group}/{option}; {hint}allowed: {', '.join(options)}"
+    return message
 
-        names = timm.list_models(pattern)
-        if pattern == "*":
-            names = [f"{len(names)} models (`kdrun models '*lite*'` filters)"]
-        print("timm:       ", ", ".join(names))
-    print("use: teacher=<config> student=<config>; any torchvision name: student.name=<name>;")
-    print("     any timm name: student=timm student.name=<name> (the same for teacher)")
+
+# Where `+key=value` may add a key: argument lists that take what the class behind them takes.
+OPEN_KEYS = ("trainer.", "optim.optimizer.", "teacher.args.", "student.args.", "logger.", "hydra.")
+
+
+def _check_added_keys(parsed: list[Any], cfg: DictConfig) -> None:
+    """``+key=value`` adds only arguments (``OPEN_KEYS``) or config groups: anywhere else an added
+    key is a typo that would be silently ignored (``+alpah=0.5``)."""
+    from difflib import get_close_matches
+    from importlib.resources import files
+
+    for override in parsed:
+        key = override.key_or_group
+        if not override.is_add() or key.startswith(OPEN_KEYS):
+            continue
+        if (files("kdrun.conf") / key.replace(".", "/")).is_dir():  # `+group=option`
+            continue
+        known = [
+            k for k in _leaf_keys(OmegaConf.to_container(cfg)) if k != key and not k.startswith("hydra.")
+        ]
+        close = get_close_matches(key, known, n=2, cutoff=0.7)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise KdrunConfigError(
+            key, override.value(), f"not a config key (`+` adds keys only under {', '.join(OPEN_KEYS)}){hint}"
+        )
+
+
+def _check_writable(key: str, value: str, folder: Path) -> None:
+    """The run's folder must be creatable: a read-only or full disk is one line, not Hydra's trace."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(existing))
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise KdrunConfigError(key, value, f"cannot create {folder}: {existing}: {reason}") from None
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [leaf for k, v in node.items() for leaf in [f"{prefix}{k}", *_leaf_keys(v, f"{prefix}{k}.")]]
+    return []
 
 
 def _complete(args: list[str]) -> None:
@@ -142,145 +208,6 @@ def _complete(args: list[str]) -> None:
     config_name, entry = ENTRY_POINTS[words[1]]
     sys.argv = [f"kdrun {words[1]}", *[arg for arg in args if arg not in COMMANDS]]
     entry()
-
-
-def _report(args: list[str]) -> None:
-    import argparse
-
-    from kdrun.report.command import METRICS, report
-
-    parser = argparse.ArgumentParser(prog="kdrun report", description=COMMANDS["report"])
-    parser.add_argument("dir", type=Path, help="a run directory, a multirun directory, or any folder of runs")
-    parser.add_argument("--metric", default="gain", help=f"heatmap cell value: {' | '.join(METRICS)}")
-    options = parser.parse_args(args)
-    try:
-        report(options.dir, options.metric)
-    except KdrunConfigError as err:
-        fail(str(err))
-
-
-def _export(args: list[str]) -> None:
-    import argparse
-    from importlib.resources import files
-
-    from kdrun.export import FORMATS, ExportParityError, export_run
-    from kdrun.run import show_results
-
-    defaults = OmegaConf.load(str(files("kdrun.conf") / "export" / "none.yaml"))
-    parser = argparse.ArgumentParser(
-        prog="kdrun export",
-        description=COMMANDS["export"],
-        epilog="Writes <run dir>/export/student.<format>, MODEL_CARD.md, and `export` in results.json.",
-    )
-    parser.add_argument("run_dir", type=Path, help="a finished `kdrun train` run directory")
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        action="append",
-        choices=[*FORMATS, "all"],
-        help="repeat for several formats; 'onnx' when none is given",
-    )
-    parser.add_argument(
-        "--atol",
-        type=float,
-        default=defaults.atol,
-        help="max |logit difference| allowed (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--min-agreement",
-        type=float,
-        default=defaults.min_top1_agreement,
-        help="min fraction of test images with the same top-1 class (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--calibration-images",
-        type=int,
-        default=defaults.calibration_images,
-        help="onnx_int8: training images that calibrate activation ranges",
-    )
-    parser.add_argument(
-        "--calibration-method",
-        default=defaults.calibration_method,
-        help="onnx_int8: minmax | entropy | percentile",
-    )
-    parser.add_argument(
-        "--max-int8-drop",
-        type=float,
-        default=defaults.max_int8_drop,
-        help="onnx_int8: largest top-1 drop (points) below the fp32 student",
-    )
-    options = parser.parse_args(args)
-    formats = options.formats or ["onnx"]
-    formats = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
-    settings = {
-        "formats": formats,
-        "atol": options.atol,
-        "min_top1_agreement": options.min_agreement,
-        "calibration_images": options.calibration_images,
-        "calibration_method": options.calibration_method,
-        "max_int8_drop": options.max_int8_drop,
-    }
-    try:
-        results = export_run(options.run_dir, settings)
-    except KdrunConfigError as err:
-        fail(str(err))
-    except ExportParityError as err:
-        show_results(err.results, options.run_dir)
-        fail_run(f"export: {err} (details in {options.run_dir / 'results.json'})")
-    show_results(results, options.run_dir)
-
-
-def _regress(args: list[str]) -> None:
-    import argparse
-
-    from kdrun.regress.command import regress
-    from kdrun.regress.recipe import RecipeError
-
-    parser = argparse.ArgumentParser(
-        prog="kdrun regress",
-        description=COMMANDS["regress"],
-        epilog="Overrides after `--` apply to every run: `kdrun regress recipes/ -- epochs=5`.",
-    )
-    parser.add_argument(
-        "targets",
-        type=Path,
-        nargs="*",
-        help="recipe files or folders (default: ./recipes if it exists, else the recipes kdrun ships)",
-    )
-    parser.add_argument(
-        "--tier",
-        choices=("fast", "full", "gpu", "all"),
-        default="all",
-        help="which recipes to run: all = fast + full; gpu ones only with --tier gpu (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"
-    )
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="SEED",
-        help="run every recipe on these seeds instead of its own (are the bounds robust to new seeds?)",
-    )
-    args, overrides = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else (args, [])
-    options = parser.parse_args(args)
-    try:
-        code = regress(
-            options.targets or [default_recipes()], options.tier, options.out, overrides, options.seeds
-        )
-    except RecipeError as err:
-        fail(str(err))
-    sys.exit(code)
-
-
-def default_recipes() -> Path:
-    """``./recipes`` in a checkout; from any other folder, the recipes that ship in the package."""
-    from importlib.resources import files
-
-    local = Path("recipes")
-    return local if local.is_dir() else Path(str(files("kdrun.conf") / "recipe"))
 
 
 def usage() -> str:
@@ -320,30 +247,18 @@ def _main(args: list[str]) -> None:
         return
     command, rest = args[0], args[1:]
     if command not in COMMANDS:
-        fail(f"command={command!r}: allowed: {', '.join(COMMANDS)}")
-    if command == "models":
-        _models(rest)
-        return
-    if command == "report":
-        _report(rest)
-        return
-    if command == "regress":
-        _regress(rest)
-    if command == "export":
-        _export(rest)
-        return
-    if command == "layers":
-        from kdrun.errors import KdrunConfigError as _Err
-        from kdrun.layers import main as layers_main
-
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        fail(f"command={command!r}: {hint}allowed: {', '.join(COMMANDS)}")
+    if command in PROGRAMS:
         try:
-            layers_main(rest)
-        except _Err as err:
+            importlib.import_module(PROGRAMS[command]).main(rest)
+        except KdrunConfigError as err:
             fail(str(err))
         return
     config_name, entry = ENTRY_POINTS[command]
     if command == "train":
-        from kdrun.resume import resume_args
+        from kdrun.training.resume import resume_args
 
         try:
             rest = resume_args(rest)

@@ -1,6 +1,7 @@
 """Validation of a composed config: every check runs before any data is loaded or model trained."""
 
 import inspect
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,16 @@ from kdrun.data.settings import check_dataset
 from kdrun.device import ACCELERATORS, AUTO, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
-from kdrun.fit import DDP, KDRUN_TRAINER_KEYS
-from kdrun.loggers import check_loggers
 from kdrun.models.factory import MODELS, STEMS, resolve_name, stem_family
-from kdrun.resume import check_run_dir
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
+from kdrun.targets import check_targets
+from kdrun.training.fit import DDP, KDRUN_TRAINER_KEYS
+from kdrun.training.loggers import check_loggers
+from kdrun.training.resume import check_run_dir
 
 SCHEDULES = ("cosine", "constant", "multistep")
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 
 
 def _number(
@@ -35,10 +38,10 @@ def _number(
     value = _select(cfg, key)
     kind = "an integer" if integer else "a number"
     lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
-    hi_txt = "" if hi == float("inf") else f" and <= {hi:g}"
+    hi_txt = "" if hi == float("inf") else f" and <= {int(hi) if integer else f'{hi:g}'}"
     allowed = f"must be {kind} {lo_txt}{hi_txt}{hint}"
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type:
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):  # nan passes every comparison
         raise KdrunConfigError(key, value, allowed)
     if (value <= lo if lo_open else value < lo) or value > hi:
         raise KdrunConfigError(key, value, allowed)
@@ -70,6 +73,7 @@ def _stem(cfg: DictConfig, role: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ``KdrunConfigError`` for the first bad value; return quietly when all is well."""
+    check_targets(cfg)
     for role in ("teacher", "student"):
         if role == "teacher" and is_ensemble(cfg.teacher):
             ensemble_members(cfg)  # checks members / checkpoints / model
@@ -85,7 +89,7 @@ def validate(cfg: DictConfig) -> None:
             _number(cfg, f"{role}.bn_momentum", 0, 1, lo_open=True)
         if "dropout" in (cfg[role].get("args") or {}):
             _number(cfg, f"{role}.args.dropout", 0, 1)
-    _number(cfg, "teacher.seed", 0, integer=True)
+    _number(cfg, "teacher.seed", 0, MAX_SEED, integer=True)
     checkpoint = cfg.teacher.checkpoint
     if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
         raise KdrunConfigError("teacher.checkpoint", str(checkpoint), "file does not exist")
@@ -95,7 +99,7 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "kd.alpha", 0, 1, hint=" (set with alpha=... or kd.alpha=...)")
     _choice(cfg, "kd.cache_logits", ["auto", True, False])
     _choice(cfg, "compile", [True, False])
-    _number(cfg, "seed", 0, integer=True)
+    _number(cfg, "seed", 0, MAX_SEED, integer=True)
     if cfg.kd.student_limit is not None:  # the upper bound needs the data (run.prepare)
         _number(cfg, "kd.student_limit", 1, integer=True)
     _choice(cfg, "dataset.name", sorted(DATASETS))
@@ -103,7 +107,7 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "dataset.image_size", 1, integer=True)
     _choice(cfg, "dataset.channels", [1, 3])
     _choice(cfg, "dataset.download", [True, False])
-    _number(cfg, "dataset.split.seed", 0, integer=True)
+    _number(cfg, "dataset.split.seed", 0, MAX_SEED, integer=True)
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
     check_dataset(cfg.dataset)  # storage, loader, augmentation, normalisation, bad files
@@ -137,7 +141,7 @@ def validate(cfg: DictConfig) -> None:
     check_export(cfg.export)
 
 
-# Trainer arguments kdrun sets itself (kdrun.fit): a `trainer.` key for one would collide.
+# Trainer arguments kdrun sets itself (kdrun.training.fit): a `trainer.` key for one would collide.
 SET_BY_KDRUN = (
     "max_epochs",
     "logger",

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from kdrun.callbacks import recalibrate_batchnorm
+from kdrun.training.callbacks import recalibrate_batchnorm
 
 
 def test_recalibration_replaces_lagging_running_statistics_with_the_data_statistics():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kdrun.run as run_module
+import kdrun.train.pipeline as run_module
 from kdrun.config import validate
 from kdrun.regress.command import regress
 from kdrun.regress.compose import recipe_configs

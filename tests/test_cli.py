@@ -117,7 +117,7 @@ def test_command_help_texts(capsys):
 
 
 def test_regress_finds_the_shipped_recipes_from_any_folder(tmp_path, monkeypatch):
-    from kdrun.cli import default_recipes
+    from kdrun.commands.regress import default_recipes
 
     monkeypatch.chdir(tmp_path)
     assert (default_recipes() / "mnist_hinton.yaml").is_file()

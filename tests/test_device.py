@@ -92,7 +92,7 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_a_config_error(accelerator)
 
 @cpu_only
 def test_prepare_rejects_a_missing_gpu_before_training(tmp_path):
-    from kdrun.run import prepare
+    from kdrun.train.prepare import prepare
 
     cfg = make_cfg("trainer.accelerator=gpu", f"paths.output_root={tmp_path}")
     with pytest.raises(KdrunConfigError, match="trainer.accelerator"):
@@ -104,8 +104,8 @@ def test_prepare_rejects_a_missing_gpu_before_training(tmp_path):
 def test_cache_keys_of_auto_on_cpu_equal_the_explicit_cpu_settings(tiny_data, tmp_path, monkeypatch):
     """Entries cached before ``auto`` existed (accelerator cpu, 32-true, deterministic) stay valid,
     and a GPU's entries are others (its kernels round differently)."""
-    from kdrun import assets
     from kdrun.cache import Cache
+    from kdrun.train.phases import Phases
 
     specs = []
     monkeypatch.setattr(
@@ -113,12 +113,12 @@ def test_cache_keys_of_auto_on_cpu_equal_the_explicit_cpu_settings(tiny_data, tm
     )
     explicit = ("trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.deterministic=true")
     for overrides in [(), explicit, ("trainer.benchmark=false",)]:
-        ctx = assets.Assets(make_cfg(*overrides), tiny_data, Cache(tmp_path))
+        ctx = Phases(make_cfg(*overrides), tiny_data, Cache(tmp_path))
         with pytest.raises(ZeroDivisionError):
             ctx.scratch(ctx.cfg.student, 0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    ctx = assets.Assets(make_cfg(), tiny_data, Cache(tmp_path))
+    ctx = Phases(make_cfg(), tiny_data, Cache(tmp_path))
     with pytest.raises(ZeroDivisionError):
         ctx.scratch(ctx.cfg.student, 0)
     assert specs[0] == specs[1] == specs[2] != specs[3]
@@ -161,7 +161,7 @@ def test_gpu_kind_is_none_here():
 
 
 def test_ddp_on_gpus_spawns_with_nccl_and_leaves_worker_threads_alone(fake_cuda):
-    from kdrun.fit import DDPWorker, trainer_args
+    from kdrun.training.fit import DDPWorker, trainer_args
 
     fake_cuda(True)
     args = trainer_args(make_cfg("trainer.devices=2").trainer)

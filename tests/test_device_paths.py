@@ -255,7 +255,7 @@ def test_a_cpu_step_under_deterministic_algorithms_and_what_would_raise_on_cuda(
 @pytest.mark.parametrize("name", ["resnet50", "mobilenet_v3", "efficientnet_b0", "resnet32x4", "wrn_40_2"])
 def test_kdrun_models_run_no_op_that_raises_on_cuda(name):
     """Their adaptive average pooling is to 1x1, which runs as a mean (deterministic on CUDA)."""
-    from kdrun.assets import build as build_model
+    from kdrun.models.build import build as build_model
 
     section = make_cfg(f"student={name}")
     data = type("Data", (), {"num_classes": 10, "input_shape": (3, 32, 32)})
@@ -292,7 +292,7 @@ def test_batchnorm_recalibration_feeds_the_model_on_its_device(monkeypatch):
     """At the end of a fit the model is still on the training device; the loader's batches are
     on the CPU and go to the model's device (BatchNorm's cumulative average cannot run on "meta":
     the device is stubbed)."""
-    import kdrun.callbacks as callbacks
+    import kdrun.training.callbacks as callbacks
 
     moved = []
     monkeypatch.setattr(callbacks, "module_device", lambda model: torch.device("cuda"))

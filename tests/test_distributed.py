@@ -8,9 +8,9 @@ from torch import nn
 
 from kdrun.data import TensorDataModule
 from kdrun.data.datamodule import ShardedBatches
-from kdrun.fit import fit
 from kdrun.measure import accuracy
 from kdrun.strategies.scratch import Scratch
+from kdrun.training.fit import fit
 from tests.conftest import make_cfg, run_kdrun
 
 DDP = ["trainer.strategy=ddp", "trainer.devices=2"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import kdrun.run as run_module
+import kdrun.train.pipeline as run_module
 from kdrun.errors import KdrunConfigError
 from kdrun.models import create_model
 from kdrun.models.ensemble import TeacherEnsemble

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-import kdrun.run as run_module
+import kdrun.train.pipeline as run_module
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import attention_loss, attention_map, hint_loss
 from kdrun.models.taps import check_layer, forward_with_features

@@ -23,9 +23,11 @@ def test_logger_group_selects_one_or_several_each_under_its_own_key():
 
 
 def test_missing_logger_package_names_the_extra(monkeypatch):
-    import kdrun.loggers
+    import kdrun.training.loggers
 
-    monkeypatch.setattr(kdrun.loggers, "find_spec", lambda name: None if name == "mlflow" else object())
+    monkeypatch.setattr(
+        kdrun.training.loggers, "find_spec", lambda name: None if name == "mlflow" else object()
+    )
     validate(make_cfg("logger=tensorboard"))  # its package counts as present here
     with pytest.raises(
         KdrunConfigError, match=r"logger='mlflow': needs mlflow: pip install 'kdrun\[mlflow\]'"
@@ -122,7 +124,7 @@ def test_mlflow_sweep_is_one_experiment_with_a_run_per_phase_and_point(logged):
 
 
 def test_single_runs_go_to_the_kdrun_experiment_named_by_phase(tmp_path):
-    from kdrun.loggers import _mlflow_args
+    from kdrun.training.loggers import _mlflow_args
 
     args = _mlflow_args(make_cfg("logger=mlflow").logger.mlflow, tmp_path, "baseline")
     assert (args["experiment_name"], args["run_name"]) == ("kdrun", "baseline")

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from kdrun.cache import Cache
+from kdrun.cache.logits import load_or_compute, model_digest
 from kdrun.data import TensorDataModule
-from kdrun.logit_cache import load_or_compute, model_digest
 from kdrun.models.ensemble import TeacherEnsemble
 from kdrun.strategies import STRATEGIES
 
@@ -118,7 +118,7 @@ def test_cache_mode_follows_kd_cache_logits_and_augmentation(
 
     from conftest import make_cfg
 
-    from kdrun.assets import cache_logits
+    from kdrun.train.phases import cache_logits
 
     data = SimpleNamespace(augment=object() if augmenting else None)
     assert cache_logits(make_cfg(f"kd.cache_logits={mode}"), data) is cached

@@ -135,7 +135,7 @@ def test_cifar_stem_on_a_model_without_one_is_rejected(cfg_factory):
 
 
 def test_the_stem_is_part_of_a_torchvision_models_cache_spec(cfg_factory):
-    from kdrun.assets import model_spec
+    from kdrun.models.build import model_spec
 
     cfg = cfg_factory("teacher=resnet50", "student=mobilenet_v3", "student.stem=imagenet")
     assert model_spec(cfg.teacher)["stem"] == "auto" and model_spec(cfg.student)["stem"] == "imagenet"

@@ -8,7 +8,7 @@ import kdrun.data.datamodule as datamodule
 from kdrun.data import build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.models import create_model, save_weights
-from kdrun.run import prepare
+from kdrun.train.prepare import prepare
 from tests.conftest import make_cfg
 
 

@@ -206,11 +206,8 @@ def test_seeds_replace_every_recipes_own(tmp_path):
     assert recipe.seeds == [3, 4, 5, 6]
 
 
-@pytest.mark.parametrize(
-    "path",
-    [p for p in sorted((REPO / "recipes").glob("*.yaml")) if load_recipe(p).tier == "fast"],
-    ids=lambda p: p.stem,
-)
-def test_every_fast_recipe_gates_only_on_metrics_with_a_measured_reference(path):
+@pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_accuracy_bound_rests_on_a_measured_reference(path):
     recipe = load_recipe(path)  # the rule checks each bound against its reference when it loads
-    assert {e.metric for e in recipe.expect} <= set(recipe.reference)
+    gated = {e.metric for e in recipe.expect if e.metric.endswith("top1")}
+    assert gated and gated <= set(recipe.reference)

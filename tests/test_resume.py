@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-import kdrun.checkpointing as checkpointing
-from kdrun.checkpointing import LAST, AtomicCheckpointIO, resume_point
+import kdrun.training.checkpointing as checkpointing
 from kdrun.errors import KdrunConfigError
-from kdrun.fit import fit
-from kdrun.resume import resume_args
 from kdrun.strategies.scratch import Scratch
+from kdrun.training.checkpointing import LAST, AtomicCheckpointIO, resume_point
+from kdrun.training.fit import fit
+from kdrun.training.resume import resume_args
 from tests.conftest import KDRUN, make_cfg, run_kdrun
 
 # 30 student epochs on the smoke slice: long enough that the kill lands mid-phase.

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-import kdrun.run as run_module
+import kdrun.train.phases as phases
+import kdrun.train.pipeline as run_module
 from kdrun.errors import KdrunConfigError
 from tests.conftest import make_cfg
 
@@ -13,7 +14,7 @@ def test_failure_after_validation_writes_a_failed_results_json(tmp_path, monkeyp
     def crash(*args, **kwargs):
         raise RuntimeError("loss became NaN")
 
-    monkeypatch.setattr(run_module.assets, "fit", crash)
+    monkeypatch.setattr(phases, "fit", crash)
     cfg = make_cfg("debug=smoke", f"paths.output_root={tmp_path}")
     with pytest.raises(RuntimeError, match="NaN"):
         run_module.train(cfg, tmp_path / "run")

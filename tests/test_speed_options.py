@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from kdrun.fit import fit
 from kdrun.strategies import STRATEGIES
+from kdrun.training.fit import fit
 from tests.conftest import make_cfg
 
 

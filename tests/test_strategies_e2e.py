@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-import kdrun.run as run_module
+import kdrun.train.pipeline as run_module
 from kdrun.errors import KdrunConfigError
-from kdrun.module import DistillModule
 from kdrun.strategies import STRATEGIES
+from kdrun.training.module import DistillModule
 from tests.conftest import make_cfg
 
 CHANCE = 0.1  # 10 classes
@@ -72,7 +72,7 @@ def test_dkd_logs_its_own_terms(tmp_path):
 
 
 def test_soft_label_file_reproduces_vanilla_without_a_teacher(tmp_path):
-    from kdrun.export_labels import export_task
+    from kdrun.commands.export_soft_labels import export_task
 
     out = tmp_path / "labels.safetensors"
     export_task(

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from kdrun.fit import fit
-from kdrun.module import DistillModule
 from kdrun.strategies import STRATEGIES, Strategy
+from kdrun.training.fit import fit
+from kdrun.training.module import DistillModule
 from tests.conftest import LOGGED, make_cfg
 
 
@@ -104,7 +104,7 @@ def test_cached_and_live_teacher_runs_reach_the_same_student(tiny_data, tmp_path
 def test_a_nan_loss_stops_training_and_names_the_step_and_term(tiny_data, tmp_path):
     import pytest
 
-    from kdrun.module import NonFiniteLossError
+    from kdrun.training.module import NonFiniteLossError
 
     teacher, student = _models()
     with torch.no_grad():

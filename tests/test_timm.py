@@ -64,7 +64,7 @@ def test_timm_student_trains_in_a_smoke_run(tmp_path):
 
 
 def test_layers_of_the_timm_config_come_from_the_timm_model():
-    from kdrun.layers import layers
+    from kdrun.commands.layers import layers
 
     table = layers("timm", image_size=28, channels=1, num_classes=10)
     assert "student/timm.yaml" in str(table.title)

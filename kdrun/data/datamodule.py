@@ -141,7 +141,7 @@ class TensorDataModule(L.LightningDataModule):
             dataset = IndexedTensors(x, y)
         if shuffle:
             # One generator per loader; each epoch draws its order from it. A resumed fit restores
-            # its state (kdrun.checkpointing.TrainingRandomness).
+            # its state (kdrun.training.checkpointing.TrainingRandomness).
             self.shuffle_generator = torch.Generator().manual_seed(self.shuffle_seed)
             order = RandomSampler(dataset, generator=self.shuffle_generator)
         else:
@@ -166,7 +166,7 @@ class TensorDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        # Several processes (DDP) split each batch; validation runs whole in each (kdrun.fit).
+        # Several processes (DDP) split each batch; validation runs whole in each (kdrun.training.fit).
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
             return self.loader(

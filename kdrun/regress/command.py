@@ -154,7 +154,7 @@ def check(recipe: Recipe, runs: list[dict[str, Any]]) -> list[Verdict]:
 
 def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str, Any]]:
     """Run label -> results (``status: failed`` and the error for a run that raised)."""
-    from kdrun.run import train  # heavy imports only when something runs
+    from kdrun.train.pipeline import train  # heavy imports only when something runs
 
     runs = {}
     for label, cfg in configs.items():

@@ -13,6 +13,8 @@ from kdrun.console import console, err_console
 from kdrun.errors import KdrunConfigError
 from kdrun.report.summary import (
     aggregate,
+    duplicate_seeds,
+    extra_columns,
     find_runs,
     heatmap,
     is_temperature_sweep,
@@ -45,7 +47,8 @@ def _pm(mean: float | None, std: float | None, signed: bool = False) -> str:
 
 def summary_table(table: list[dict[str, Any]], title: str) -> Table:
     out = Table(title=title)
-    for column in ("strategy", "teacher → student", "T", "α", "seeds", "n"):
+    extra = extra_columns(table)  # the config keys that differ between the rows
+    for column in ("strategy", "teacher → student", "T", "α", *extra, "seeds", "n"):
         out.add_column(column, justify="right" if column in ("T", "α", "n") else "left")
     for column in ("top-1 %", "gain (pts)", "params", "ms @1", "failed"):
         out.add_column(column, justify="right")
@@ -56,6 +59,7 @@ def summary_table(table: list[dict[str, Any]], title: str) -> Table:
             f"{row['teacher']} → {row['student']}",
             f"{row['T']:g}",
             f"{row['alpha']:g}",
+            *[str(row[k]) for k in extra],
             row["seeds"] or "-",
             str(row["n"]),
             _pm(row["top1_mean"], row["top1_std"]),
@@ -79,6 +83,14 @@ def report(root: Path, metric: str = "gain") -> dict[str, Any]:
     if not records:
         raise KdrunConfigError("DIR", str(root), "holds no results.json (run `kdrun train` first)")
     points = aggregate(records)
+    for point in points:
+        if seeds := duplicate_seeds(point):
+            dirs = [r["run_dir"] for r in point.runs + point.failed if r["seed"] in seeds]
+            err_console.print(
+                f"[yellow]warning:[/] seed {', '.join(map(str, seeds))} appears more than once in one "
+                f"experiment point (counted each time): {', '.join(dirs)}",
+                soft_wrap=True,
+            )
     table = rows(points)
     failed = sum(row["failed"] for row in table)
     note = (
@@ -99,6 +111,8 @@ def report(root: Path, metric: str = "gain") -> dict[str, Any]:
         written.append(root / "heatmap.png")
     console.print(summary_table(table, title=f"kdrun report: {root}"))
     console.print(note)
+    if extra := extra_columns(table):
+        console.print(f"rows differ in: {', '.join(extra)} (besides the columns above)", markup=False)
     for problem in (run for point in points for run in point.failed):
         console.print(f"failed: {problem['run_dir']}: {problem['error']}", markup=False)
     console.print("wrote " + ", ".join(str(p) for p in written))

@@ -7,8 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# What identifies one experiment point; runs that differ only in seed are aggregated.
+# The columns every report shows. An experiment point is the whole resolved config but the keys
+# below: runs that differ in anything else (a learning rate, a data limit, a strategy key) are
+# different points, never averaged into one row.
 POINT_KEYS = ("strategy", "teacher", "student", "dataset", "T", "alpha", "epochs")
+NOT_POINT = ("seed", "student.seed", "resume")  # the seed is the spread a row shows
+NOT_POINT_PREFIXES = ("paths.", "logger.")  # where outputs and logs go
+# Config keys the POINT_KEYS columns already show.
+SHOWN = ("strategy.name", "teacher.name", "student.name", "dataset.name", "kd.T", "kd.alpha", "T", "alpha")
+SHOWN += ("epochs", "student.epochs")
 
 
 @dataclass
@@ -16,6 +23,7 @@ class Point:
     """One experiment point aggregated over its seeds."""
 
     key: dict[str, Any]
+    config: dict[str, str] = field(default_factory=dict)  # dotted key -> JSON of the value
     runs: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
 
@@ -56,6 +64,7 @@ def flatten(results: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "alpha": cfg["kd"]["alpha"],
         "epochs": cfg["student"]["epochs"],
         "seed": cfg["seed"],
+        "point": point_config(cfg),
     }
     if results["status"] == "ok":
         record |= {
@@ -69,14 +78,50 @@ def flatten(results: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return record
 
 
+def point_config(cfg: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """The resolved config as ``{dotted key: JSON value}``, without the keys that do not make a
+    run another experiment (the seed, output paths, loggers)."""
+    out: dict[str, str] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if name in NOT_POINT or name.startswith(NOT_POINT_PREFIXES):
+            continue
+        if isinstance(value, dict) and value:
+            out |= point_config(value, f"{name}.")
+        else:
+            out[name] = json.dumps(value, sort_keys=True)
+    return out
+
+
 def aggregate(records: list[dict[str, Any]]) -> list[Point]:
-    """Group runs by experiment point (everything but the seed), in a stable order."""
+    """Group runs by experiment point (the whole config but the seed and paths), in a stable order."""
     points: dict[tuple, Point] = {}
     for record in records:
         key = {k: record[k] for k in POINT_KEYS}
-        point = points.setdefault(tuple(key.values()), Point(key))
+        config = record["point"]
+        point = points.setdefault(tuple(sorted(config.items())), Point(key, config))
         (point.runs if record["status"] == "ok" else point.failed).append(record)
-    return sorted(points.values(), key=lambda p: tuple(_sortable(v) for v in p.key.values()))
+    varying = varying_keys(list(points.values()))
+    return sorted(
+        points.values(),
+        key=lambda p: tuple(_sortable(v) for v in [*p.key.values(), *(p.config.get(k) for k in varying)]),
+    )
+
+
+def varying_keys(points: list[Point]) -> list[str]:
+    """Config keys whose value differs between the points, besides those the columns show."""
+    keys = sorted({k for point in points for k in point.config} - set(SHOWN))
+    return [k for k in keys if len({point.config.get(k) for point in points}) > 1]
+
+
+def duplicate_seeds(point: Point) -> list[int]:
+    """Seeds that appear more than once among a point's runs (the same run counted twice)."""
+    seeds = [run["seed"] for run in point.runs + point.failed]
+    return sorted({seed for seed in seeds if seeds.count(seed) > 1})
+
+
+def _value(encoded: str | None) -> Any:
+    return None if encoded is None else json.loads(encoded)
 
 
 def _sortable(value: Any) -> tuple[int, Any]:
@@ -91,8 +136,9 @@ def _fmt(mean: float | None, std: float | None, scale: float = 100.0, signed: bo
 
 
 def rows(points: list[Point]) -> list[dict[str, Any]]:
-    """One display/CSV row per point: means, stds, n."""
+    """One display/CSV row per point: the columns, a column per config key that varies, means, stds, n."""
     out = []
+    varying = varying_keys(points)
     for point in points:
         top1, top1_std = point.mean_std("top1")
         gain, gain_std = point.mean_std("gain")
@@ -101,6 +147,7 @@ def rows(points: list[Point]) -> list[dict[str, Any]]:
         out.append(
             {
                 **point.key,
+                **{k: _value(point.config.get(k)) for k in varying},
                 "n": len(point.runs),
                 "failed": len(point.failed),
                 "seeds": " ".join(str(seed) for seed in sorted(r["seed"] for r in point.runs)),
@@ -124,14 +171,22 @@ def write_csv(table: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(table)
 
 
+def extra_columns(table: list[dict[str, Any]]) -> list[str]:
+    """The varying config keys among a table's columns (the dotted ones)."""
+    return [k for k in table[0] if "." in k] if table else []
+
+
 def write_markdown(table: list[dict[str, Any]], path: Path, note: str) -> None:
-    header = "| strategy | teacher | student | T | α | n | top-1 % | gain (pts) | params | ms @1 | failed |"
-    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    extra = extra_columns(table)
+    header = "| strategy | teacher | student | T | α | " + "".join(f"{k} | " for k in extra)
+    header += "n | top-1 % | gain (pts) | params | ms @1 | failed |"
+    lines = [header, "|---|---|---|---:|---:|" + "---|" * len(extra) + "---:|---:|---:|---:|---:|---:|"]
     for row in table:
         latency = row["latency_ms_batch1"]
         lines.append(
             f"| {row['strategy']} | {row['teacher']} | {row['student']} | {row['T']:g} | {row['alpha']:g} "
-            f"| {row['n']} | {_fmt(row['top1_mean'], row['top1_std'])} "
+            + "".join(f"| {row[k]} " for k in extra)
+            + f"| {row['n']} | {_fmt(row['top1_mean'], row['top1_std'])} "
             f"| {_fmt(row['gain_mean'], row['gain_std'], signed=True)} | {row['params'] or '-'} "
             f"| {'-' if latency is None else f'{latency:.3f}'} | {row['failed']} |"
         )
@@ -140,7 +195,8 @@ def write_markdown(table: list[dict[str, Any]], path: Path, note: str) -> None:
 
 def is_temperature_sweep(table: list[dict[str, Any]]) -> bool:
     """True when the runs vary T or alpha (and nothing else that would mix in one cell)."""
-    others = {tuple(row[k] for k in POINT_KEYS if k not in ("T", "alpha")) for row in table}
+    keys = [*POINT_KEYS, *extra_columns(table)]
+    others = {tuple(json.dumps(row[k]) for k in keys if k not in ("T", "alpha")) for row in table}
     grid = {(row["T"], row["alpha"]) for row in table}
     return len(others) == 1 and len(grid) > 1
 

@@ -1,19 +1,14 @@
-"""Distillation methods, looked up by name: one file per method, registered with ``@register``."""
+"""Distillation methods, looked up by name: one file per method, registered with ``@register``.
 
-from kdrun.strategies import (  # noqa: F401  (registers the built-ins)
-    attention,
-    dkd,
-    hints,
-    hydra_heads,
-    multi_teacher,
-    mutual,
-    online,
-    qat_kd,
-    scratch,
-    soft_labels,
-    ta_chain,
-    vanilla,
-)
-from kdrun.strategies.base import STRATEGIES, Member, Strategy, register
+Every module of this package is imported here, so a new method's file registers itself.
+"""
 
-__all__ = ["STRATEGIES", "Member", "Strategy", "register"]
+import importlib
+import pkgutil
+
+from kdrun.strategies.base import STRATEGIES, Assets, Strategy, register
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
+
+__all__ = ["STRATEGIES", "Assets", "Strategy", "register"]

@@ -11,19 +11,17 @@ A strategy is built in two steps, both driven by the config:
 """
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import replace
+from typing import Any, ClassVar, Protocol
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.data import TensorDataModule
 from kdrun.device import module_device, to_device
+from kdrun.models.asset import Asset
 from kdrun.models.ensemble import TeacherEnsemble
-
-if TYPE_CHECKING:  # the assets layer imports strategies; strategies only use its interface
-    from kdrun.assets import Assets
-    from kdrun.data import TensorDataModule
 
 STRATEGIES: dict[str, type["Strategy"]] = {}
 
@@ -39,20 +37,27 @@ def register(name: str) -> Callable[[type["Strategy"]], type["Strategy"]]:
     return wrap
 
 
-@dataclass
-class Member:
-    """A model the report shows besides the distilled student (a teacher, an assistant, a peer).
+class Assets(Protocol):
+    """What ``Strategy.build`` receives: the run's config and data, and ready models.
 
-    ``scratch`` = (section, seed) of the same architecture trained without distillation, for
-    models this run distilled: the report gives their ``kd_gain_top1`` against it.
+    ``kdrun.train.phases.Phases`` implements it (checkpoint, cache hit, or train and cache);
+    strategies never import that layer.
     """
 
-    role: str
-    model: nn.Module
-    name: str
-    source: str  # checkpoint | cache | trained | trained-in-run
-    path: str | None = None
-    scratch: tuple[DictConfig, int] | None = None
+    cfg: DictConfig
+    data: TensorDataModule
+
+    def teacher(self, section: DictConfig | None = None) -> Asset:
+        """A pre-trained teacher for ``section``; without it, the configured ``teacher``."""
+        ...
+
+    def build(self, section: DictConfig, seed: int | None = None) -> nn.Module:
+        """A fresh model; with ``seed``, initialised from that seed."""
+        ...
+
+    def distilled(self, section: DictConfig, teacher: Asset) -> Asset:
+        """``section`` distilled from ``teacher`` (Hinton KD), cached."""
+        ...
 
 
 class Strategy(nn.Module):
@@ -64,7 +69,7 @@ class Strategy(nn.Module):
     """
 
     name: ClassVar[str] = ""
-    # Whether the teacher's logits can replace running it (kdrun.logit_cache); not when a step
+    # Whether the teacher's logits can replace running it (kdrun.cache.logits); not when a step
     # needs more of the teacher than its logits (intermediate features).
     caches_logits: ClassVar[bool] = True
     # Whether the student trains with fake quantisation: its ONNX export is the int8 model itself
@@ -78,8 +83,8 @@ class Strategy(nn.Module):
         self.teacher_logits: torch.Tensor | None = None  # (N_train, C) when cached; not a buffer
         if teacher is not None:
             teacher.requires_grad_(False).eval()
-        self.teacher_member: Member | None = None  # the "teacher" row of the report
-        self.members: list[Member] = []  # further rows of the report
+        self.teacher_member: Asset | None = None  # the "teacher" row of the report
+        self.members: list[Asset] = []  # further rows of the report (each with its role)
 
     # ---- built from the config --------------------------------------------------------------
     @classmethod
@@ -88,11 +93,11 @@ class Strategy(nn.Module):
         return {}
 
     @classmethod
-    def preflight(cls, cfg: DictConfig, data: "TensorDataModule") -> None:
+    def preflight(cls, cfg: DictConfig, data: TensorDataModule) -> None:
         """Checks that need the data, run before any training; raise ``KdrunConfigError``."""
 
     @classmethod
-    def build(cls, assets: "Assets", student: nn.Module) -> "Strategy":
+    def build(cls, assets: Assets, student: nn.Module) -> "Strategy":
         """The strategy for this run; ``student`` is freshly initialised with the run's seed."""
         raise NotImplementedError
 
@@ -172,7 +177,7 @@ class Strategy(nn.Module):
         """The distilled student's name in the report (``default``: its config's model name)."""
         return default
 
-    def diagnostics(self, data: "TensorDataModule") -> dict[str, Any]:
+    def diagnostics(self, data: TensorDataModule) -> dict[str, Any]:
         """Strategy-specific measurements after training, for results.json (``diagnostics``)."""
         return {}
 
@@ -181,12 +186,10 @@ class Strategy(nn.Module):
         return {"name": self.name, "weights": self.weights}
 
 
-def pretrained_teacher(strategy: Strategy, assets: "Assets") -> Strategy:
+def pretrained_teacher(strategy: Strategy, assets: Assets) -> Strategy:
     """Record the configured teacher (``teacher=``) as the report's teacher row."""
     asset = assets.teacher()
     model = asset.model.at_temperature(1.0) if isinstance(asset.model, TeacherEnsemble) else asset.model
-    strategy.teacher_member = Member("teacher", model, asset.name, asset.source, asset.path)
-    strategy.members += [
-        Member(f"teacher_{i + 1}", m.model, m.name, m.source, m.path) for i, m in enumerate(asset.members)
-    ]
+    strategy.teacher_member = replace(asset, model=model, role="teacher", members=[])
+    strategy.members += [replace(m, role=f"teacher_{i + 1}") for i, m in enumerate(asset.members)]
     return strategy

@@ -8,6 +8,7 @@ from torch import nn
 
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import kd_loss
+from kdrun.models.build import build
 from kdrun.models.taps import check_layer, forward_with_features
 from kdrun.sections import display_name, is_ensemble
 from kdrun.strategies.base import pretrained_teacher
@@ -78,8 +79,6 @@ class FeatureDistill(Vanilla):
 
     @classmethod
     def preflight(cls, cfg: DictConfig, data) -> None:
-        from kdrun.assets import build  # the assets layer imports strategies
-
         teacher, student = build(cfg.teacher, data).eval(), build(cfg.student, data).eval()
         shapes = cls._shapes(cfg, teacher, student, data.splits["train"][0][:2])
         for i, ((t_name, s_name), (t_shape, s_shape)) in enumerate(

@@ -1,12 +1,15 @@
 """Several teachers: the student matches their combined soft targets."""
 
+from dataclasses import replace
+
 from omegaconf import DictConfig
 from torch import nn
 
 from kdrun.errors import KdrunConfigError
+from kdrun.models.asset import Asset
 from kdrun.models.ensemble import WEIGHTINGS, TeacherEnsemble
 from kdrun.sections import model_sections
-from kdrun.strategies.base import Member, register
+from kdrun.strategies.base import register
 from kdrun.strategies.vanilla import Vanilla
 
 
@@ -45,10 +48,8 @@ class MultiTeacher(Vanilla):
         )
         strategy = cls(student, ensemble, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
         name = f"ensemble({'+'.join(m.name for m in members)})"
-        strategy.teacher_member = Member("teacher", ensemble.at_temperature(1.0).eval(), name, "ensemble")
-        strategy.members = [
-            Member(f"teacher_{i + 1}", m.model, m.name, m.source, m.path) for i, m in enumerate(members)
-        ]
+        strategy.teacher_member = Asset(ensemble.at_temperature(1.0).eval(), name, "ensemble", role="teacher")
+        strategy.members = [replace(m, role=f"teacher_{i + 1}") for i, m in enumerate(members)]
         return strategy
 
     def hparams(self) -> dict:

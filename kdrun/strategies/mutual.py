@@ -11,8 +11,9 @@ from torch import nn
 
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import mutual_loss
+from kdrun.models.asset import Asset
 from kdrun.sections import display_name, model_sections
-from kdrun.strategies.base import Member, Strategy, register
+from kdrun.strategies.base import Strategy, register
 
 
 @register("mutual")
@@ -41,7 +42,9 @@ class Mutual(Strategy):
         peers = [assets.build(s, seed=cfg.seed + i + 1) for i, s in enumerate(sections)]
         strategy = cls(student, peers, T=float(cfg.strategy.T), peer_weight=float(cfg.strategy.peer_weight))
         strategy.members = [
-            Member(f"peer_{i + 2}", peer, display_name(s), "trained-in-run", scratch=(s, cfg.seed + i + 1))
+            Asset(
+                peer, display_name(s), "trained-in-run", role=f"peer_{i + 2}", scratch=(s, cfg.seed + i + 1)
+            )
             for i, (peer, s) in enumerate(zip(peers, sections, strict=True))
         ]
         return strategy

@@ -10,8 +10,9 @@ from torch import nn
 
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import kd_loss
+from kdrun.models.asset import Asset
 from kdrun.sections import display_name, is_ensemble
-from kdrun.strategies.base import Member, Strategy, register
+from kdrun.strategies.base import Strategy, register
 
 
 @register("online")
@@ -41,8 +42,8 @@ class Online(Strategy):
         section.epochs = cfg.student.epochs  # it trains alongside the student
         teacher = assets.build(section, seed=cfg.seed)
         strategy = cls(student, teacher, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
-        strategy.teacher_member = Member(
-            "teacher", teacher, display_name(section), "trained-in-run", scratch=(section, cfg.seed)
+        strategy.teacher_member = Asset(
+            teacher, display_name(section), "trained-in-run", role="teacher", scratch=(section, cfg.seed)
         )
         return strategy
 

@@ -12,14 +12,15 @@ each fake quantisation becomes a QuantizeLinear/DequantizeLinear pair with the l
 
 import copy
 import warnings
-from typing import Any
+from dataclasses import replace
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.data import TensorDataModule
 from kdrun.errors import KdrunConfigError
-from kdrun.strategies.base import Member, pretrained_teacher, register
+from kdrun.strategies.base import Assets, pretrained_teacher, register
 from kdrun.strategies.vanilla import Vanilla
 
 BACKENDS = ("x86", "fbgemm", "qnnpack")
@@ -134,8 +135,8 @@ class QatKD(Vanilla):
     quantized = True
 
     @classmethod
-    def preflight(cls, cfg: DictConfig, data: Any) -> None:
-        from kdrun.assets import build
+    def preflight(cls, cfg: DictConfig, data: TensorDataModule) -> None:
+        from kdrun.models.build import build
 
         backend, epochs = cfg.strategy.backend, cfg.strategy.epochs
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -160,13 +161,11 @@ class QatKD(Vanilla):
             ) from None
 
     @classmethod
-    def build(cls, assets: Any, student: nn.Module) -> "QatKD":
+    def build(cls, assets: Assets, student: nn.Module) -> "QatKD":
         cfg = assets.cfg
         teacher = assets.teacher()
         start = assets.distilled(cfg.student, teacher)
-        fp32 = Member(
-            "fp32_student", start.model, start.name, start.source, start.path, (cfg.student, cfg.seed)
-        )
+        fp32 = replace(start, role="fp32_student", scratch=(cfg.student, cfg.seed))
         model = quantization_aware(start.model, cfg.strategy.backend)
         strategy = cls(model, teacher.model, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
         strategy.members = [fp32]

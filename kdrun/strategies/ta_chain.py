@@ -4,11 +4,13 @@ teacher -> assistant_1 -> ... -> assistant_n -> student: each assistant is disti
 ``kd.T``/``kd.alpha``) from the model before it and cached; the student distils from the last.
 """
 
+from dataclasses import replace
+
 from omegaconf import DictConfig
 from torch import nn
 
 from kdrun.sections import model_sections
-from kdrun.strategies.base import Member, pretrained_teacher, register
+from kdrun.strategies.base import pretrained_teacher, register
 from kdrun.strategies.vanilla import Vanilla
 
 
@@ -28,16 +30,7 @@ class TAChain(Vanilla):
         members = []
         for i, section in enumerate(cls.sections(cfg).values()):
             previous = assets.distilled(section, previous)
-            members.append(
-                Member(
-                    f"assistant_{i + 1}",
-                    previous.model,
-                    previous.name,
-                    previous.source,
-                    previous.path,
-                    scratch=(section, section.seed),
-                )
-            )
+            members.append(replace(previous, role=f"assistant_{i + 1}", scratch=(section, section.seed)))
         strategy = cls(student, previous.model, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
         strategy.members = members
         return pretrained_teacher(strategy, assets)

@@ -71,6 +71,8 @@ def load_or_compute(
         with placed(strategy, device):
             strategy.cache_teacher_logits(data.loader("train"))
         if folder is not None:
+            if not torch.isfinite(strategy.teacher_logits).all():  # never store what would poison every reuse
+                raise FloatingPointError("the teacher's logits contain NaN or inf; they are not cached")
             save_file({"logits": strategy.teacher_logits.contiguous()}, str(folder / FILE))
 
     if cache is None:

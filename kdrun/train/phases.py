@@ -1,10 +1,10 @@
-"""Models a run needs besides the student: loaded from a checkpoint, reused from the cache, or
-trained once and cached (teachers, scratch baselines, distilled assistants)."""
+"""The phases before the student's: every model a run needs besides the student, loaded from a
+checkpoint, reused from the cache, or trained once and cached (teachers, scratch baselines,
+distilled assistants). ``Phases`` is what strategies receive as ``kdrun.strategies.Assets``."""
 
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +13,19 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kdrun.cache import Cache
+from kdrun.cache.logits import load_or_compute
 from kdrun.console import console
 from kdrun.data import TensorDataModule
 from kdrun.device import resolve
-from kdrun.fit import fit
-from kdrun.logit_cache import load_or_compute
-from kdrun.models import create_model, load_weights, save_weights
+from kdrun.models import load_weights, save_weights
+from kdrun.models.asset import Asset
+from kdrun.models.build import build, model_spec
 from kdrun.models.ensemble import TeacherEnsemble
-from kdrun.models.factory import MODELS
 from kdrun.sections import display_name, ensemble_members, is_ensemble
 from kdrun.strategies.base import Strategy
 from kdrun.strategies.scratch import Scratch
 from kdrun.strategies.vanilla import Vanilla
+from kdrun.training.fit import fit
 
 WEIGHTS = "model.safetensors"
 # Trainer keys that change how a run is displayed or what it keeps, not the weights it produces.
@@ -34,45 +35,16 @@ COSMETIC_TRAINER_KEYS = {"log_every_n_steps", "enable_progress_bar", "keep_check
 LATER_TRAINER_KEYS = {"strategy": "auto", "benchmark": False}
 
 
-@dataclass
-class Asset:
-    """A ready model and where it came from (``checkpoint``, ``cache`` or ``trained``)."""
-
-    model: nn.Module
-    source: str
-    path: str
-    name: str = ""
-    members: list["Asset"] = field(default_factory=list)  # an ensemble's members
-
-
-def model_spec(section: DictConfig) -> dict[str, Any]:
-    """The keys of a ``teacher``/``student`` section that define the architecture."""
-    keys = ("name", "variant", "args", "pretrained", "bn_momentum", "channels_last")
-    spec = {k: OmegaConf.to_container(section[k]) if k == "args" else section[k] for k in keys}
-    if section.get("library"):  # only timm sections have it: other models' cache keys stay as they were
-        spec["library"] = section.library
-    elif section.name not in MODELS:  # torchvision: the stem is part of the architecture
-        spec["stem"] = section.get("stem") or "auto"
-    return spec
-
-
-def build(section: DictConfig, data: TensorDataModule) -> nn.Module:
-    """An untrained model for a ``teacher``/``student`` section, sized for ``data``."""
-    return create_model(model_spec(section), data.num_classes, data.input_shape)
-
-
-class Assets:
+class Phases:
     """What strategies ask for: teachers, scratch twins, distilled assistants, fresh models.
 
     Every trained artefact is cached under ``paths.cache_dir`` by a hash of what determines it,
     so sweep points and repeated runs train each one once.
     """
 
-    def __init__(
-        self, cfg: DictConfig, data: TensorDataModule, cache: Cache, loaded_teacher: Asset | None = None
-    ) -> None:
+    def __init__(self, cfg: DictConfig, data: TensorDataModule, cache: Cache) -> None:
         self.cfg, self.data, self.cache = cfg, data, cache
-        self._teacher = loaded_teacher
+        self._teacher: Asset | None = None  # the configured teacher, once asked for
         # Teachers train on all of ``data``; everything on the student side on ``student_data``.
         limit = cfg.kd.student_limit
         self.student_data = data if limit is None else data.head(limit)
@@ -96,7 +68,7 @@ class Assets:
             return self._ensemble()
         if section.checkpoint:
             model = load_weights(build(section, self.data), section.checkpoint, "teacher.checkpoint")
-            return Asset(model.eval(), "checkpoint", str(section.checkpoint), display_name(section))
+            return Asset(model.eval(), display_name(section), "checkpoint", str(section.checkpoint))
         return self._cached("teacher", section, section.seed, Scratch, data=self.data)
 
     def _ensemble(self) -> Asset:
@@ -105,7 +77,7 @@ class Assets:
         ensemble = TeacherEnsemble([m.model for m in members], T=float(self.cfg.kd.T)).eval()
         identity = "ensemble:" + "+".join(_identity(m) for m in members)
         name = f"ensemble({len(members)}x{members[0].name})"
-        return Asset(ensemble, "ensemble", identity, name, members)
+        return Asset(ensemble, name, "ensemble", identity, members=members)
 
     def scratch(self, section: DictConfig, seed: int) -> Asset:
         """``section`` trained on the labels alone (student-side data): the twin a distilled model
@@ -132,26 +104,7 @@ class Assets:
         data: TensorDataModule | None = None,
     ) -> Asset:
         cfg, data = self.cfg, data or self.student_data
-        # The resolved device settings: `auto` on a CPU hashes as the explicit CPU settings did.
-        resolved = OmegaConf.to_container(cfg.trainer) | resolve(cfg.trainer).trainer_args()
-        trainer = {
-            k: v
-            for k, v in resolved.items()
-            if k not in COSMETIC_TRAINER_KEYS and LATER_TRAINER_KEYS.get(k, object()) != v
-        }
-        spec = {
-            "model": model_spec(section),
-            "epochs": section.epochs,
-            "seed": seed,
-            "data": data.fingerprint,
-            "batch_size": data.batch_size,
-            "optim": OmegaConf.to_container(cfg.optim),
-            "trainer": trainer,
-            "recalibrate_bn": cfg.recalibrate_bn,
-            **({"augment": data.augment.settings} if data.augment else {}),
-            **({"compile": True} if cfg.compile else {}),  # compiled kernels round differently
-            **(extra or {}),
-        }
+        spec = self._spec(section, seed, data, extra or {})
         name = display_name(section)
 
         def train_entry(folder: Path) -> None:
@@ -169,7 +122,34 @@ class Assets:
         if hit:
             console.print(f"{kind}: reusing cached {name} from {folder}")
         model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
-        return Asset(model.eval(), "cache" if hit else "trained", str(folder), name)
+        return Asset(model.eval(), name, "cache" if hit else "trained", str(folder))
+
+
+    def _spec(
+        self, section: DictConfig, seed: int, data: TensorDataModule, extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What determines a trained model: its cache key hashes this."""
+        cfg = self.cfg
+        # The resolved device settings: `auto` on a CPU hashes as the explicit CPU settings did.
+        resolved = OmegaConf.to_container(cfg.trainer) | resolve(cfg.trainer).trainer_args()
+        trainer = {
+            k: v
+            for k, v in resolved.items()
+            if k not in COSMETIC_TRAINER_KEYS and LATER_TRAINER_KEYS.get(k, object()) != v
+        }
+        return {
+            "model": model_spec(section),
+            "epochs": section.epochs,
+            "seed": seed,
+            "data": data.fingerprint,
+            "batch_size": data.batch_size,
+            "optim": OmegaConf.to_container(cfg.optim),
+            "trainer": trainer,
+            "recalibrate_bn": cfg.recalibrate_bn,
+            **({"augment": data.augment.settings} if data.augment else {}),
+            **({"compile": True} if cfg.compile else {}),  # compiled kernels round differently
+            **extra,
+        }
 
 
 def cache_logits(cfg: DictConfig, data: TensorDataModule) -> bool:

@@ -16,6 +16,8 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +30,9 @@ REQUIRES: dict[type, tuple[tuple[str, ...], str]] = {
 }
 # MLflow's database store (the default tracking URI) needs SQLAlchemy besides mlflow itself.
 SQL_STORE = ("sqlalchemy", "alembic")
+
+CSV_FILE = "metrics.csv"
+BEFORE_RESUME = ".metrics-before-resume.csv"
 
 # "Experiment not found. Creating it." is expected the first time.
 logging.getLogger("lightning.pytorch.loggers.mlflow").setLevel(logging.ERROR)
@@ -61,6 +66,10 @@ def check_loggers(cfg: DictConfig) -> None:
 
 def build_loggers(cfg: DictConfig, log_dir: Path, phase: str) -> list[Logger]:
     """One logger per selected option for a training phase, with the resolved config logged."""
+    if phase == "student" and cfg.resume is not None and (log_dir / CSV_FILE).is_file():
+        # Lightning's CSV writer starts its file afresh; ResumedCsvRows puts the rows of the
+        # checkpointed epochs back once the checkpoint says which those are.
+        os.replace(log_dir / CSV_FILE, log_dir / BEFORE_RESUME)
     loggers = []
     for conf in entries(cfg).values():
         extra: dict[str, Any] = {"save_dir": str(log_dir)}
@@ -100,6 +109,28 @@ def log_results(loggers: list[Logger], cfg: DictConfig, results: dict[str, Any])
                 _keep_csv_columns(logger)
             logger.log_metrics(metrics)
         logger.finalize("success")
+
+
+class ResumedCsvRows(Callback):
+    """A resumed fit keeps the metrics.csv rows of the epochs its checkpoint holds."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.saved = log_dir / BEFORE_RESUME
+
+    def on_load_checkpoint(
+        self, trainer: Trainer, module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if not self.saved.is_file():
+            return
+        with self.saved.open(newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if row.get("epoch")]
+        done = [row for row in rows if int(float(row["epoch"])) <= checkpoint["epoch"]]
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.experiment.metrics[:0] = [{k: v for k, v in row.items() if v != ""} for row in done]
+
+    def on_fit_start(self, trainer: Trainer, module: LightningModule) -> None:
+        self.saved.unlink(missing_ok=True)  # restored above, or no checkpoint loaded: not needed
 
 
 def _keep_csv_columns(logger: CSVLogger) -> None:

@@ -16,13 +16,19 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
-from kdrun.callbacks import EpochLines, RecalibrateBatchNorm
-from kdrun.checkpointing import AtomicCheckpointIO, TrainingRandomness, epoch_checkpoint, resume_point
+from kdrun import preemption
 from kdrun.data import TensorDataModule
 from kdrun.device import resolve
-from kdrun.loggers import build_loggers
-from kdrun.module import DistillModule
 from kdrun.strategies import Strategy
+from kdrun.training.callbacks import EpochLines, RecalibrateBatchNorm
+from kdrun.training.checkpointing import (
+    AtomicCheckpointIO,
+    TrainingRandomness,
+    epoch_checkpoint,
+    resume_point,
+)
+from kdrun.training.loggers import ResumedCsvRows, build_loggers
+from kdrun.training.module import DistillModule
 
 # Lightning's start-up chatter (GPU/TPU availability, tips) is not news in a kdrun run.
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -65,21 +71,18 @@ def fit(
     with the random state); with ``resume`` too, the fit continues from it when it loads.
     ``loggers`` default to one per ``cfg.logger`` entry for this phase (``label``), in ``log_dir``.
     """
+    preemption.enter(label)
     L.seed_everything(seed, verbose=False)
     data.shuffle_seed = seed
     on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
-    callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
-    if cfg.recalibrate_bn:
-        callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
     if loggers is None:  # the caller passes the student's, to add the final results after evaluation
         loggers = build_loggers(cfg, log_dir, label)
-    if checkpoint_dir is not None:
-        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness()]
     args = trainer_args(cfg.trainer)
     ddp = isinstance(args.get("strategy"), DDPStrategy)
-    if ddp:
-        on_cpu = args["accelerator"] == "cpu"  # CPU workers share the cores between them
-        callbacks.append(DDPWorker(torch.get_num_threads() if on_cpu else None, cfg.trainer.devices))
+    on_cpu = args.get("accelerator") == "cpu"  # DDP workers on CPU share the cores between them
+    callbacks = _callbacks(
+        strategy, cfg, label, checkpoint_dir, log_dir, on_terminal=on_terminal, ddp=ddp, on_cpu=on_cpu
+    )
     trainer = L.Trainer(
         **args,
         max_epochs=epochs,
@@ -97,13 +100,36 @@ def fit(
     for model in compiled:
         model.compile()  # in place: the state_dict keeps its keys
     try:
-        with _worker_cpp_log_level("ERROR" if ddp else None):
+        with _worker_cpp_log_level("ERROR" if ddp else None), preemption.at_safe_points():
             trainer.fit(module, datamodule=data, ckpt_path=start)
     finally:
         for model in compiled:  # eager again for evaluation, latency and export
             model._compiled_call_impl = None
     module.eval()
     return _floats(trainer.callback_metrics)
+
+
+def _callbacks(
+    strategy: Strategy,
+    cfg: DictConfig,
+    label: str,
+    checkpoint_dir: Path | None,
+    log_dir: Path,
+    *,
+    on_terminal: bool,
+    ddp: bool,
+    on_cpu: bool,
+) -> list[Callback]:
+    """Progress, BatchNorm re-estimation, per-epoch checkpoints, the DDP worker set-up."""
+    callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
+    callbacks.append(preemption.SafePoints())
+    if cfg.recalibrate_bn:
+        callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
+    if checkpoint_dir is not None:
+        callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness(), ResumedCsvRows(log_dir)]
+    if ddp:
+        callbacks.append(DDPWorker(torch.get_num_threads() if on_cpu else None, cfg.trainer.devices))
+    return callbacks
 
 
 def trainer_args(trainer: DictConfig) -> dict[str, Any]:

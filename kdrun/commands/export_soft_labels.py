@@ -6,13 +6,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from kdrun import assets
-from kdrun.cache import Cache
 from kdrun.console import console, fail
 from kdrun.device import placed, resolve, to_device
 from kdrun.errors import KdrunConfigError
-from kdrun.run import prepare
 from kdrun.soft_labels import write_soft_labels
+from kdrun.train.prepare import prepare
 
 
 def export_task(cfg: DictConfig) -> Path:
@@ -20,12 +18,12 @@ def export_task(cfg: DictConfig) -> Path:
     if not cfg.out or not str(cfg.out).endswith(".safetensors"):
         fail(str(KdrunConfigError("out", cfg.out, "must be a path ending in .safetensors")))
     try:
-        data, loaded = prepare(cfg)
+        phases = prepare(cfg)
     except KdrunConfigError as err:
         fail(str(err))
     placement = resolve(cfg.trainer)
     console.print(placement.line())
-    teacher = loaded or assets.Assets(cfg, data, Cache(cfg.paths.cache_dir)).teacher()
+    data, teacher = phases.data, phases.teacher()
     teacher.model.eval()
     with torch.no_grad(), placed(teacher.model, placement.device):
         batches = data.loader("train", batch_size=512)

@@ -6,6 +6,7 @@ orders and dropout masks: ``TrainingRandomness`` adds the train loader's shuffle
 torch's global RNG to the checkpoint and puts them back before the next epoch starts.
 """
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:
+            # A full disk surfaces from torch's zip writer as "unexpected pos ..."; say what it is.
+            if getattr(err, "errno", None) == errno.ENOSPC or "unexpected pos" in str(err):
+                raise OSError(errno.ENOSPC, f"no space left on the device of {path.parent}") from None
+            raise
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -2,7 +2,7 @@
 
 A run is continued in its own directory with the overrides it was started with (its
 ``.hydra/overrides.yaml``), so Hydra composes the same config. The student phase then continues
-from its last epoch checkpoint (``kdrun.fit``); a teacher or baseline that was being trained when
+from its last epoch checkpoint (``kdrun.training.fit``); a teacher or baseline that was being trained when
 the run died is trained again from the start, which gives the same weights (cached phases are
 seeded and only enter the cache complete).
 """

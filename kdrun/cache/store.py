@@ -1,0 +1,107 @@
+"""A content-addressed store for trained artefacts (teachers, scratch baselines).
+
+An entry is ``<root>/<kind>/<name>-<hash>/``, where the hash covers everything that determines
+the artefact. Entries are built in a temporary folder and renamed into place, so a crash never
+leaves a half-written entry behind; a file lock makes parallel jobs wait for one builder.
+
+Each entry ends with ``digest.json``, the sha256 of every other file in it, written last. A read
+verifies it: an entry whose files were altered, truncated or replaced (or one without a digest)
+is moved aside with one line and built again, so what the cache hands out is what was built.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from kdrun.console import console
+
+CACHE_VERSION = 2  # bump when a change to training makes old entries wrong
+DIGEST = "digest.json"
+
+
+def cache_key(spec: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-able spec."""
+    blob = json.dumps({"cache_version": CACHE_VERSION, **spec}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+class Cache:
+    """Get an entry, or build it exactly once."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, kind: str, name: str, spec: dict[str, Any]) -> Path:
+        return self.root / kind / f"{name}-{cache_key(spec)}"
+
+    def get_or_build(
+        self, kind: str, name: str, spec: dict[str, Any], build: Callable[[Path], None]
+    ) -> tuple[Path, bool]:
+        """Return ``(entry folder, was_cached)``; ``build(tmp_dir)`` fills a new entry."""
+        final = self.path(kind, name, spec)
+        if final.is_dir() and verify(final) is None:
+            return final, True
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(final) + ".lock"):
+            if final.is_dir():  # another job built it while we waited, or it failed its check
+                problem = verify(final)
+                if problem is None:
+                    return final, True
+                self.discard(final, problem)
+            # A builder killed mid-build (SIGKILL) left its temp folder; holding the lock, we are
+            # the only builder of this entry, so every temp folder of it is stale.
+            for stale in final.parent.glob(f".tmp-{final.name}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+            tmp.mkdir()
+            try:
+                build(tmp)
+                (tmp / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
+                (tmp / DIGEST).write_text(json.dumps({"sha256": _digests(tmp)}, indent=2, sort_keys=True))
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final, False
+
+    def discard(self, entry: Path, problem: str) -> Path:
+        """Move a bad entry aside (``<entry>.corrupt-<time>``, kept for inspection), with one line."""
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        aside = entry.with_name(f"{entry.name}.corrupt-{stamp}")
+        os.replace(entry, aside)
+        console.print(f"cache: {entry} {problem}; moved to {aside.name}, building it again", markup=False)
+        return aside
+
+
+def verify(entry: Path) -> str | None:
+    """``None`` when every file of ``entry`` matches its ``digest.json``; else what is wrong."""
+    try:
+        recorded = json.loads((entry / DIGEST).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"has no readable {DIGEST}"
+    try:
+        found = _digests(entry)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if found != recorded:
+        changed = sorted(f for f in found.keys() | recorded.keys() if found.get(f) != recorded.get(f))
+        return f"does not match its {DIGEST} ({', '.join(changed[:3])})"
+    return None
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` but the digest itself, read in chunks."""
+    digests = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if name != DIGEST:
+            with open(path, "rb") as handle:
+                digests[name] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return digests

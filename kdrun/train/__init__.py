@@ -1,0 +1,1 @@
+"""The ``kdrun train`` task: prepare (every rejection), phases (teachers, baselines), pipeline, evaluate."""

@@ -1,0 +1,76 @@
+"""The report's rows: accuracy on the test and val splits, size, FLOPs and latency of each model."""
+
+from dataclasses import replace
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from kdrun.data import TensorDataModule
+from kdrun.device import placed, resolve
+from kdrun.measure import accuracy, profile
+from kdrun.models.asset import Asset
+from kdrun.report import deltas
+from kdrun.strategies import Strategy
+from kdrun.train.phases import Phases
+
+_SHARED_ROWS: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def evaluate(
+    strategy: Strategy, phases: Phases, baseline: Asset, student_name: str
+) -> dict[str, Any]:
+    """``teacher``, ``baseline``, ``student``, ``deltas`` and ``extra_models`` of results.json."""
+    cfg, data = phases.cfg, phases.data
+    teacher_row = member_row(strategy.teacher_member, phases) if strategy.teacher_member else None
+    baseline_row = shared_row(replace(baseline, role="baseline"), data, cfg)
+    student_row = report_row(strategy.student, data, cfg, name=student_name, source="trained")
+    extra = {}
+    for member in strategy.members:
+        row = member_row(member, phases)
+        extra[member.role] = row | (
+            {"deltas": deltas(teacher_row, row["scratch"], row)} if "scratch" in row else {}
+        )
+    if teacher_row and "scratch" in teacher_row:  # a teacher trained in this run has a twin too
+        teacher_row["deltas"] = deltas(None, teacher_row["scratch"], teacher_row)
+    return {
+        "teacher": teacher_row,
+        "baseline": baseline_row,
+        "student": student_row,
+        "deltas": deltas(teacher_row, baseline_row, student_row),
+        "extra_models": extra,
+    }
+
+
+def member_row(member: Asset, phases: Phases) -> dict[str, Any]:
+    """A reported model's row; with its scratch twin's row under ``scratch`` when it has one."""
+    row = shared_row(member, phases.data, phases.cfg)
+    if member.scratch is not None:
+        section, seed = member.scratch
+        twin = phases.scratch(section, seed)
+        row["scratch"] = shared_row(replace(twin, role="scratch"), phases.data, phases.cfg)
+    return row
+
+
+def shared_row(member: Asset, data: TensorDataModule, cfg: DictConfig) -> dict[str, Any]:
+    """The row of a model; one from the cache is measured once per process (sweep points share it)."""
+    if member.source not in ("cache", "trained") or member.path is None:
+        return report_row(member.model, data, cfg, name=member.name, source=member.source)
+    key = (member.path, data.fingerprint, OmegaConf.to_yaml(cfg.measure))
+    if key not in _SHARED_ROWS:
+        _SHARED_ROWS[key] = report_row(member.model, data, cfg, name=member.name, source=member.source)
+    return {**_SHARED_ROWS[key], "source": member.source}
+
+
+def report_row(
+    model: nn.Module, data: TensorDataModule, cfg: DictConfig, name: str, source: str
+) -> dict[str, Any]:
+    """Accuracy (test top-1/top-5, val top-1) and costs of one model, in eval mode, measured on the
+    training device (and the latency on the CPU too)."""
+    model.eval()
+    row: dict[str, Any] = {"name": name, "source": source}
+    with placed(model, resolve(cfg.trainer).device):
+        row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
+        row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]
+        row.update(profile(model, data.input_shape, cfg.measure))
+    return row

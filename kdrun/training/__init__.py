@@ -1,0 +1,1 @@
+"""Training one strategy with Lightning: fit, the module, callbacks, checkpoints, loggers, resume."""

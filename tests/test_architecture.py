@@ -1,0 +1,108 @@
+"""The package's shape: no import cycle, and the dependency picture in docs/architecture.md is true.
+
+``python tests/test_architecture.py`` prints the picture to paste into the doc after a change.
+"""
+
+import ast
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "kdrun"
+DOC = ROOT / "docs" / "architecture.md"
+BEGIN, END = "<!-- dependencies: begin -->", "<!-- dependencies: end -->"
+
+
+def _module(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Module -> the kdrun modules it imports, wherever the import stands (functions, TYPE_CHECKING)."""
+    paths = {_module(p, root): p for p in (root / "kdrun").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for me, path in paths.items():
+        package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in paths:
+                    name = name.rpartition(".")[0]
+                if name and name != me and not me.startswith(name + "."):
+                    found.add(name)
+        graph[me] = found
+    return graph
+
+
+def _unit(module: str) -> str:
+    """``kdrun.train.phases`` -> ``train/``; ``kdrun.config`` -> ``config``."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "kdrun"
+    is_package = (PACKAGE / parts[1]).is_dir()
+    return parts[1] + "/" if is_package else parts[1]
+
+
+def unit_graph() -> dict[str, set[str]]:
+    """The same graph between the top-level modules and packages of kdrun."""
+    units: dict[str, set[str]] = {}
+    for module, imported in import_graph().items():
+        me = _unit(module)
+        units.setdefault(me, set()).update(_unit(m) for m in imported if _unit(m) != me)
+    units.pop("kdrun", None)
+    for deps in units.values():
+        deps.discard("kdrun")
+    return units
+
+
+def picture() -> str:
+    """One line per module or package, lowest first: what it imports of ours."""
+    units = unit_graph()
+    order = list(TopologicalSorter(units).static_order())
+    level: dict[str, int] = {}
+    for unit in order:
+        level[unit] = 1 + max((level[d] for d in units[unit]), default=-1)
+    rows = sorted(units, key=lambda u: (level[u], u))
+    width = max(map(len, rows))
+    return "\n".join(
+        f"{level[u]:>2}  {u:<{width}}  {', '.join(sorted(units[u], key=lambda d: (-level[d], d))) or '-'}"
+        for u in rows
+    )
+
+
+def test_no_import_cycle_in_kdrun():
+    graph = import_graph()
+    assert len(graph) > 50  # the walk found the package
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as err:
+        raise AssertionError(f"import cycle: {' -> '.join(err.args[1])}") from None
+
+
+def test_imports_inside_functions_count(tmp_path):
+    (tmp_path / "kdrun").mkdir()
+    (tmp_path / "kdrun" / "a.py").write_text("from kdrun import b\n")
+    (tmp_path / "kdrun" / "b.py").write_text("def f():\n    from kdrun.a import g\n")
+    assert import_graph(tmp_path) == {"kdrun.a": {"kdrun.b"}, "kdrun.b": {"kdrun.a"}}
+
+
+def test_the_documented_dependency_picture_is_the_real_one():
+    text = DOC.read_text()
+    documented = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip().strip("`").strip()
+    stale = "docs/architecture.md is stale: paste `python tests/test_architecture.py`"
+    assert documented == picture().strip(), stale
+
+
+if __name__ == "__main__":
+    print(picture())
