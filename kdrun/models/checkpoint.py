@@ -13,7 +13,9 @@ from kdrun.errors import KdrunConfigError
 
 def save_weights(model: nn.Module, path: Path) -> None:
     """Write the model's state_dict as safetensors (no pickle, so safe to share)."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # A copy per key: safetensors refuses tensors that share memory (a module registered under
+    # two names, as FX quantisation shares one fake quantisation between ops).
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(path))
 
 
