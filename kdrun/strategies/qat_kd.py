@@ -174,7 +174,20 @@ class QatKD(Vanilla):
 
     @classmethod
     def shipped_student(cls, cfg: DictConfig, student: nn.Module) -> nn.Module:
-        return quantization_aware(student, cfg.strategy.backend)
+        model = quantization_aware(student, cfg.strategy.backend)
+        # Per-channel ranges are sized on the first observation; a fresh model has not seen one,
+        # so size them by the weights' output channels for the trained state dict to fit.
+        for module in model.modules():
+            fake_quant = getattr(module, "weight_fake_quant", None)
+            if fake_quant is None or not fake_quant.is_per_channel:
+                continue
+            channels = module.weight.shape[fake_quant.ch_axis]
+            fake_quant.scale = torch.ones(channels)
+            fake_quant.zero_point = torch.zeros(channels, dtype=fake_quant.zero_point.dtype)
+            observer = fake_quant.activation_post_process
+            observer.min_val = torch.full((channels,), float("inf"))
+            observer.max_val = torch.full((channels,), float("-inf"))
+        return model
 
     @classmethod
     def exportable(cls, model: nn.Module, example: torch.Tensor) -> nn.Module:
