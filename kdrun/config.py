@@ -98,6 +98,7 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "kd.T", 0, lo_open=True, hint=" (set with T=... or kd.T=...)")
     _number(cfg, "kd.alpha", 0, 1, hint=" (set with alpha=... or kd.alpha=...)")
     _choice(cfg, "kd.cache_logits", ["auto", True, False])
+    _choice(cfg, "kd.standardize", [True, False])
     _choice(cfg, "compile", [True, False])
     _number(cfg, "seed", 0, MAX_SEED, integer=True)
     if cfg.kd.student_limit is not None:  # the upper bound needs the data (run.prepare)

@@ -173,3 +173,31 @@ def test_ddp_on_gpus_spawns_with_nccl_and_leaves_worker_threads_alone(fake_cuda)
         "nccl",
     )
     assert DDPWorker(None, 2).threads is None and DDPWorker(8, 2).threads == 4
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_results_table_labels_which_device_each_latency_is_from(gpu):
+    from rich.console import Console
+
+    from kdrun.report.table import results_table
+
+    row = {"name": "mlp", "source": "trained", "top1": 0.9, "params": 10, "flops": 20, "size_mb": 0.1}
+    row["latency_ms"] = {"batch1": 0.5, "batch64": 2.0}
+    if gpu:
+        row |= {"device": "cuda", "device_latency_ms": {"batch1": 0.125, "batch64": 0.25}}
+    results = {
+        "strategy": {"name": "vanilla"},
+        "data": {"name": "digits", "test": 10},
+        "teacher": None,
+        "baseline": row,
+        "student": row,
+        "deltas": {"kd_gain_top1": 0.0},
+        "seed": 0,
+    }
+    console = Console(record=True, width=200)
+    console.print(results_table(results))
+    text = console.export_text()
+    if gpu:
+        assert "cpu ms @1" in text and "cuda ms @64" in text and "0.125" in text
+    else:
+        assert " ms @1 " in text and "cpu ms" not in text and "cuda" not in text

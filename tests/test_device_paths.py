@@ -132,6 +132,8 @@ def build(name: str, cached: bool = False) -> Strategy:
         strategy.teacher_logits = torch.randn(16, CLASSES)  # read from a file: on the CPU
     elif name == "dkd":
         strategy = cls(student, teacher, T=4.0, alpha=1.0, beta=8.0, ce_weight=1.0)
+    elif name == "dist":
+        strategy = cls(student, teacher, T=4.0, beta=2.0, gamma=2.0, ce_weight=1.0)
     elif name == "multi_teacher":
         ensemble = TeacherEnsemble([teacher, tiny_net(12)], T=4.0, weighting="confidence")
         strategy = cls(student, ensemble, **kd)

@@ -364,7 +364,7 @@ def test_non_finite_numbers_and_seeds_beyond_32_bits_are_refused_before_training
 def test_a_failure_before_results_json_exists_does_not_point_at_it(tmp_path, monkeypatch, capsys):
     from hydra.core.hydra_config import HydraConfig
 
-    from kdrun import run
+    from kdrun.train import pipeline, prepare
 
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=["debug=smoke"], return_hydra_config=True)
@@ -377,11 +377,11 @@ def test_a_failure_before_results_json_exists_does_not_point_at_it(tmp_path, mon
     def broken(dataset_yaml):
         raise RuntimeError("image 7 cannot be decoded")
 
-    monkeypatch.setattr(run, "_datamodule", broken)
+    monkeypatch.setattr(prepare, "_datamodule", broken)
     with open_dict(cfg):
         del cfg["hydra"]
     with pytest.raises(SystemExit) as info:
-        run.hydra_task(cfg)
+        pipeline.hydra_task(cfg)
     err = " ".join(capsys.readouterr().err.split())
     assert info.value.code == 1 and "image 7 cannot be decoded" in err
     assert (

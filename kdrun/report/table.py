@@ -58,8 +58,12 @@ def results_table(results: dict[str, Any]) -> Table:
         table.add_column("top-5 %", justify="right")
     for column in ("params", "FLOPs/img", "MB"):
         table.add_column(column, justify="right")
+    # A run trained on a GPU also measured latency there: both are shown, each labelled.
+    gpu = results["student"].get("device")
     for batch in batches:
-        table.add_column(f"ms @{batch.removeprefix('batch')}", justify="right")
+        table.add_column(f"{'cpu ' if gpu else ''}ms @{batch.removeprefix('batch')}", justify="right")
+    for batch in batches if gpu else []:
+        table.add_column(f"{gpu} ms @{batch.removeprefix('batch')}", justify="right")
     base = results["baseline"]["top1"]
     rows = [("teacher", results["teacher"])] if results["teacher"] else []
     rows += [(_label(role), row) for role, row in results.get("extra_models", {}).items()]
@@ -73,6 +77,9 @@ def results_table(results: dict[str, Any]) -> Table:
             cells.append(_pct(row.get("top5")))
         cells += [human_count(row["params"]), human_count(row["flops"]), f"{row['size_mb']:.2f}"]
         cells += [f"{row['latency_ms'][b]:.3f}" for b in batches]
+        if gpu:
+            on_gpu = row.get("device_latency_ms", {})
+            cells += [f"{on_gpu[b]:.3f}" if b in on_gpu else "-" for b in batches]
         table.add_row(*cells)
     student = results["student"]
     for name, entry in results.get("export", {}).get("formats", {}).items():
@@ -86,6 +93,7 @@ def results_table(results: dict[str, Any]) -> Table:
             cells.append("-")
         cells += [human_count(student["params"]), human_count(student["flops"]), f"{entry['file_mb']:.2f}"]
         cells += [f"{entry['latency_ms'][b]:.3f}" for b in batches]
+        cells += ["-" for _ in batches] if gpu else []  # exported files run on the CPU
         table.add_row(*cells)
     d = results["deltas"]
     caption = f"KD gain {_signed_pts(d['kd_gain_top1'])} pts over scratch"

@@ -20,6 +20,7 @@ from torch import nn
 
 from kdrun.data import TensorDataModule
 from kdrun.device import module_device, to_device
+from kdrun.losses import standardize
 from kdrun.models.asset import Asset
 from kdrun.models.ensemble import TeacherEnsemble
 
@@ -155,6 +156,13 @@ class Strategy(nn.Module):
     def student_epochs(self, cfg: DictConfig) -> int:
         """Epochs of the student phase (a fine-tuning method trains less than the baseline)."""
         return int(cfg.student.epochs)
+
+    standardize = False  # kd.standardize: z-score logits before the temperature (set by the run)
+
+    def soft_logits(self, *logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The logits a soft (temperature) term compares: z-scored per sample with
+        ``kd.standardize=true`` (Sun et al. 2024), as they are otherwise. Hard terms use raw logits."""
+        return tuple(standardize(z) for z in logits) if self.standardize else logits
 
     def on_train_epoch_start(self, epoch: int) -> None:
         """Called at the start of every training epoch (a schedule such as FitNets' stages)."""

@@ -138,7 +138,7 @@ class FeatureDistill(Vanilla):
             [self.feature_loss(i, s_feats[s], t_feats[t]) for i, (t, s) in enumerate(self.pairs)]
         ).mean()
         return logits, {
-            "soft": kd_loss(logits, teacher_logits, self.T),
+            "soft": kd_loss(*self.soft_logits(logits, teacher_logits), self.T),
             "hard": F.cross_entropy(logits, y),
             "feat": feat,
         }

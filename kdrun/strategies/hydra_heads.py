@@ -151,7 +151,9 @@ class HydraHeads(Strategy):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         members = self.teacher_outputs(x, index)
         heads = self.student.heads_logits(x)
-        soft = torch.stack([kd_loss(h, t, self.T) for h, t in zip(heads, members, strict=True)]).mean()
+        soft = torch.stack(
+            [kd_loss(*self.soft_logits(h, t), self.T) for h, t in zip(heads, members, strict=True)]
+        ).mean()
         hard = torch.stack([F.cross_entropy(h, y) for h in heads]).mean()
         return mean_of_probabilities(heads), {"soft": soft, "hard": hard}
 

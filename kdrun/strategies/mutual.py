@@ -62,7 +62,7 @@ class Mutual(Strategy):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = [model(x) for model in self.trained]
         hard = torch.stack([F.cross_entropy(z, y) for z in logits]).sum()
-        return logits[0], {"hard": hard, "peer": mutual_loss(logits, self.T)}
+        return logits[0], {"hard": hard, "peer": mutual_loss(list(self.soft_logits(*logits)), self.T)}
 
     def hparams(self) -> dict:
         return {**super().hparams(), "T": self.T, "peers": 1 + len(self.peers)}

@@ -62,7 +62,7 @@ class Online(Strategy):
         logits = self.student(x)
         return logits, {
             "teacher_hard": F.cross_entropy(teacher_logits, y),
-            "soft": kd_loss(logits, teacher_logits.detach(), self.T),
+            "soft": kd_loss(*self.soft_logits(logits, teacher_logits.detach()), self.T),
             "hard": F.cross_entropy(logits, y),
         }
 

@@ -36,7 +36,7 @@ class Vanilla(Strategy):
         teacher_logits = self.teacher_outputs(x, index)
         logits = self.student(x)
         return logits, {
-            "soft": kd_loss(logits, teacher_logits, self.T),
+            "soft": kd_loss(*self.soft_logits(logits, teacher_logits), self.T),
             "hard": F.cross_entropy(logits, y),
         }
 

@@ -184,6 +184,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     # Same seed and init as the baseline: a paired comparison (fit re-seeds training itself).
     student = phases.build(cfg.student, seed=cfg.seed)
     strategy = STRATEGIES[cfg.strategy.name].build(phases, student)
+    strategy.standardize = bool(cfg.kd.standardize)
     student = strategy.student  # the model that ships (e.g. the student with k heads)
     logits = _teacher_logits(cfg, strategy, phases, placement.device)
     clock.lap("teacher")
