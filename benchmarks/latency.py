@@ -55,7 +55,8 @@ def measure() -> list[str]:
     ]
     for (name, batch), runs in samples.items():
         medians = [m for m, _ in runs]
-        median, iqr = statistics.median(medians), statistics.median(i for _, i in runs)
+        iqrs = [i for _, i in runs if i is not None] or [float("nan")]  # None: too few blocks
+        median, iqr = statistics.median(medians), statistics.median(iqrs)
         quartiles = statistics.quantiles(medians, n=4)
         spread, across = (max(medians) - min(medians)) / median, (quartiles[2] - quartiles[0]) / median
         lines.append(

@@ -25,6 +25,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
 def _sections() -> dict[str, Callable[[], list[str]]]:
     import core
+    import data
     import latency
     import layout
     import options
@@ -40,6 +41,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
         "latency": latency.measure,
         "layout": layout.measure,
         "core": core.measure,
+        "data": data.measure,
     }
 
 

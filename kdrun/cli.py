@@ -58,6 +58,8 @@ PROGRAMS = {
     "regress": "kdrun.commands.regress",
     "layers": "kdrun.commands.layers",
     "models": "kdrun.commands.models",
+    "runs": "kdrun.commands.runs",
+    "cache": "kdrun.commands.cache",
 }
 
 

@@ -111,7 +111,7 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "dataset.split.seed", 0, MAX_SEED, integer=True)
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
-    check_dataset(cfg.dataset)  # storage, loader, augmentation, normalisation, bad files
+    check_dataset(cfg.dataset, cfg.strategy.name)  # storage, loader, augmentation, mixing, bad files
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
     if cfg.optim.schedule == "multistep":

@@ -1,5 +1,6 @@
 """What a model costs: parameters, FLOPs, size and latency (on the CPU, and on the training GPU)."""
 
+import hashlib
 from typing import Any
 
 import torch
@@ -9,6 +10,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.classification import MulticlassAccuracy
 
 from kdrun.device import module_device, placed, to_device
+
+
+def architecture_id(model: nn.Module) -> str:
+    """A short digest of a model's structure (its module tree and parameter shapes), not its weights."""
+    shapes = [(name, tuple(t.shape)) for name, t in model.state_dict().items()]
+    return hashlib.sha256(f"{model!r}{shapes}".encode()).hexdigest()[:12]
 
 
 def count_params(model: nn.Module) -> int:
@@ -30,7 +37,7 @@ def flops_per_image(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def latency_ms(
     model: nn.Module, input_shape: tuple[int, ...], batch: int, threads: int, min_run_time: float
-) -> tuple[float, float]:
+) -> tuple[float, float | None]:
     """Median and IQR of one forward pass at ``batch``, in ms (torch.utils.benchmark, warmed up),
     on the model's device (the timer waits for a GPU's queued work)."""
     x = torch.randn(batch, *input_shape, device=module_device(model))
@@ -38,16 +45,18 @@ def latency_ms(
         return latency_of(model, x, threads, min_run_time)
 
 
-def latency_of(fn: Any, x: Any, threads: int, min_run_time: float) -> tuple[float, float]:
+def latency_of(fn: Any, x: Any, threads: int, min_run_time: float) -> tuple[float, float | None]:
     """Median and IQR in ms of ``fn(x)``: a model, a TorchScript module, an ONNX Runtime call.
 
     ``adaptive_autorange`` keeps sampling blocks until the IQR is within 10% of the median (or
-    10 x ``min_run_time`` has passed), so the IQR is a spread over many blocks, not one.
+    3 x ``min_run_time`` has passed, which bounds the evaluate phase), so the IQR is a spread
+    over many blocks, not one; the report shows it next to each median. With fewer than 4
+    blocks (a call slower than the time allowed) there is no spread to report: the IQR is None.
     """
     fn(x)  # warm-up: first-call allocations and lazy init stay out of the measurement
     timer = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
-    m = timer.adaptive_autorange(threshold=0.1, min_run_time=min_run_time, max_run_time=10 * min_run_time)
-    return m.median * 1e3, m.iqr * 1e3
+    m = timer.adaptive_autorange(threshold=0.1, min_run_time=min_run_time, max_run_time=3 * min_run_time)
+    return m.median * 1e3, (m.iqr * 1e3 if len(m.times) >= 4 else None)
 
 
 @torch.no_grad()
@@ -92,5 +101,5 @@ def _latencies(model: nn.Module, input_shape: tuple[int, ...], cfg: Any, prefix:
     for batch in cfg.batch_sizes:
         median, iqr = latency_ms(model, input_shape, batch, cfg.threads, cfg.min_run_time)
         row[f"{prefix}latency_ms"][f"batch{batch}"] = round(median, 4)
-        row[f"{prefix}latency_iqr_ms"][f"batch{batch}"] = round(iqr, 4)
+        row[f"{prefix}latency_iqr_ms"][f"batch{batch}"] = None if iqr is None else round(iqr, 4)
     return row

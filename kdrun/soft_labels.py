@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from kdrun.data import TensorDataModule
 from kdrun.errors import KdrunConfigError
+from kdrun.files import as_user_file
 
 FORMAT = "kdrun.soft_labels/1"
 KEY = "soft_labels.path"
@@ -41,6 +42,7 @@ def write_soft_labels(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        as_user_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

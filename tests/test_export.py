@@ -99,6 +99,12 @@ def test_model_card_lists_the_numbers_of_results_json(exported_run: Path) -> Non
     onnx_ms = results["export"]["formats"]["onnx"]["latency_ms"]["batch1"]
     assert re.search(rf"\| ONNX Runtime \(onnx\) \| {onnx_ms:.3f} ", card)
     assert "kdrun train debug=smoke threads=1 export=all" in card  # the reproducing command
+    assert str(exported_run.parent) not in card  # no absolute paths: the run by its folder name
+    assert "Written by `kdrun train export=all`" in card
+    assert "pixel values scaled to [0, 1]" in card
+    # The teacher's Δ as on the console: a cached or loaded teacher has no scratch twin.
+    if "scratch" not in results["teacher"]:
+        assert re.search(r"^\| teacher \| \w+ \| [\d.]+ \| - \|", card, re.M), card
 
 
 def test_cli_export_reexports_a_finished_run(exported_run: Path, tmp_path: Path) -> None:

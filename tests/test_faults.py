@@ -153,22 +153,24 @@ def test_sigterm_mid_student_phase_records_the_interruption_and_resumes(tmp_path
 @pytest.mark.slow
 def test_sigint_stops_a_sweep_which_a_rerun_completes_skipping_finished_points(tmp_path):
     sweep = ["train", "-m", *RUN[1:], "T=2,4"]
-    proc = _signal_after_first_checkpoint(sweep, tmp_path, signal.SIGINT, where="out/multirun/*/1")
+    proc = _signal_after_first_checkpoint(sweep, tmp_path, signal.SIGINT, where="out/multirun/*/T=4,*")
     out, err = (s.decode() for s in proc.communicate(timeout=120))
     assert proc.returncode == 130, err[-3000:]
     (sweep_dir,) = (tmp_path / "out/multirun").iterdir()
-    statuses = [json.loads((sweep_dir / p / "results.json").read_text())["status"] for p in "01"]
+    # Point folders are named after their overrides: T=2,debug=smoke,... and T=4,...
+    first, second = (next(sweep_dir.glob(f"T={t},*")) for t in (2, 4))
+    statuses = [json.loads((p / "results.json").read_text())["status"] for p in (first, second)]
     assert statuses == ["ok", "interrupted"]
     message = " ".join(err.split())
-    assert "sweep: 1 point(s) finished (0)" in message
+    assert f"sweep: 1 point(s) finished ({first.name})" in message
     again = shlex.split(message.split("continue with: ")[1].split(" (finished")[0])
     assert again[:2] == ["kdrun", "train"] and again[-1] == f"hydra.sweep.dir={sweep_dir}"
 
     rerun = run_kdrun(again[1:], tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "sweep point 0: finished in an earlier run of this sweep; skipped" in rerun.stdout
-    assert "resume: continuing from" in rerun.stdout  # point 1 from its checkpoint
-    assert [json.loads((sweep_dir / p / "results.json").read_text())["status"] for p in "01"] == ["ok", "ok"]
+    assert f"sweep point {first.name}: finished in an earlier run of this sweep; skipped" in rerun.stdout
+    assert "resume: continuing from" in (second / "train.log").read_text()  # from its checkpoint
+    assert [json.loads((p / "results.json").read_text())["status"] for p in (first, second)] == ["ok", "ok"]
 
 
 def test_export_refuses_weights_that_do_not_reach_the_recorded_top1(tmp_path):

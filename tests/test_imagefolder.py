@@ -362,10 +362,13 @@ def test_named_and_yaml_pipelines_change_training_samples_only(split_folder, tmp
             "dataset.augment=cifar10",
             r"^dataset.augment='cifar10': allowed: batch, cifar, imagenet.*\(closest: cifar\)",
         ),
-        ("dataset.augment=[{_target_: os.system, command: ls}]", r"_target_='os.system': only transforms of"),
         (
-            "dataset.augment=[{_target_: torchvision.transforms.v2.RandomFlip}]",
-            r"closest: torchvision.transforms.v2.Random.*Flip",
+            "dataset.augment=[{_target_: os.system, command: ls}]",
+            r"_target_='os.system': (only transforms of|not allowed)",
+        ),
+        (
+            "dataset.augment=[{_target_: torchvision.transforms.RandomHorizontalFlip}]",  # v1: not v2
+            r"only transforms of torchvision.transforms.v2.\* .*closest: .*v2.RandomHorizontalFlip",
         ),
         ("dataset.augment=[{_target_: torchvision.transforms.v2.RandomCrop, sise: 3}]", r"bad arguments"),
         ("dataset.storage=disk", r"^dataset.storage='disk': allowed: auto, memory, stream"),

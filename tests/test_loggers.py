@@ -17,7 +17,7 @@ def test_logger_group_selects_one_or_several_each_under_its_own_key():
     both = make_cfg("logger=[csv,tensorboard]").logger
     assert set(both) == {"csv", "tensorboard"}
     assert both.tensorboard._target_.endswith("TensorBoardLogger")
-    assert both.csv._target_.endswith("CSVLogger")
+    assert both.csv._target_ == "kdrun.training.loggers.CsvLogger"
     assert not make_cfg("logger=none").logger
     assert make_cfg("~logger").get("logger") is None
 
@@ -58,18 +58,23 @@ def logged(tmp_path_factory):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "mlflow.store" not in run.stderr  # MLflow's table-creation chatter is silenced
-    points = [json.loads((cwd / sweep / str(i) / "results.json").read_text()) for i in (0, 1)]
+    # Point folders are named after their overrides (Hydra's override_dirname), T=2 first.
+    folders = sorted(p.parent for p in (cwd / sweep).glob("*/results.json"))
+    assert [f.name.split(",")[0] for f in folders] == ["T=2", "T=8"]
+    points = [json.loads((folder / "results.json").read_text()) for folder in folders]
     return cwd, points
 
 
-def test_csv_gets_losses_metrics_config_and_final_results(logged):
+def test_csv_gets_losses_metrics_and_config_step_and_epoch_first(logged):
     cwd, (results, _) = logged
-    run = cwd / "outputs/multirun/s1/0"
+    run = next((cwd / "outputs/multirun/s1").glob("T=2,*"))
     rows = (run / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
+    assert header[:2] == ["step", "epoch"]
     assert {"train/loss_soft", "train/loss_hard", "val/acc"} <= set(header)
-    last = dict(zip(header, rows[-1].split(","), strict=True))
-    assert float(last["results/deltas/kd_gain_top1"]) == pytest.approx(results["deltas"]["kd_gain_top1"])
+    # The final results live in results.json, not as a last data row of the training curves.
+    assert not any(name.startswith("results/") for name in header)
+    assert any(dict(zip(header, row.split(","), strict=True))["val/acc"] for row in rows[1:])
     assert "alpha: 0.9" in (run / "hparams.yaml").read_text()
 
 
@@ -77,7 +82,7 @@ def test_tensorboard_event_file_holds_losses_final_results_and_hparams(logged):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cwd, (_, results) = logged
-    events = EventAccumulator(str(cwd / "outputs/multirun/s1/1/tensorboard"))
+    events = EventAccumulator(str(next((cwd / "outputs/multirun/s1").glob("T=8,*")) / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/acc"} <= scalars

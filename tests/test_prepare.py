@@ -6,6 +6,7 @@ from omegaconf import OmegaConf
 
 import kdrun.data.datamodule as datamodule
 from kdrun.data import build_datamodule
+from kdrun.data.sources import Source
 from kdrun.errors import KdrunConfigError
 from kdrun.models import create_model, save_weights
 from kdrun.train.prepare import prepare
@@ -21,7 +22,7 @@ def test_student_limit_above_the_training_images_is_rejected():
 
 def test_an_empty_data_set_is_rejected(monkeypatch):
     def empty(cfg):
-        return torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long), None, None, []
+        return Source((torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)), [])
 
     monkeypatch.setitem(datamodule.DATASETS, "mnist_subset", empty)
     with pytest.raises(KdrunConfigError, match=r"^dataset\.name='mnist_subset': the data set is empty$"):

@@ -48,6 +48,7 @@ class Cache:
         """Return ``(entry folder, was_cached)``; ``build(tmp_dir)`` fills a new entry."""
         final = self.path(kind, name, spec)
         if final.is_dir() and verify(final) is None:
+            os.utime(final)  # "last used", for `kdrun cache ls` and `clear --older-than`
             return final, True
         final.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final) + ".lock"):

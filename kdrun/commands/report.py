@@ -12,5 +12,8 @@ def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="kdrun report", description=COMMANDS["report"])
     parser.add_argument("dir", type=Path, help="a run directory, a multirun directory, or any folder of runs")
     parser.add_argument("--metric", default="gain", help=f"heatmap cell value: {' | '.join(METRICS)}")
+    parser.add_argument(
+        "--html", action="store_true", help="also write report.html: tables, images, configs in one file"
+    )
     options = parser.parse_args(args)
-    report(options.dir, options.metric)
+    report(options.dir, options.metric, html=options.html)

@@ -79,6 +79,7 @@ class TensorDataModule(L.LightningDataModule):
         self.persistent_workers = True
         self.prefetch_factor: int | None = None  # batches each worker loads ahead (null: torch's 2)
         self.pin_memory = False
+        self.mix: Mix | None = None  # Mixup / CutMix of whole training batches (labels become soft)
         self.bad_files: list[dict[str, str]] = []  # files left out (dataset.on_bad_file=skip): path, reason
 
     @property
@@ -111,7 +112,7 @@ class TensorDataModule(L.LightningDataModule):
         )
         head.augment, head.num_workers, head.pin_memory = self.augment, self.num_workers, self.pin_memory
         head.persistent_workers, head.prefetch_factor = self.persistent_workers, self.prefetch_factor
-        head.normalization = self.normalization
+        head.normalization, head.mix = self.normalization, self.mix
         return head
 
     def loader(
@@ -181,11 +182,18 @@ class TensorDataModule(L.LightningDataModule):
         return self.loader("test")
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, ...], dataloader_idx: int) -> tuple:
-        """Training batches get a batch ``Augment`` on their device (one random draw per sample)."""
-        if not isinstance(self.augment, Augment) or self.trainer is None or not self.trainer.training:
+        """Training batches get a batch ``Augment`` (a draw per sample), then ``mix``, on their device.
+
+        Every model of the step (teacher and student) sees the one mixed batch.
+        """
+        if self.trainer is None or not self.trainer.training:
             return batch
         x, y, index = batch
-        return self.augment(x), y, index
+        if isinstance(self.augment, Augment):
+            x = self.augment(x)
+        if self.mix is not None:
+            x, y = self.mix(x, y)
+        return x, y, index
 
 
 class ShardedBatches(Sampler[list[int]]):
@@ -252,6 +260,8 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
         data.augment = SampleAugment(augment, transforms)
     elif augment == "batch" and any(cfg.batch_augment.values()):
         data.augment = Augment(mean.flatten().tolist(), std.flatten().tolist(), **cfg.batch_augment)
+    if cfg.get("mix") is not None:
+        data.mix = Mix(cfg.mix, float(cfg.get("mix_alpha", 1.0)), len(classes))
     workers = cfg.get("num_workers")  # null: none for tensors in memory, some for files
     data.num_workers = (
         workers if workers is not None else (min(4, os.cpu_count() or 1) if data.streams else 0)
@@ -261,6 +271,19 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     pin = cfg.get("pin_memory")  # null: pinned when a GPU can take the batches
     data.pin_memory = torch.cuda.is_available() if pin is None else bool(pin)
     return data
+
+
+class Mix:
+    """Mixup or CutMix (torchvision.transforms.v2) of a batch: (B, C, H, W), (B,) -> same, (B, K) labels."""
+
+    def __init__(self, kind: str, alpha: float, num_classes: int) -> None:
+        from torchvision.transforms import v2
+
+        self.transform = (v2.MixUp if kind == "mixup" else v2.CutMix)(alpha=alpha, num_classes=num_classes)
+        self.settings = {"kind": kind, "alpha": alpha}  # part of cache keys
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(x, y)
 
 
 class SampleAugment:

@@ -10,10 +10,22 @@ from kdrun.errors import KdrunConfigError
 BAD_FILE_ACTIONS = ("error", "skip")
 STORAGE = ("auto", "memory", "stream")
 FILE_SETS = ("imagefolder",)  # sets whose images are files that can be streamed
+MIX = ("mixup", "cutmix")
+# Strategies that read a sample's class index (DKD's target mask) or per-sample targets by index
+# (soft-label files): a mixed batch has neither.
+HARD_LABEL_STRATEGIES = ("dkd", "soft_labels")
 
 
-def check_dataset(dataset: DictConfig) -> None:
+def check_dataset(dataset: DictConfig, strategy: str | None = None) -> None:
     """Raise ``KdrunConfigError`` for the first bad ``dataset.*`` value of the keys checked here."""
+    _choice(dataset, "mix", MIX, nullable=True)
+    _number(dataset, "mix_alpha", 0, lo_open=True)
+    if dataset.get("mix") is not None and strategy in HARD_LABEL_STRATEGIES:
+        raise KdrunConfigError(
+            "dataset.mix",
+            dataset.mix,
+            f"not with strategy={strategy}, which needs one class per sample; allowed: null",
+        )
     _choice(dataset, "on_bad_file", BAD_FILE_ACTIONS)
     _choice(dataset, "storage", STORAGE)
     if dataset.get("storage") == "stream" and dataset.name not in FILE_SETS:

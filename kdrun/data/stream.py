@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from kdrun.data.imagefolder import SKIP_HINT, BadImage, decode, fit
+from kdrun.data.decode import SKIP_HINT, BadImage, decode, fit
 from kdrun.data.transforms import to_pixels
 
 

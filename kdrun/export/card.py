@@ -54,8 +54,13 @@ def reproduce_command(run_dir: Path) -> str:
     return " ".join(["kdrun train", *(shlex.quote(o) for o in overrides)])
 
 
-def model_card(results: dict[str, Any], run_dir: Path, normalization: dict[str, list[float]] | None) -> str:
-    """The card's Markdown text."""
+def model_card(
+    results: dict[str, Any],
+    run_dir: Path,
+    normalization: dict[str, list[float]] | None,
+    written_by: str = "kdrun export",
+) -> str:
+    """The card's Markdown text; ``written_by`` is the command that exported the student."""
     cfg, data, student = results["config"], results["data"], results["student"]
     teacher, baseline, d = results.get("teacher"), results["baseline"], results["deltas"]
     export = results["export"]
@@ -69,21 +74,22 @@ def model_card(results: dict[str, Any], run_dir: Path, normalization: dict[str, 
     lines = [
         f"# {student['name']} distilled on {data['name']}",
         "",
-        f"Written by `kdrun export` (kdrun {results['kdrun_version']}) from the run `{run_dir}`, "
+        f"Written by `{written_by}` (kdrun {results['kdrun_version']}) from the run `{run_dir.name}`, "
         f"started {results['started_at']}. Every number below is read from that run's results.json.",
         "",
         "## Model",
         "",
         f"- Architecture: `{student['name']}` — {human_count(student['params'])} parameters, "
         f"{human_count(student['flops'])} FLOPs per image, {student['size_mb']:.2f} MB of weights.",
-        f"- Input: float32 `(N, {channels}, {height}, {width})`, N free (dynamic batch)"
+        f"- Input: float32 `(N, {channels}, {height}, {width})`, N free (dynamic batch): "
+        f"{channels} channel(s) of {height} × {width} pixels, pixel values scaled to [0, 1] "
+        "(an 8-bit value divided by 255)"
         + (
-            f", each channel normalised as `(x - mean) / std` with the training split's "
-            f"mean {[round(m, 4) for m in normalization['mean']]} and std "
-            f"{[round(s, 4) for s in normalization['std']]} "
-            "(on the pixel scale kdrun's loader yields for this data set)."
+            ", then each channel normalised as `(x - mean) / std` with the training split's "
+            f"mean {[round(m, 4) for m in normalization['mean']]} and "
+            f"std {[round(s, 4) for s in normalization['std']]}."
             if normalization
-            else "."
+            else ", not normalised further."
         ),
         f"- Output: `logits`, `(N, {data['num_classes']})`; the predicted class is the arg-max.",
         "- Files: "
@@ -115,7 +121,10 @@ def model_card(results: dict[str, Any], run_dir: Path, normalization: dict[str, 
         ("distilled student", student),
     ]
     for label, row in rows:
-        gain = row["top1"] - baseline["top1"]
+        # As on the console: a student against the scratch student, a model trained in the run
+        # against its own scratch twin, a loaded or cached teacher against nothing.
+        twin = row.get("scratch", {}).get("top1", baseline["top1"] if label.endswith("student") else None)
+        gain = None if twin is None else row["top1"] - twin
         lines.append(
             f"| {label} | {row['name']} | {_pct(row['top1'])} | {_pts(gain)} | "
             f"{human_count(row['params'])} | {human_count(row['flops'])} |"

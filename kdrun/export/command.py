@@ -117,7 +117,10 @@ def _check_recorded_top1(
 
 
 def export_run(
-    run_dir: Path, settings: DictConfig | dict[str, Any], data: TensorDataModule | None = None
+    run_dir: Path,
+    settings: DictConfig | dict[str, Any],
+    data: TensorDataModule | None = None,
+    written_by: str = "kdrun export",
 ) -> dict[str, Any]:
     """Export, check and time the run's student in ``settings['formats']``; return the run's
     results with the new ``export`` section (also written to results.json).
@@ -145,7 +148,7 @@ def export_run(
         pairs = {b: latency_of(fn, x, threads, min_time) for b, x in inputs.items()}
         return {
             "latency_ms": {b: round(m, 4) for b, (m, _) in pairs.items()},
-            "latency_iqr_ms": {b: round(i, 4) for b, (_, i) in pairs.items()},
+            "latency_iqr_ms": {b: None if i is None else round(i, 4) for b, (_, i) in pairs.items()},
         }
 
     with torch.no_grad():
@@ -225,7 +228,7 @@ def export_run(
     write_json_atomic(run_dir / "results.json", results)
     card = out / "MODEL_CARD.md"
     tmp = card.with_name(".MODEL_CARD.md.tmp")
-    tmp.write_text(model_card(results, run_dir, data.normalization))
+    tmp.write_text(model_card(results, run_dir, data.normalization, written_by))
     os.replace(tmp, card)
     if failures:
         raise ExportParityError(" | ".join(failures), results)

@@ -1,5 +1,6 @@
 """`kdrun report DIR`: find the runs, print the table, write summary.csv/.md and heatmap.png."""
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -11,6 +12,9 @@ from rich.table import Table
 
 from kdrun.console import console, err_console
 from kdrun.errors import KdrunConfigError
+from kdrun.files import file_mode
+from kdrun.report import curves
+from kdrun.report import html as report_html
 from kdrun.report.summary import (
     aggregate,
     duplicate_seeds,
@@ -30,6 +34,7 @@ METRICS = ("gain", "top1")
 def atomic(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename it into place only if the block succeeds."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.fchmod(fd, file_mode())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -71,8 +76,25 @@ def summary_table(table: list[dict[str, Any]], title: str) -> Table:
     return out
 
 
-def report(root: Path, metric: str = "gain") -> dict[str, Any]:
-    """Summarise every run under ``root``; return what was found and written."""
+def _run_results(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(run dir, results) of every readable results.json under ``root``, for curves and the page."""
+    found = []
+    for path in sorted(root.rglob("results.json")):
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(results, dict) and "config" in results:
+            found.append((path.parent, results))
+    return found
+
+
+def report(root: Path, metric: str = "gain", html: bool = False) -> dict[str, Any]:
+    """Summarise every run under ``root``; return what was found and written.
+
+    Writes summary.csv/.md, heatmap.png (T x alpha grids), curves.png and, with ``html``, a
+    self-contained report.html.
+    """
     if metric not in METRICS:
         raise KdrunConfigError("--metric", metric, f"allowed: {', '.join(METRICS)}")
     if not root.is_dir():
@@ -109,11 +131,43 @@ def report(root: Path, metric: str = "gain") -> dict[str, Any]:
         with atomic(root / "heatmap.png") as tmp:
             heatmap(table, tmp, metric)
         written.append(root / "heatmap.png")
-    console.print(summary_table(table, title=f"kdrun report: {root}"))
+    runs = _run_results(root)
+    drawn = curves.drawable(runs)
+    if drawn:
+        with atomic(root / "curves.png") as tmp:
+            curves.plot(drawn, tmp)
+        written.append(root / "curves.png")
+    summary = summary_table(table, title=f"kdrun report: {root}")
+    if html:
+        images = {
+            name: root / file
+            for name, file in (("T × α heatmap", "heatmap.png"), ("Curves", "curves.png"))
+            if root / file in written
+        }
+        header = [str(column.header) for column in summary.columns]
+        cells = [[str(c) for c in column.cells] for column in summary.columns]
+        page = report_html.render(
+            f"kdrun report: {root.name}",
+            header,
+            [list(r) for r in zip(*cells, strict=True)],
+            note,
+            images,
+            runs,
+        )
+        with atomic(root / "report.html") as tmp:
+            tmp.write_text(page)
+        written.append(root / "report.html")
+    console.print(summary)
     console.print(note)
     if extra := extra_columns(table):
         console.print(f"rows differ in: {', '.join(extra)} (besides the columns above)", markup=False)
     for problem in (run for point in points for run in point.failed):
         console.print(f"failed: {problem['run_dir']}: {problem['error']}", markup=False)
     console.print("wrote " + ", ".join(str(p) for p in written))
-    return {"runs": len(records), "failed": failed, "skipped": len(warnings), "written": written}
+    return {
+        "runs": len(records),
+        "failed": failed,
+        "skipped": len(warnings),
+        "written": written,
+        "rows": table,
+    }

@@ -7,11 +7,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from kdrun.files import file_mode
+
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON to a temp file in the same folder, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, file_mode())
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=2, sort_keys=False, default=str)
@@ -33,7 +36,8 @@ def deltas(
 
     ``kd_gain_top1`` = student - scratch baseline (same architecture, seed and budget);
     ``gap_to_teacher_top1`` = teacher - student; ratios are student / teacher; speed-ups are
-    teacher latency / student latency at each measured batch size. Without a teacher (mutual
+    teacher latency / student latency at each measured batch size, only between different
+    architectures (``None`` for a teacher of the student's own architecture). Without a teacher (mutual
     learning, a soft-label file) the teacher comparisons are ``None``.
     """
     t = teacher or {}
@@ -49,6 +53,8 @@ def deltas(
         "size_ratio": vs_teacher(lambda: _ratio(student["size_mb"], t["size_mb"])),
         "latency_speedup": {
             batch: vs_teacher(lambda b=batch: _ratio(t["latency_ms"][b], student["latency_ms"][b]))
+            if _different_architectures(t, student)
+            else None
             for batch in student["latency_ms"]
         },
     }
@@ -56,6 +62,11 @@ def deltas(
         out["kd_gain_top5"] = student["top5"] - baseline["top5"]
         out["gap_to_teacher_top5"] = vs_teacher(lambda: t["top5"] - student["top5"])
     return {k: _clean(v) for k, v in out.items()}
+
+
+def _different_architectures(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """A speed-up between two measurements of one architecture would report timing noise."""
+    return a.get("arch_id") is None or a.get("arch_id") != b.get("arch_id")
 
 
 def _clean(value: Any) -> Any:

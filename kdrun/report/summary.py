@@ -164,11 +164,31 @@ def rows(points: list[Point]) -> list[dict[str, Any]]:
     return out
 
 
+# summary.csv speaks the tables' units: accuracies in percent, gains in points (of percent).
+CSV_UNITS = {
+    "top1_mean": "top1_pct_mean",
+    "top1_std": "top1_pct_std",
+    "gain_mean": "gain_pts_mean",
+    "gain_std": "gain_pts_std",
+    "baseline_top1_mean": "baseline_top1_pct_mean",
+    "teacher_top1_mean": "teacher_top1_pct_mean",
+}
+
+
+def in_units(row: dict[str, Any]) -> dict[str, Any]:
+    """A summary row with fractions as percent and points, under names that say so."""
+    return {
+        CSV_UNITS.get(k, k): (round(100 * v, 4) if k in CSV_UNITS and v is not None else v)
+        for k, v in row.items()
+    }
+
+
 def write_csv(table: list[dict[str, Any]], path: Path) -> None:
+    converted = [in_units(row) for row in table]
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(converted[0]))
         writer.writeheader()
-        writer.writerows(table)
+        writer.writerows(converted)
 
 
 def extra_columns(table: list[dict[str, Any]]) -> list[str]:
@@ -179,14 +199,14 @@ def extra_columns(table: list[dict[str, Any]]) -> list[str]:
 def write_markdown(table: list[dict[str, Any]], path: Path, note: str) -> None:
     extra = extra_columns(table)
     header = "| strategy | teacher | student | T | α | " + "".join(f"{k} | " for k in extra)
-    header += "n | top-1 % | gain (pts) | params | ms @1 | failed |"
-    lines = [header, "|---|---|---|---:|---:|" + "---|" * len(extra) + "---:|---:|---:|---:|---:|---:|"]
+    header += "seeds | n | top-1 % | gain (pts) | params | ms @1 | failed |"
+    lines = [header, "|---|---|---|---:|---:|" + "---|" * len(extra) + "---|---:|---:|---:|---:|---:|---:|"]
     for row in table:
         latency = row["latency_ms_batch1"]
         lines.append(
             f"| {row['strategy']} | {row['teacher']} | {row['student']} | {row['T']:g} | {row['alpha']:g} "
             + "".join(f"| {row[k]} " for k in extra)
-            + f"| {row['n']} | {_fmt(row['top1_mean'], row['top1_std'])} "
+            + f"| {row['seeds'] or '-'} | {row['n']} | {_fmt(row['top1_mean'], row['top1_std'])} "
             f"| {_fmt(row['gain_mean'], row['gain_std'], signed=True)} | {row['params'] or '-'} "
             f"| {'-' if latency is None else f'{latency:.3f}'} | {row['failed']} |"
         )

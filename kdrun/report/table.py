@@ -20,6 +20,12 @@ def human_count(value: int) -> str:
     return str(value)
 
 
+def _latency(row: dict[str, Any], batch: str) -> str:
+    iqr = row.get("latency_iqr_ms", {}).get(batch)
+    median = f"{row['latency_ms'][batch]:.3f}"
+    return median if iqr is None else f"{median} ({iqr:.3f})"
+
+
 def _label(role: str) -> str:
     kind, _, number = role.rpartition("_")
     return f"{kind} {number}" if number.isdigit() else role
@@ -61,7 +67,7 @@ def results_table(results: dict[str, Any]) -> Table:
     # A run trained on a GPU also measured latency there: both are shown, each labelled.
     gpu = results["student"].get("device")
     for batch in batches:
-        table.add_column(f"{'cpu ' if gpu else ''}ms @{batch.removeprefix('batch')}", justify="right")
+        table.add_column(f"{'cpu ' if gpu else ''}ms @{batch.removeprefix('batch')} (IQR)", justify="right")
     for batch in batches if gpu else []:
         table.add_column(f"{gpu} ms @{batch.removeprefix('batch')}", justify="right")
     base = results["baseline"]["top1"]
@@ -76,7 +82,7 @@ def results_table(results: dict[str, Any]) -> Table:
         if has_top5:
             cells.append(_pct(row.get("top5")))
         cells += [human_count(row["params"]), human_count(row["flops"]), f"{row['size_mb']:.2f}"]
-        cells += [f"{row['latency_ms'][b]:.3f}" for b in batches]
+        cells += [_latency(row, b) for b in batches]
         if gpu:
             on_gpu = row.get("device_latency_ms", {})
             cells += [f"{on_gpu[b]:.3f}" if b in on_gpu else "-" for b in batches]
@@ -92,7 +98,7 @@ def results_table(results: dict[str, Any]) -> Table:
         if has_top5:
             cells.append("-")
         cells += [human_count(student["params"]), human_count(student["flops"]), f"{entry['file_mb']:.2f}"]
-        cells += [f"{entry['latency_ms'][b]:.3f}" for b in batches]
+        cells += [_latency(entry, b) for b in batches]
         cells += ["-" for _ in batches] if gpu else []  # exported files run on the CPU
         table.add_row(*cells)
     d = results["deltas"]
@@ -103,10 +109,13 @@ def results_table(results: dict[str, Any]) -> Table:
         )
         caption += (
             f" · gap to teacher {_signed_pts(d['gap_to_teacher_top1'])} pts · "
-            f"params x{d['params_ratio']:.3f} · FLOPs x{d['flops_ratio']:.3f} · faster: {speed}"
+            f"params x{d['params_ratio']:.3f} · FLOPs x{d['flops_ratio']:.3f}"
         )
+        if speed:  # only between different architectures
+            caption += f" · faster: {speed}"
     table.caption = (
         f"{caption} · seed {results['seed']}, last-epoch test accuracy on {results['data']['test']} images"
+        " · latency: median (IQR) of one measurement per architecture"
     )
     for name, entry in results.get("export", {}).get("formats", {}).items():
         if name.endswith("_int8"):

@@ -124,7 +124,6 @@ class Phases:
         model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
         return Asset(model.eval(), name, "cache" if hit else "trained", str(folder))
 
-
     def _spec(
         self, section: DictConfig, seed: int, data: TensorDataModule, extra: dict[str, Any]
     ) -> dict[str, Any]:
@@ -147,6 +146,7 @@ class Phases:
             "trainer": trainer,
             "recalibrate_bn": cfg.recalibrate_bn,
             **({"augment": data.augment.settings} if data.augment else {}),
+            **({"mix": data.mix.settings} if data.mix else {}),
             **({"compile": True} if cfg.compile else {}),  # compiled kernels round differently
             **extra,
         }
@@ -156,7 +156,7 @@ def cache_logits(cfg: DictConfig, data: TensorDataModule) -> bool:
     """``kd.cache_logits``: ``auto`` caches only inputs that are the same every epoch (no
     ``dataset.augment``); ``true`` caches even then (the teacher's targets of un-augmented images)."""
     mode = cfg.kd.cache_logits
-    return data.augment is None if mode == "auto" else bool(mode)
+    return (data.augment is None and data.mix is None) if mode == "auto" else bool(mode)
 
 
 def _identity(asset: Asset) -> str:

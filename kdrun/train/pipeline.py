@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun import __version__, preemption
 from kdrun.cache.logits import load_or_compute
-from kdrun.console import console, err_console, fail
+from kdrun.console import console, console_log, err_console, fail
 from kdrun.data import TensorDataModule
 from kdrun.device import placed, resolve
 from kdrun.errors import KdrunConfigError
@@ -33,6 +33,7 @@ from kdrun.training.fit import fit
 from kdrun.training.loggers import build_loggers, log_results
 
 RESULTS = "results.json"
+LOG = "train.log"  # what the run printed (and Hydra's log lines)
 CHECKPOINTS = "checkpoints"  # the student phase's last.ckpt, for resume=
 
 
@@ -49,7 +50,7 @@ def hydra_task(cfg: DictConfig) -> float | None:
         return earlier["student"]["val_top1"]
     try:
         with preemption.stop_on_signals():
-            results = train(cfg, run_dir)
+            results = train(cfg, run_dir, echo=not in_sweep)
     except RunInterrupted as err:
         record_failure(cfg, run_dir, err, started)
         preemption.report(err, run_dir, Path(HydraConfig.get().sweep.dir) if in_sweep else None)
@@ -94,15 +95,21 @@ def _rerun_point(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, echo: bool = True) -> dict[str, Any]:
     """Teacher -> scratch student -> distilled student; evaluate and measure all three.
 
     Bad input raises ``KdrunConfigError`` before anything is trained or written. A failure after
     that writes ``results.json`` with ``status: "failed"`` and the error, then re-raises.
+    What the run prints goes to its train.log too; with ``echo`` off (a sweep point) only there.
     """
     started = time.perf_counter()
     if cfg.resume not in (None, "auto") and Path(cfg.resume).resolve() != run_dir.resolve():
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
+    with console_log(run_dir / LOG, echo):
+        return _logged_train(cfg, run_dir, started)
+
+
+def _logged_train(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
     phases = prepare(cfg)
     console.print(resolve(cfg.trainer).line())
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
@@ -121,7 +128,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     try:
         if cfg.export.formats:  # the run is complete and recorded; the export adds its section
-            results = export_run(run_dir, cfg.export, data=phases.data)
+            choice = "all" if len(cfg.export.formats) > 1 else cfg.export.formats[0]
+            written_by = f"kdrun train export={choice}"
+            results = export_run(run_dir, cfg.export, data=phases.data, written_by=written_by)
     except ExportParityError as err:
         results = err.results
         raise
@@ -137,6 +146,11 @@ def show_results(results: dict[str, Any], run_dir: Path) -> None:
         console.print(export_table(results["export"]))
         console.print(f"model card: {run_dir / EXPORT_DIR / 'MODEL_CARD.md'}")
     console.print(f"results: {run_dir / RESULTS}")
+    if results.get("config", {}).get("smoke"):
+        console.print(
+            "debug=smoke: a slice of the data for one epoch; these accuracies check that the "
+            "pipeline runs, they are not results"
+        )
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, started: float) -> None:
@@ -179,7 +193,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     placement = resolve(cfg.trainer)
     clock = _Clock()
     baseline = phases.scratch(cfg.student, cfg.seed)
-    clock.lap("baseline")
+    clock.lap("baseline", "cached" if baseline.source == "cache" else "trained")
 
     # Same seed and init as the baseline: a paired comparison (fit re-seeds training itself).
     student = phases.build(cfg.student, seed=cfg.seed)
@@ -187,7 +201,8 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     strategy.standardize = bool(cfg.kd.standardize)
     student = strategy.student  # the model that ships (e.g. the student with k heads)
     logits = _teacher_logits(cfg, strategy, phases, placement.device)
-    clock.lap("teacher")
+    teacher_source = strategy.teacher_member.source if strategy.teacher_member else "none"
+    clock.lap("teacher", {"cache": "cached"}.get(teacher_source, teacher_source))
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
     fit(
         strategy,
@@ -202,11 +217,11 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
         loggers=loggers,
     )
     save_weights(student, run_dir / "student.safetensors")
-    clock.lap("student")
+    clock.lap("student", "trained")
     preemption.enter("evaluate")
 
     rows = evaluate(strategy, phases, baseline, strategy.student_name(display_name(cfg.student)))
-    clock.lap("evaluate")
+    clock.lap("evaluate", "accuracy and cost of each model")
     data, student_data = phases.data, phases.student_data
     return {
         **rows,
@@ -255,13 +270,20 @@ def _diagnostics(strategy: Strategy, data: TensorDataModule, device: torch.devic
 
 
 class _Clock:
-    """Wall time of each phase, so a user sees what a cache hit saved."""
+    """Wall time of each phase, so a user sees what a cache hit saved; a progress line per phase."""
+
+    PHASES = ("baseline", "teacher", "student", "evaluate")
 
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
-        self.last = time.perf_counter()
+        self.started = self.last = time.perf_counter()
 
-    def lap(self, name: str) -> None:
+    def lap(self, name: str, how: str) -> None:
         now = time.perf_counter()
         self.laps[name] = round(now - self.last, 3)
         self.last = now
+        console.print(
+            f"phase {self.PHASES.index(name) + 1}/{len(self.PHASES)}: {name} ({how}) "
+            f"{self.laps[name]:.1f} s · elapsed {now - self.started:.1f} s",
+            markup=False,
+        )

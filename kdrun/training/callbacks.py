@@ -46,12 +46,38 @@ class RecalibrateBatchNorm(Callback):
     learned. A cumulative average over one pass of the training data fixes it.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
+    def __init__(self, model: nn.Module, label: str = "") -> None:
+        self.model, self.label = model, label
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not has_batchnorm(self.model):
+            return
         # The whole training split in every process (train_dataloader() is one DDP process's share).
         recalibrate_batchnorm(self.model, trainer.datamodule.loader("train", shuffle=True))
+        if not trainer.is_global_zero:
+            return
+        # The per-epoch val/acc used the running statistics of training; the model that is
+        # evaluated, cached and shipped has re-estimated ones. Log both, named apart.
+        from kdrun.measure import accuracy
+
+        data = trainer.datamodule
+        was_training = self.model.training
+        self.model.eval()
+        recalibrated = accuracy(self.model, data.loader("val", batch_size=512), data.num_classes)["top1"]
+        self.model.train(was_training)
+        during = trainer.callback_metrics.get("val/acc")
+        for logger in trainer.loggers:
+            logger.log_metrics({"val/acc_bn_recalibrated": recalibrated}, step=trainer.global_step)
+        before = "" if during is None else f"{float(during):.4f} with training-time BatchNorm statistics, "
+        console.print(
+            f"[{self.label}] val/acc {before}{recalibrated:.4f} after BatchNorm re-estimation "
+            "(the figure the results use)",
+            markup=False,
+        )
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 @torch.no_grad()

@@ -124,7 +124,11 @@ def _callbacks(
     callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
     callbacks.append(preemption.SafePoints())
     if cfg.recalibrate_bn:
-        callbacks += [RecalibrateBatchNorm(model) for model in strategy.trained]
+        trained = list(strategy.trained)
+        callbacks += [
+            RecalibrateBatchNorm(model, label if len(trained) == 1 else f"{label}: {type(model).__name__}")
+            for model in trained
+        ]
     if checkpoint_dir is not None:
         callbacks += [epoch_checkpoint(checkpoint_dir), TrainingRandomness(), ResumedCsvRows(log_dir)]
     if ddp:

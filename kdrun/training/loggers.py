@@ -19,6 +19,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.errors import KdrunConfigError
@@ -36,6 +37,32 @@ BEFORE_RESUME = ".metrics-before-resume.csv"
 
 # "Experiment not found. Creating it." is expected the first time.
 logging.getLogger("lightning.pytorch.loggers.mlflow").setLevel(logging.ERROR)
+
+
+FIRST_COLUMNS = ("step", "epoch")
+
+
+def _ordered(keys: list[str]) -> list[str]:
+    """``step`` and ``epoch`` first (what a reader indexes by), then the metrics by name."""
+    return [k for k in FIRST_COLUMNS if k in keys] + sorted(k for k in keys if k not in FIRST_COLUMNS)
+
+
+class _OrderedWriter(ExperimentWriter):
+    def _record_new_keys(self) -> set[str]:
+        new_keys = super()._record_new_keys()
+        self.metrics_keys = _ordered(self.metrics_keys)
+        return new_keys
+
+
+class CsvLogger(CSVLogger):
+    """Lightning's CSVLogger with ``step`` and ``epoch`` as the first columns of metrics.csv."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _OrderedWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def entries(cfg: DictConfig) -> dict[str, DictConfig]:
@@ -104,9 +131,7 @@ def log_results(loggers: list[Logger], cfg: DictConfig, results: dict[str, Any])
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):  # its HPARAMS tab pairs the config with these
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True), metrics)
-        else:
-            if isinstance(logger, CSVLogger):
-                _keep_csv_columns(logger)
+        elif not isinstance(logger, CSVLogger):  # metrics.csv holds training curves; results.json the rest
             logger.log_metrics(metrics)
         logger.finalize("success")
 
@@ -131,17 +156,6 @@ class ResumedCsvRows(Callback):
 
     def on_fit_start(self, trainer: Trainer, module: LightningModule) -> None:
         self.saved.unlink(missing_ok=True)  # restored above, or no checkpoint loaded: not needed
-
-
-def _keep_csv_columns(logger: CSVLogger) -> None:
-    """Make the CSV writer keep the columns already in its file: the training rows may come from
-    another process (a DDP worker, or the process before a resume), whose writer knew them."""
-    writer = logger.experiment
-    path = Path(writer.metrics_file_path)
-    if path.is_file():
-        with path.open(newline="") as handle:
-            header = next(csv.reader(handle), [])
-        writer.metrics_keys = sorted(set(writer.metrics_keys) | set(header))
 
 
 def _numbers(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:

@@ -43,7 +43,7 @@ class DistillModule(L.LightningModule):
         loss = sum(weight * terms[name] for name, weight in self.strategy.weights.items())
         if not torch.isfinite(loss):
             raise NonFiniteLossError(self._non_finite(loss, terms))
-        self.train_acc.update(logits.detach(), y)
+        self.train_acc.update(logits.detach(), y if y.ndim == 1 else y.argmax(-1))  # mixed: soft labels
         # A `self.log` call costs about a millisecond of Lightning bookkeeping, more than a small
         # model's whole step: log the step losses only on the steps the loggers write.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:

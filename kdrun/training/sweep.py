@@ -53,11 +53,18 @@ class SweepProgress(Callback):
             console.print(f"{label}: FAILED: {error}", markup=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from kdrun.errors import KdrunConfigError
+        from kdrun.report.command import report
+
         root = Path(config.hydra.sweep.dir)
         runs = [_read(p) for p in sorted(root.glob("*/results.json"))]
+        try:  # the full table once, at the end (each point's own is in its train.log)
+            report(root)
+        except KdrunConfigError as err:
+            console.print(f"no report: {err}", markup=False)
         failed = sum(1 for r in runs if not r or r.get("status") != "ok")
         console.print(
-            f"sweep: {len(runs)} points, {failed} failed. Summary: kdrun report {root}", markup=False
+            f"sweep: {len(runs)} points, {failed} failed. Each point's log: <point>/train.log", markup=False
         )
         if failed:
             sys.exit(1)

@@ -1,0 +1,183 @@
+"""``kdrun cache [ls|verify|clear]``: what the artefact cache holds, its integrity, removing entries.
+
+An entry is ``<cache dir>/<kind>/<name>-<hash>/`` (teachers, scratch baselines, teacher logits, ...)
+with its ``spec.json`` (what produced it). "Last used" is the entry folder's modification time,
+which a cache hit refreshes. ``verify`` checks each entry's files against its ``digest.json``.
+"""
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import time
+from datetime import datetime
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from rich.table import Table
+
+from kdrun.commands import COMMANDS
+from kdrun.console import console
+from kdrun.errors import KdrunConfigError
+
+UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def entries(root: Path) -> list[dict[str, Any]]:
+    """Every finished entry under ``root`` (temporary and moved-aside folders left out)."""
+    if not root.is_dir():
+        return []
+    found = []
+    for kind in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for entry in sorted(p for p in kind.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            files = [f for f in entry.rglob("*") if f.is_file()]
+            spec_file = entry / "spec.json"
+            try:
+                spec = json.loads(spec_file.read_text())
+            except (OSError, ValueError):
+                spec = {}
+            found.append(
+                {
+                    "kind": kind.name,
+                    "name": entry.name,
+                    "path": entry,
+                    "bytes": sum(f.stat().st_size for f in files),
+                    "created": (spec_file if spec_file.is_file() else entry).stat().st_mtime,
+                    "used": entry.stat().st_mtime,
+                    "origin": "moved aside: failed its digest check"
+                    if ".corrupt-" in entry.name
+                    else origin(spec),
+                }
+            )
+    return found
+
+
+def origin(spec: dict[str, Any]) -> str:
+    """What produced an entry, in a few words, from its spec.json."""
+    model = spec.get("model")
+    parts = []
+    if isinstance(model, dict) and model.get("name"):
+        parts.append(str(model["name"]))
+    for key, label in (("epochs", "epochs"), ("seed", "seed"), ("teachers", "teachers"), ("data", "data")):
+        if key in spec and not isinstance(spec[key], dict | list):
+            text = str(spec[key])
+            parts.append(f"{label} {text[:12]}")
+    return ", ".join(parts) or "-"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _when(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+
+
+def parse_age(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s`` -> seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([dhms])", text.strip())
+    if not match:
+        raise KdrunConfigError("--older-than", text, "a number and a unit: 30d, 12h, 90m or 45s")
+    return float(match[1]) * UNITS[match[2]]
+
+
+def listing(root: Path, found: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"kdrun cache: {root}")
+    for column in ("kind", "name", "size", "created", "last used", "made from"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for e in found:
+        table.add_row(
+            e["kind"], e["name"], human_bytes(e["bytes"]), _when(e["created"]), _when(e["used"]), e["origin"]
+        )
+    return table
+
+
+def verify_all(root: Path) -> list[tuple[dict[str, Any], str | None]]:
+    """Each entry with ``None`` when its files match its digest, else what is wrong."""
+    from kdrun.cache.store import verify
+
+    return [(e, verify(e["path"])) for e in entries(root) if ".corrupt-" not in e["name"]]
+
+
+def clear(
+    root: Path, patterns: list[str], older_than: float | None, everything: bool = False
+) -> list[dict[str, Any]]:
+    """Remove the entries matching any ``kind/name`` pattern and not used for ``older_than`` s.
+
+    An entry another process is building or reading under its lock is left alone.
+    """
+    now = time.time()
+    removed = []
+    for e in entries(root):
+        label = f"{e['kind']}/{e['name']}"
+        if patterns and not any(fnmatch(label, p) or fnmatch(label, p.rstrip("/") + "/*") for p in patterns):
+            continue
+        if older_than is not None and now - e["used"] < older_than:
+            continue
+        if not (patterns or older_than is not None or everything):
+            continue
+        try:
+            with FileLock(str(e["path"]) + ".lock", timeout=0):
+                shutil.rmtree(e["path"])
+        except Timeout:
+            console.print(f"kept {label}: in use by another process", markup=False)
+            continue
+        Path(str(e["path"]) + ".lock").unlink(missing_ok=True)
+        removed.append(e)
+    return removed
+
+
+def main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="kdrun cache",
+        description=COMMANDS["cache"],
+        epilog="Examples: kdrun cache ls · kdrun cache clear --older-than 30d · "
+        "kdrun cache clear 'teacher/resnet50-*' · kdrun cache clear logits",
+    )
+    parser.add_argument(
+        "action", nargs="?", choices=("ls", "verify", "clear"), default="ls", help="default: ls"
+    )
+    parser.add_argument("patterns", nargs="*", help="clear: entries as KIND or KIND/NAME (wildcards allowed)")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path("outputs/cache"), help="the cache (default: %(default)s)"
+    )
+    parser.add_argument("--older-than", help="clear: only entries not used for this long (30d, 12h, 90m)")
+    parser.add_argument("--all", action="store_true", help="clear: every entry")
+    options = parser.parse_args(args)
+    root = options.cache_dir
+    if options.action == "ls":
+        found = entries(root)
+        console.print(listing(root, found))
+        total = sum(e["bytes"] for e in found)
+        console.print(f"{len(found)} entries, {human_bytes(total)} in all", markup=False)
+        return
+    if options.action == "verify":
+        checked = verify_all(root)
+        bad = [(e, problem) for e, problem in checked if problem is not None]
+        for e, problem in bad:
+            console.print(f"bad: {e['kind']}/{e['name']} {problem}", markup=False)
+        console.print(
+            f"{len(checked)} entries verified, {len(bad)} bad"
+            + (" (the next run that needs one moves it aside and builds it again)" if bad else ""),
+            markup=False,
+        )
+        if bad:
+            sys.exit(1)
+        return
+    older = parse_age(options.older_than) if options.older_than else None
+    if not (options.patterns or older is not None or options.all):
+        raise KdrunConfigError(
+            "kdrun cache clear", "", "name what to clear: KIND[/NAME], --older-than AGE or --all"
+        )
+    removed = clear(root, options.patterns, older, options.all)
+    freed = sum(e["bytes"] for e in removed)
+    for e in removed:
+        console.print(f"removed {e['kind']}/{e['name']} ({human_bytes(e['bytes'])})", markup=False)
+    console.print(f"{len(removed)} entries removed, {human_bytes(freed)} freed", markup=False)
