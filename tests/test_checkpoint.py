@@ -83,3 +83,16 @@ def test_truncated_file_is_a_clear_error(tmp_path, suffix):
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(KdrunConfigError, match="unreadable or corrupt"):
         load_weights(_net(), path, "teacher.checkpoint")
+
+
+def test_a_module_registered_twice_saves_and_loads(tmp_path):
+    """FX quantisation shares one fake quantisation between ops: its tensors appear under two keys."""
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    save_weights(model, tmp_path / "w.safetensors")
+    fresh_shared = nn.Linear(3, 3)
+    fresh = load_weights(
+        nn.Sequential(fresh_shared, nn.ReLU(), fresh_shared), tmp_path / "w.safetensors", "k"
+    )
+    x = torch.randn(4, 3)
+    assert torch.equal(fresh(x), model(x))

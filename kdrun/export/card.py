@@ -178,7 +178,7 @@ def model_card(
         )
     lines += _int8_lines(export, batches)
     formats = " ".join(f"--format {f}" for f in export["formats"])
-    if "int8" in export:
+    if export.get("int8", {}).get("method") == "ptq":
         int8 = export["int8"]
         formats += (
             f" --calibration-images {int8['calibration_images']} --calibration-method "
@@ -207,14 +207,27 @@ def _int8_lines(export: dict[str, Any], batches: list[str]) -> list[str]:
         return []
     int8 = export["int8"]
     at = [b.removeprefix("batch") for b in batches]
+    if int8["method"] == "ptq":
+        how = (
+            "static post-training quantisation",
+            f"Quantised by ONNX Runtime's tools: {int8['quant_format']} format, int8 weights "
+            f"{'per output channel' if int8['per_channel'] else 'per tensor'}, uint8 activations with "
+            f"ranges calibrated ({int8['calibration_method']}) on the first {int8['calibration_images']} "
+            "training images.",
+        )
+    else:
+        how = (
+            "quantisation-aware distillation",
+            "Fine-tuned with fake int8 quantisation while distilling from the teacher "
+            f"(`strategy={int8['method']}`), exported as {int8['quant_format']} with the learned "
+            "ranges (int8 weights per output channel). The fp32 student is the report's "
+            "`fp32_student` row (its latency in PyTorch).",
+        )
     lines = [
         "",
-        "## int8 student (ONNX Runtime, static post-training quantisation)",
+        f"## int8 student (ONNX Runtime, {how[0]})",
         "",
-        f"Quantised by ONNX Runtime's tools: {int8['quant_format']} format, int8 weights "
-        f"{'per output channel' if int8['per_channel'] else 'per tensor'}, int8 activations with "
-        f"ranges calibrated ({int8['calibration_method']}) on the first {int8['calibration_images']} "
-        f"training images. Top-1 on the same test images as the fp32 student; latency in the same "
+        f"{how[1]} Top-1 on the same test images as the fp32 student; latency in the same "
         f"process, {export['threads']} thread(s).",
         "",
         "| model | top-1 % | Δ vs fp32 student (pts) | MB | "
@@ -247,7 +260,9 @@ def _int8_lines(export: dict[str, Any], batches: list[str]) -> list[str]:
             f"{entry['file_mb']:.2f} | "
             + " | ".join(f"{entry['latency_ms'][b]:.3f}" for b in batches)
             + " | "
-            + " | ".join(f"{entry['speedup']['onnx'][b]:.2f}" for b in batches)
+            + " | ".join(
+                f"{entry['speedup']['onnx'][b]:.2f}" if entry["speedup"]["onnx"] else "-" for b in batches
+            )
             + " | "
             + " | ".join(f"{entry['speedup']['pytorch'][b]:.2f}" for b in batches)
             + " |"

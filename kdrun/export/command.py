@@ -29,6 +29,8 @@ from kdrun.models.build import build
 from kdrun.report import write_json_atomic
 from kdrun.strategies import STRATEGIES
 
+FP32_ROLE = "fp32_student"  # the report row of a quantisation-aware strategy's fp32 starting point
+
 EXPORT_DIR = "export"
 # The same weights on the same test split reproduce the recorded top-1; on another machine a few
 # borderline images may change class.
@@ -136,7 +138,11 @@ def export_run(
     shape = tuple(data.input_shape)
     inputs = {f"batch{b}": torch.randn(b, *shape) for b in cfg.measure.batch_sizes}
     example = data.splits["test"][0][:2]  # batch 2: a batch of 1 would be specialised away
-    formats = resolve_formats(list(settings["formats"]))
+    strategy = STRATEGIES[cfg.strategy.name]
+    # A quantisation-aware student is its own int8 model: no fp32 file to quantise; the fp32
+    # student it is compared with is the report's fp32_student row.
+    fp32_row = results.get("extra_models", {}).get(FP32_ROLE) if strategy.quantized else None
+    formats = resolve_formats(list(settings["formats"]), quantized=strategy.quantized)
 
     def timings(fn: Any) -> dict[str, dict[str, float]]:
         pairs = {b: latency_of(fn, x, threads, min_time) for b, x in inputs.items()}
@@ -155,7 +161,13 @@ def export_run(
         }
     int8 = int8_settings(settings)
     if any(FORMATS[name].base for name in formats):
-        section["int8"] = {**int8, "quant_format": "QDQ", "per_channel": True}
+        section["int8"] = {**int8, "method": "ptq", "quant_format": "QDQ", "per_channel": True}
+        if strategy.quantized:
+            section["int8"] |= {
+                "method": cfg.strategy.name,
+                "calibration_images": None,
+                "calibration_method": None,
+            }
     failures = []
     for name in formats:
         fmt = FORMATS[name]
@@ -168,14 +180,16 @@ def export_run(
             parity = compare(student, runner, data.loader("test", batch_size=256))
             problem = verdict(parity, section["atol"], section["min_top1_agreement"])
         else:
-            base = section["formats"][fmt.base]
             try:  # an int8 failure is recorded; the fp32 files stay valid
-                quantize_onnx(
-                    Path(base["path"]),
-                    tmp,
-                    calibration_pool[: int8["calibration_images"]],
-                    int8["calibration_method"],
-                )
+                if strategy.quantized:
+                    FORMATS[fmt.base].write(strategy.exportable(student, example), example, tmp)
+                else:
+                    quantize_onnx(
+                        Path(section["formats"][fmt.base]["path"]),
+                        tmp,
+                        calibration_pool[: int8["calibration_images"]],
+                        int8["calibration_method"],
+                    )
                 os.replace(tmp, path)
                 runner = fmt.load(path, threads)
                 parity = compare(student, runner, data.loader("test", batch_size=256))
@@ -191,7 +205,8 @@ def export_run(
                 }
                 failures.append(f"{name}: {problem}")
                 continue
-            problem = int8_verdict(parity, float(int8["max_int8_drop"]))
+            reference = fp32_row["top1"] if fp32_row else parity["top1_pytorch"]
+            problem = int8_verdict(parity, float(int8["max_int8_drop"]), reference)
         entry = {
             "format": name,
             "path": str(path),
@@ -201,8 +216,11 @@ def export_run(
             **({"error": problem} if problem else {}),
             **timings(runner),
         }
-        if fmt.base is not None:
-            entry |= _int8_figures(entry, section["formats"][fmt.base], section["pytorch"])
+        if fmt.base is not None and fp32_row:
+            entry |= _int8_figures(entry, fp32_row["top1"], None, fp32_row)
+        elif fmt.base is not None:
+            fp32 = section["formats"][fmt.base]
+            entry |= _int8_figures(entry, entry["parity"]["top1_pytorch"], fp32, section["pytorch"])
         section["formats"][name] = entry
         if problem:
             failures.append(f"{name}: {'parity check failed: ' if fmt.write else ''}{problem}")
@@ -217,14 +235,18 @@ def export_run(
     return results
 
 
-def _int8_figures(entry: dict[str, Any], fp32: dict[str, Any], pytorch: dict[str, Any]) -> dict[str, Any]:
-    """The int8 file against the fp32 student: top-1 change, size and speed-up ratios."""
+def _int8_figures(
+    entry: dict[str, Any], fp32_top1: float, fp32_onnx: dict[str, Any] | None, pytorch: dict[str, Any]
+) -> dict[str, Any]:
+    """The int8 file against the fp32 student: top-1 change, size and speed-up ratios
+    (``None`` where the fp32 student has no ONNX file)."""
+    ms = entry["latency_ms"]
     return {
-        "top1_delta": entry["parity"]["top1"] - entry["parity"]["top1_pytorch"],
-        "size_ratio": round(entry["file_mb"] / fp32["file_mb"], 4),
+        "top1_delta": entry["parity"]["top1"] - fp32_top1,
+        "size_ratio": round(entry["file_mb"] / fp32_onnx["file_mb"], 4) if fp32_onnx else None,
         "speedup": {
-            runtime: {b: round(ms[b] / entry["latency_ms"][b], 3) for b in entry["latency_ms"]}
-            for runtime, ms in (("onnx", fp32["latency_ms"]), ("pytorch", pytorch["latency_ms"]))
+            "onnx": {b: round(fp32_onnx["latency_ms"][b] / ms[b], 3) for b in ms} if fp32_onnx else None,
+            "pytorch": {b: round(pytorch["latency_ms"][b] / ms[b], 3) for b in ms},
         },
     }
 

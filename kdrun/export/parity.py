@@ -30,10 +30,10 @@ def compare(reference: nn.Module, candidate: Runner, batches: Iterable) -> dict[
     }
 
 
-def int8_verdict(parity: dict[str, Any], max_drop_pts: float) -> str | None:
+def int8_verdict(parity: dict[str, Any], max_drop_pts: float, fp32_top1: float) -> str | None:
     """``None`` when the int8 student's top-1 is at most ``max_drop_pts`` points below the fp32
-    student's on the same images, else the reason in one line."""
-    drop = 100 * (parity["top1_pytorch"] - parity["top1"])
+    student's (``fp32_top1``, on the same test images), else the reason in one line."""
+    drop = 100 * (fp32_top1 - parity["top1"])
     if not drop <= max_drop_pts + 1e-9:  # also catches NaN
         return f"int8 top-1 drop {drop:.2f} pts > export.max_int8_drop={max_drop_pts:g}"
     return None

@@ -17,13 +17,14 @@ def _is_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float)
 
 
-def resolve_formats(formats: list[str]) -> list[str]:
+def resolve_formats(formats: list[str], quantized: bool = False) -> list[str]:
     """The formats to write, in order, each after the fp32 format it quantises (``onnx_int8``
-    needs ``onnx``: the int8 file is made from it and timed against it)."""
+    needs ``onnx``: the int8 file is made from it and timed against it) unless the student is
+    ``quantized`` already (quantisation-aware training)."""
     ordered: list[str] = []
     for name in formats:
         base = FORMATS[name].base
-        if base is not None and base not in ordered:
+        if base is not None and base not in ordered and not quantized:
             ordered.append(base)
         if name not in ordered:
             ordered.append(name)

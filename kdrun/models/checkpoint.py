@@ -14,7 +14,9 @@ from kdrun.files import as_user_file
 
 def save_weights(model: nn.Module, path: Path) -> None:
     """Write the model's state_dict as safetensors (no pickle, so safe to share)."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # A copy per key: safetensors refuses tensors that share memory (a module registered under
+    # two names, as FX quantisation shares one fake quantisation between ops).
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(path))
     as_user_file(path)
 

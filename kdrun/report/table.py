@@ -35,15 +35,18 @@ def int8_caption(entry: dict[str, Any]) -> str:
     """One line: the int8 student against the fp32 one (accuracy, size, speed-ups)."""
     if "parity" not in entry:
         return f"int8: {entry['error']}"
-    speed = entry["speedup"]
-    batches = list(entry["latency_ms"])
+    speed, batches = entry["speedup"], list(entry["latency_ms"])
+
+    def ratios(by_batch: dict[str, float] | None) -> str:
+        if by_batch is None:
+            return "-"
+        return ", ".join(f"{by_batch[b]:.2f}x @{b.removeprefix('batch')}" for b in batches)
+
+    size = "" if entry["size_ratio"] is None else f" · file x{entry['size_ratio']:.2f}"
     return (
-        f"int8: top-1 {100 * entry['top1_delta']:+.2f} pts vs the fp32 student"
-        f" · file x{entry['size_ratio']:.2f}"
-        " · faster than fp32 ONNX Runtime: "
-        + ", ".join(f"{speed['onnx'][b]:.2f}x @{b.removeprefix('batch')}" for b in batches)
-        + " · than PyTorch: "
-        + ", ".join(f"{speed['pytorch'][b]:.2f}x @{b.removeprefix('batch')}" for b in batches)
+        f"int8: top-1 {100 * entry['top1_delta']:+.2f} pts vs the fp32 student{size}"
+        f" · faster than fp32 ONNX Runtime: {ratios(speed['onnx'])}"
+        f" · than PyTorch: {ratios(speed['pytorch'])}"
     )
 
 

@@ -89,6 +89,9 @@ class Strategy(nn.Module):
     # Whether the teacher's logits can replace running it (kdrun.cache.logits); not when a step
     # needs more of the teacher than its logits (intermediate features).
     caches_logits: ClassVar[bool] = True
+    # Whether the student trains with fake quantisation: its ONNX export is the int8 model itself
+    # (kdrun.export), compared with the fp32 student of the report's ``fp32_student`` row.
+    quantized: ClassVar[bool] = False
 
     def __init__(self, student: nn.Module, teacher: nn.Module | None = None) -> None:
         super().__init__()
@@ -166,6 +169,10 @@ class Strategy(nn.Module):
         """One training batch -> (student logits, {term name: unweighted scalar loss})."""
         raise NotImplementedError
 
+    def student_epochs(self, cfg: DictConfig) -> int:
+        """Epochs of the student phase (a fine-tuning method trains less than the baseline)."""
+        return int(cfg.student.epochs)
+
     standardize = False  # kd.standardize: z-score logits before the temperature (set by the run)
 
     def soft_logits(self, *logits: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -184,6 +191,11 @@ class Strategy(nn.Module):
         it; a strategy that reshapes the student (Hydra's k heads) returns the reshaped model.
         """
         return student
+
+    @classmethod
+    def exportable(cls, model: nn.Module, example: torch.Tensor) -> nn.Module:
+        """The shipped ``model`` in a form the ONNX exporter takes (the same computation)."""
+        return model
 
     def student_name(self, default: str) -> str:
         """The distilled student's name in the report (``default``: its config's model name)."""

@@ -208,7 +208,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
         strategy,
         phases.student_data,
         cfg,
-        epochs=cfg.student.epochs,
+        epochs=strategy.student_epochs(cfg),
         seed=cfg.seed,
         log_dir=run_dir,
         label="student",
