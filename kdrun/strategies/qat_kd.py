@@ -12,7 +12,8 @@ each fake quantisation becomes a QuantizeLinear/DequantizeLinear pair with the l
 
 import copy
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -20,7 +21,8 @@ from torch import nn
 
 from kdrun.data import TensorDataModule
 from kdrun.errors import KdrunConfigError
-from kdrun.strategies.base import Assets, pretrained_teacher, register
+from kdrun.schema import MISSING
+from kdrun.strategies.base import Assets, Options, pretrained_teacher, register
 from kdrun.strategies.vanilla import Vanilla
 
 BACKENDS = ("x86", "fbgemm", "qnnpack")
@@ -128,9 +130,17 @@ def exportable_qat(model: nn.Module, example: torch.Tensor) -> nn.Module:
     return model
 
 
+@dataclass
+class QatOptions(Options):
+    epochs: Any = MISSING  # fine-tuning epochs with fake quantisation (checked in preflight)
+    backend: Any = MISSING  # one of BACKENDS (checked in preflight)
+
+
 @register("qat_kd")
 class QatKD(Vanilla):
     """Vanilla KD into a fake-quantised copy of the distilled student; ships int8."""
+
+    options = QatOptions
 
     quantized = True
 
@@ -167,7 +177,7 @@ class QatKD(Vanilla):
         start = assets.distilled(cfg.student, teacher)
         fp32 = replace(start, role="fp32_student", scratch=(cfg.student, cfg.seed))
         model = quantization_aware(start.model, cfg.strategy.backend)
-        strategy = cls(model, teacher.model, T=float(cfg.kd.T), alpha=float(cfg.kd.alpha))
+        strategy = cls(model, teacher.model, T=assets.T, alpha=assets.alpha)
         strategy.members = [fp32]
         strategy.qat_epochs = int(cfg.strategy.epochs)
         return pretrained_teacher(strategy, assets)
