@@ -131,7 +131,7 @@ def build(name: str, cached: bool = False) -> Strategy:
         strategy = cls(student, None, **kd)
         strategy.teacher_logits = torch.randn(16, CLASSES)  # read from a file: on the CPU
     elif name == "dkd":
-        strategy = cls(student, teacher, T=4.0, alpha=1.0, beta=8.0, ce_weight=1.0)
+        strategy = cls(student, teacher, T=4.0, tckd_weight=1.0, nckd_weight=8.0, ce_weight=1.0)
     elif name == "dist":
         strategy = cls(student, teacher, T=4.0, beta=2.0, gamma=2.0, ce_weight=1.0)
     elif name == "multi_teacher":
@@ -142,7 +142,11 @@ def build(name: str, cached: bool = False) -> Strategy:
         heads = [head, nn.Linear(head.in_features, CLASSES)]
         strategy = cls(HydraStudent(body, heads), TeacherEnsemble([teacher, tiny_net(12)], T=4.0), **kd)
     elif name == "mutual":
-        strategy = cls(student, [tiny_net(8)], T=1.0, peer_weight=1.0)
+        strategy = cls(student, [tiny_net(8)], peer_temperature=1.0, peer_weight=1.0)
+    elif name == "qat_kd":
+        from kdrun.strategies.qat_kd import quantization_aware
+
+        strategy = cls(quantization_aware(student, "x86"), teacher, **kd)
     elif name == "online":
         strategy = cls(student, tiny_net(16), **kd)
     elif name in ("hints", "attention"):
