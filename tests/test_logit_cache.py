@@ -109,10 +109,16 @@ def test_sweep_points_share_the_logits_and_match_live_runs(sweep_dir: Path) -> N
 
 @pytest.mark.parametrize(
     ("mode", "augmenting", "cached"),
-    [("auto", False, True), ("auto", True, False), ("true", True, True), ("false", False, False)],
+    [
+        ("auto", False, True),
+        ("auto", True, False),
+        ("auto", "mix", False),
+        ("true", True, True),
+        ("false", False, False),
+    ],
 )
 def test_cache_mode_follows_kd_cache_logits_and_augmentation(
-    mode: str, augmenting: bool, cached: bool
+    mode: str, augmenting: bool | str, cached: bool
 ) -> None:
     from types import SimpleNamespace
 
@@ -120,7 +126,8 @@ def test_cache_mode_follows_kd_cache_logits_and_augmentation(
 
     from kdrun.train.phases import cache_logits
 
-    data = SimpleNamespace(augment=object() if augmenting else None)
+    mixing = augmenting == "mix"  # Mixup/CutMix: the batch the teacher sees is never a stored image
+    data = SimpleNamespace(augment=object() if augmenting is True else None, mix=object() if mixing else None)
     assert cache_logits(make_cfg(f"kd.cache_logits={mode}"), data) is cached
 
 
@@ -130,5 +137,5 @@ def test_bad_cache_mode_is_refused() -> None:
     from kdrun.config import validate
     from kdrun.errors import KdrunConfigError
 
-    with pytest.raises(KdrunConfigError, match=r"kd.cache_logits='sometimes': allowed: auto, True, False"):
+    with pytest.raises(KdrunConfigError, match=r"kd.cache_logits='sometimes': allowed: auto, true, false"):
         validate(make_cfg("kd.cache_logits=sometimes"))
