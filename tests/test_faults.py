@@ -259,7 +259,7 @@ def test_report_groups_by_the_whole_config_and_names_what_differs(tmp_path, caps
     with (tmp_path / "summary.csv").open() as handle:
         table = {row["optim.optimizer.lr"]: row for row in csv.DictReader(handle)}
     assert set(table) == {"0.001", "0.01"}  # two points, not one averaged over both rates
-    assert float(table["0.001"]["top1_mean"]) == pytest.approx(0.91)
+    assert float(table["0.001"]["top1_pct_mean"]) == pytest.approx(91.0)  # percent, as the tables
     assert table["0.001"]["n"] == "2" and table["0.01"]["n"] == "2"
     captured = capsys.readouterr()
     assert "rows differ in: optim.optimizer.lr" in captured.out
