@@ -52,5 +52,5 @@ def test_bad_compile_value_is_refused() -> None:
     from kdrun.config import validate
     from kdrun.errors import KdrunConfigError
 
-    with pytest.raises(KdrunConfigError, match=r"^compile='yes': allowed: True, False"):
+    with pytest.raises(KdrunConfigError, match=r"^compile='yes': allowed: true, false"):
         validate(make_cfg("compile=yes"))

@@ -38,11 +38,13 @@ def _baseline_metrics(results: dict[str, Any]) -> Path | None:
 
 
 def label(results: dict[str, Any], run_dir: Path) -> str:
+    """``<run>: T=… α=… seed …`` from the run's config (older results.json keep T and α under kd)."""
     cfg = results.get("config", {})
     kd = cfg.get("kd", {})
-    if not kd:
+    T, alpha = cfg.get("T", kd.get("T")), cfg.get("alpha", kd.get("alpha"))
+    if T is None or alpha is None:
         return run_dir.name
-    return f"{run_dir.name}: T={kd.get('T', '?'):g} α={kd.get('alpha', '?'):g} seed {cfg.get('seed', '?')}"
+    return f"{run_dir.name}: T={T:g} α={alpha:g} seed {cfg.get('seed', '?')}"
 
 
 Drawn = list[tuple[Path, dict[str, Any], dict[str, list[tuple[float, float]]]]]

@@ -1,5 +1,5 @@
 """Quantisation-aware distillation: fine-tune the distilled student with fake int8 quantisation
-while it keeps distilling from the teacher (vanilla loss, ``kd.T``, ``kd.alpha``).
+while it keeps distilling from the teacher (vanilla loss, ``T``, ``alpha``).
 
 The starting point is the student distilled with vanilla KD for ``epochs`` (cached, as
 ``strategy=ta_chain`` caches an assistant); the fine-tuning runs ``strategy.epochs``. BatchNorm is

@@ -105,12 +105,12 @@ def train(cfg: DictConfig, run_dir: Path, echo: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     if cfg.resume not in (None, "auto") and Path(cfg.resume).resolve() != run_dir.resolve():
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
+    phases = prepare(cfg)  # bad input is refused here, before the run directory gets a file
     with console_log(run_dir / LOG, echo):
-        return _logged_train(cfg, run_dir, started)
+        return _logged_train(cfg, phases, run_dir, started)
 
 
-def _logged_train(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
-    phases = prepare(cfg)
+def _logged_train(cfg: DictConfig, phases: Phases, run_dir: Path, started: float) -> dict[str, Any]:
     console.print(resolve(cfg.trainer).line())
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
