@@ -91,7 +91,7 @@ def test_model_card_lists_the_numbers_of_results_json(exported_run: Path) -> Non
         assert match, label
         assert float(match.group(1)) == pytest.approx(100 * row["top1"], abs=0.005)
     cfg = results["config"]
-    assert f"T = {cfg['kd']['T']:g}, α = {cfg['kd']['alpha']:g}" in card
+    assert f"T = {cfg['T']:g}, α = {cfg['alpha']:g}" in card
     assert f"seed {results['seed']}" in card
     assert "- Trained on: cpu (CPU, 1 thread), precision `32-true`, deterministic `true`" in card
     assert "101.77k parameters" in card  # the mlp student of the default job
