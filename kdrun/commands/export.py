@@ -44,18 +44,18 @@ def main(args: list[str]) -> None:
         "--calibration-images",
         type=int,
         default=defaults.calibration_images,
-        help="onnx_int8: training images that calibrate activation ranges",
+        help="onnx_int8: training images that calibrate activation ranges (default: %(default)s)",
     )
     parser.add_argument(
         "--calibration-method",
         default=defaults.calibration_method,
-        help="onnx_int8: minmax | entropy | percentile",
+        help="onnx_int8: minmax | entropy | percentile (default: %(default)s)",
     )
     parser.add_argument(
         "--max-int8-drop",
         type=float,
         default=defaults.max_int8_drop,
-        help="onnx_int8: largest top-1 drop (points) below the fp32 student",
+        help="onnx_int8: largest top-1 drop (points) below the fp32 student (default: %(default)s)",
     )
     options = parser.parse_args(args)
     formats = options.formats or ["onnx"]
