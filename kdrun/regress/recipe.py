@@ -133,7 +133,7 @@ class Recipe:
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # dotted key -> line, for later errors
     reference: dict[str, Reference] = field(default_factory=dict)  # metric -> measured mean, std
-    group_overrides: list[str] = field(default_factory=list)  # `override /student: cnn` -> student=cnn
+    group_overrides: list[str] = field(default_factory=list)  # `override /model@student: cnn`
 
 
 def _lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
