@@ -146,7 +146,9 @@ class CRD(Strategy):
             raise KdrunConfigError("teacher", "ensemble", "strategy=crd reads one teacher's features")
         if int(cfg.trainer.get("devices", 1)) > 1:
             raise KdrunConfigError(
-                "trainer.devices", cfg.trainer.devices, "1 with strategy=crd (its memory banks live in one process)"
+                "trainer.devices",
+                cfg.trainer.devices,
+                "1 with strategy=crd (its memory banks live in one process)",
             )
         return {}
 
@@ -206,15 +208,14 @@ class CRD(Strategy):
             sample = memory.sample(index)
             # Each side's embedding against the other side's bank, as in the reference.
             n = len(memory.labels)
-            crd = contrast_nce_loss(memory.scores(v_s, memory.teacher_bank, sample, 0), n) + contrast_nce_loss(
-                memory.scores(v_t, memory.student_bank, sample, 1), n
-            )
+            student_side = contrast_nce_loss(memory.scores(v_s, memory.teacher_bank, sample, 0), n)
+            teacher_side = contrast_nce_loss(memory.scores(v_t, memory.student_bank, sample, 1), n)
             memory.student_bank = memory.updated(memory.student_bank, index, v_s)
             memory.teacher_bank = memory.updated(memory.teacher_bank, index, v_t)
         return logits, {
             "hard": F.cross_entropy(logits, y),
             "soft": kd_loss(*self.soft_logits(logits, teacher_logits), self.T),
-            "crd": crd,
+            "crd": student_side + teacher_side,
         }
 
     def hparams(self) -> dict:
