@@ -232,8 +232,12 @@ def load_recipe(path: Path) -> Recipe:
     for entry in data.get("defaults") or []:
         if isinstance(entry, dict):
             for key, value in entry.items():
+                group = str(key).removeprefix("override /")
+                if group in ("teacher", "student"):  # teacher=/student= are the model group's places
+                    hint = f"`{key}: {value}`: write `override /model@{group}: {value}`"
+                    raise error(lines.get("defaults", 1), hint)
                 if str(key).startswith("override /"):
-                    overrides.append(f"{key.removeprefix('override /')}={value}")
+                    overrides.append(f"{group}={value}")
     return Recipe(
         name=path.stem,
         path=path,

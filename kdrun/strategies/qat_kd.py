@@ -13,7 +13,6 @@ each fake quantisation becomes a QuantizeLinear/DequantizeLinear pair with the l
 import copy
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 from omegaconf import DictConfig
