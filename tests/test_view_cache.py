@@ -13,8 +13,8 @@ from torchvision.transforms import v2
 from kdrun.cache import Cache
 from kdrun.cache.views import dense_logits, load_or_build, summarise
 from kdrun.data import TensorDataModule
-from kdrun.data.datamodule import SampleAugment
 from kdrun.data.replay import Replay, ViewSamples
+from kdrun.data.transforms import SampleAugment
 from kdrun.strategies import STRATEGIES
 
 

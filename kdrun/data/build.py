@@ -1,0 +1,113 @@
+"""``dataset.*`` -> a ``TensorDataModule``: load, split, resize, normalise, fingerprint, loader settings."""
+
+import hashlib
+import os
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from kdrun.data.augment import Augment
+from kdrun.data.datamodule import Split, TensorDataModule
+from kdrun.data.sources import DATASETS
+from kdrun.data.splitting import Part, split_source
+from kdrun.data.stats import channel_stats, given_stats, stats_sample
+from kdrun.data.stream import FileImages
+from kdrun.data.transforms import Mix, SampleAugment, build_augment, is_sample_augment
+from kdrun.errors import KdrunConfigError
+
+
+def build_datamodule(cfg: DictConfig) -> TensorDataModule:
+    """Load ``cfg.name``, split it, resize/convert it to what the config declares."""
+    if cfg.name not in DATASETS:
+        raise KdrunConfigError("dataset.name", cfg.name, f"allowed: {', '.join(sorted(DATASETS))}")
+    source = DATASETS[cfg.name](cfg)
+    if len(source.train[1]) == 0:
+        raise KdrunConfigError("dataset.name", cfg.name, "the data set is empty")
+    parts = split_source(source, cfg)
+    if isinstance(parts[0][0], FileImages):
+        splits, fingerprint, (mean, std) = _in_files(parts, cfg)
+    else:
+        splits, fingerprint, (mean, std) = _in_memory(parts, cfg)
+    data = TensorDataModule(
+        *splits, classes=source.classes, batch_size=cfg.batch_size, fingerprint=fingerprint
+    )
+    data.bad_files = source.bad_files
+    data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
+    data.build_threads = torch.get_num_threads()  # recorded; the tensors no longer depend on it
+    _set_augment(data, cfg, mean, std)
+    _set_loader(data, cfg)
+    return data
+
+
+def _in_files(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list, str, tuple]:
+    """Streamed splits: statistics from a sample of the training files, set on every split."""
+    stats = given_stats(cfg) or channel_stats(stats_sample(parts[0][0], cfg.get("stats_sample") or 2000))
+    for images, _ in parts:
+        images.mean, images.std = stats
+    return list(parts), _file_fingerprint(parts, cfg, *stats), stats
+
+
+def _in_memory(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list[Split], str, tuple]:
+    """Tensors resized to the declared geometry and normalised with the training split's statistics."""
+    shaped = [(_shape(x, cfg.image_size, cfg.channels), y) for x, y in parts]
+    mean, std = given_stats(cfg) or channel_stats(shaped[0][0])
+    splits = [((x - mean) / std, y) for x, y in shaped]
+    return splits, _fingerprint(splits), (mean, std)
+
+
+def _set_augment(data: TensorDataModule, cfg: DictConfig, mean: torch.Tensor, std: torch.Tensor) -> None:
+    augment = cfg.get("augment")
+    transforms = build_augment(augment, cfg.image_size) if is_sample_augment(augment) else []
+    if transforms:
+        data.augment = SampleAugment(augment, transforms)
+    elif augment == "batch" and any(cfg.batch_augment.values()):
+        data.augment = Augment(mean.flatten().tolist(), std.flatten().tolist(), **cfg.batch_augment)
+    if cfg.get("mix") is not None:
+        data.mix = Mix(cfg.mix, float(cfg.get("mix_alpha", 1.0)), data.num_classes)
+
+
+def _set_loader(data: TensorDataModule, cfg: DictConfig) -> None:
+    workers = cfg.get("num_workers")  # null: none for tensors in memory, some for files
+    data.num_workers = (
+        workers if workers is not None else (min(4, os.cpu_count() or 1) if data.streams else 0)
+    )
+    data.persistent_workers = bool(cfg.get("persistent_workers", True))
+    data.prefetch_factor = cfg.get("prefetch_factor")
+    pin = cfg.get("pin_memory")  # null: pinned when a GPU can take the batches
+    data.pin_memory = torch.cuda.is_available() if pin is None else bool(pin)
+
+
+def _shape(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Resize to size x size and replicate grey to RGB (or average RGB to grey) as declared."""
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if x.shape[1] != channels:
+        x = x.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
+    return x.contiguous()
+
+
+def _file_fingerprint(parts: tuple[Part, ...], cfg: DictConfig, mean: torch.Tensor, std: torch.Tensor) -> str:
+    """Streamed sets: the files (paths, sizes, modification times), labels, geometry and statistics."""
+    digest = hashlib.sha256(b"stream")
+    for images, labels in parts:
+        images.fingerprint(digest)
+        digest.update(labels.numpy().tobytes())
+    settings = (
+        cfg.image_size,
+        cfg.channels,
+        cfg.get("eval_resize"),
+        mean.flatten().tolist(),
+        std.flatten().tolist(),
+    )
+    digest.update(repr(settings).encode())
+    return digest.hexdigest()[:16]
+
+
+def _fingerprint(splits: list[Split]) -> str:
+    """A hash of the exact tensors each split holds: changes whenever the data or split does."""
+    digest = hashlib.sha256()
+    for x, y in splits:
+        digest.update(x.numpy().tobytes())
+        digest.update(y.numpy().tobytes())
+    return digest.hexdigest()[:16]
