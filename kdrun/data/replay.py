@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from kdrun.data.augment import Augment
+from kdrun.data.memory import ByteImages
 from kdrun.data.stream import FileImages
 from kdrun.data.transforms import to_pixels
 
@@ -127,7 +128,7 @@ class ViewSamples(Dataset):
 
     def __init__(
         self,
-        images: FileImages | torch.Tensor,
+        images: FileImages | ByteImages | torch.Tensor,
         labels: torch.Tensor,
         mean: torch.Tensor,
         std: torch.Tensor,
@@ -152,6 +153,8 @@ class ViewSamples(Dataset):
         """Image ``i`` as the pipeline receives it: pixels in [0, 1], or a decoded file."""
         if isinstance(self.images, torch.Tensor):
             return (self.images[i] * self.std + self.mean).clamp(0, 1)
+        if isinstance(self.images, ByteImages):  # the stored S x S bytes, as Samples transforms them
+            return self.images.pixels(i)
         original = self.images.original(i)
         return original if self.from_original else self.images.fit(original)
 
@@ -185,7 +188,11 @@ class StoredViews:
         self.count = params.shape[1]  # R
 
     def samples(
-        self, images: FileImages | torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+        self,
+        images: FileImages | ByteImages | torch.Tensor,
+        labels: torch.Tensor,
+        mean: torch.Tensor,
+        std: torch.Tensor,
     ) -> ViewSamples:
         return ViewSamples(images, labels, mean, std, self.replay, self.count, self.params)
 
