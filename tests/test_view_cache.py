@@ -98,6 +98,18 @@ def test_training_views_are_the_built_views_and_targets_the_live_teacher(
     assert len(seen) == 2 * len(y)  # each epoch shows every image once
 
 
+def test_without_augmentation_every_stored_view_is_the_stored_image(
+    augmented: TensorDataModule, tmp_path: Path
+) -> None:
+    augmented.augment = None
+    strategy = _vanilla(_model())
+    record = load_or_build(strategy, augmented, Cache(tmp_path), _options(views=2))
+    assert record["views"] == 2
+    x, _ = augmented.splits["train"]
+    for batch, _, index in augmented.loader("train", shuffle=True, augment=True):
+        assert torch.equal(batch, x[index // 2])
+
+
 def test_a_fit_with_views_never_runs_the_teacher(augmented: TensorDataModule, tmp_path: Path) -> None:
     from conftest import make_cfg
 

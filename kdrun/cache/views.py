@@ -4,9 +4,10 @@ Building: for each training image, R views are drawn from the augmentation polic
 flip, seeded by ``kd.cache.seed`` and the image's index, recorded by ``kdrun.data.replay``), the
 frozen teacher runs on them in batches, and its raw logits are kept: all C as fp16, or the top k
 (fp16 values, integer indices) plus one fp16 "rest" logit per view, the log-mean-exp of the other
-C - k logits. Chunks of images are written atomically to a folder next to the entry, so a killed
-build resumes at the first missing chunk; the finished entry holds one contiguous safetensors
-file, verified against its digest on every read (``kdrun.cache.store``).
+C - k logits, and the view's parameter row (int16). Chunks of images are written atomically to a
+folder next to the entry, so a killed build resumes at the first missing chunk; the finished
+entry holds one contiguous safetensors file, verified against its digest on every read
+(``kdrun.cache.store``).
 
 Training: each epoch the student sees every image as one stored view (``ViewSampler``),
 re-rendered from its row, and ``ViewTargets`` hands the strategy the stored logits as its
@@ -197,6 +198,8 @@ def load_or_build(
         chunks = sorted(partial.glob("chunk-*.safetensors"))
         parts = [load_file(str(c)) for c in chunks]
         stored = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+        if stored["params"].numel() and stored["params"].abs().max() <= torch.iinfo(torch.int16).max:
+            stored["params"] = stored["params"].short()  # crop boxes of images under 32k pixels
         if not torch.isfinite(stored["values"]).all():  # fp16 overflows too: never store a poisoned target
             raise FloatingPointError("the teacher's outputs contain NaN or inf (or exceed fp16); not cached")
         save_file(stored, str(folder / FILE))

@@ -161,23 +161,36 @@ class ViewSamples(Dataset):
     def finish(self, image: Any) -> torch.Tensor:
         return (to_pixels(image) - self.mean) / self.std
 
+    def view(self, i: int, row: list[int] | None = None, image: Any = None) -> tuple[torch.Tensor, list[int]]:
+        """Image ``i``'s view rendered from ``row``, or drawn (``None``); normalised, with its row.
+        ``image``: ``source(i)``, when the caller already has it."""
+        if not self.replay.transforms:  # no augmentation: the stored input itself, bitwise
+            return self.images[i : i + 1][0], []
+        image = self.source(i) if image is None else image
+        if row is None:
+            view, row = self.replay.draw(image)
+        else:
+            view = self.replay.render(image, row)
+        return self.finish(view), row
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any, int]:
         if self.params is None:
             return self.drawn(index)
         i, v = divmod(int(index), self.views)
-        view = self.replay.render(self.source(i), self.params[i, v].tolist())
-        return self.finish(view), int(self.labels[i]), int(index)
+        view, _ = self.view(i, self.params[i, v].tolist())
+        return view, int(self.labels[i]), int(index)
 
     def drawn(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        image = self.source(i)
         views, rows = [], []
+        image = self.source(i) if self.replay.transforms else None  # decoded once for its R views
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 1_000_003 + i)  # the same draws in any worker, in any order
             for _ in range(self.views):
-                view, row = self.replay.draw(image)
-                views.append(self.finish(view))
+                view, row = self.view(i, image=image)
+                views.append(view)
                 rows.append(row)
-        return torch.stack(views), torch.tensor(rows, dtype=torch.int32).view(self.views, -1), i
+        params = torch.tensor(rows, dtype=torch.int32).reshape(self.views, self.replay.width)
+        return torch.stack(views), params, i
 
 
 class StoredViews:
