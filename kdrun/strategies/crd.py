@@ -145,10 +145,11 @@ class CRD(Strategy):
     def sections(cls, cfg: DictConfig) -> dict[str, DictConfig]:
         if is_ensemble(cfg.teacher):
             raise KdrunConfigError("teacher", "ensemble", "strategy=crd reads one teacher's features")
-        if int(cfg.trainer.get("devices", 1)) > 1:
+        devices = cfg.trainer.get("devices", 1)
+        if isinstance(devices, int) and devices > 1:  # another value: refused by the trainer's checks
             raise KdrunConfigError(
                 "trainer.devices",
-                cfg.trainer.devices,
+                devices,
                 "1 with strategy=crd (its memory banks live in one process)",
             )
         return {}
