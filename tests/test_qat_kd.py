@@ -71,7 +71,7 @@ def test_qat_kd_smoke_run_ships_an_int8_student(tmp_path: Path) -> None:
 
     _, _, _, data = load_run(run_dir)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x, y = data.splits["test"]
+    x, y = data.splits["test"][0][:], data.splits["test"][1]
     assert session.run(None, {"input": x[:3].numpy()})[0].shape == (3, data.num_classes)
     (logits,) = session.run(None, {"input": x.numpy()})
     top1 = int((torch.from_numpy(logits).argmax(1) == y).sum()) / len(y)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from kdrun.data.augment import Augment
 from kdrun.data.datamodule import Split, TensorDataModule
+from kdrun.data.memory import ByteImages, to_unit
 from kdrun.data.sources import DATASETS
 from kdrun.data.splitting import Part, split_source
 from kdrun.data.stats import channel_stats, given_stats, stats_sample
@@ -49,11 +50,26 @@ def _in_files(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list, str, tupl
 
 
 def _in_memory(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list[Split], str, tuple]:
-    """Tensors resized to the declared geometry and normalised with the training split's statistics."""
-    shaped = [(_shape(x, cfg.image_size, cfg.channels), y) for x, y in parts]
+    """Tensors at the declared geometry, normalised with the training split's statistics.
+
+    8-bit images that need no resizing stay bytes (``ByteImages``, normalised per batch, grey
+    shown as RGB without a copy); others are converted to float32 once, resized, and normalised.
+    """
+    if all(_exact_as_bytes(x, cfg.image_size, cfg.channels) for x, _ in parts):
+        stored = [(x.expand(-1, cfg.channels, -1, -1), y) for x, y in parts]
+        mean, std = given_stats(cfg) or channel_stats(stored[0][0])
+        splits = [(ByteImages(x, mean, std), y) for x, y in stored]
+        return splits, _fingerprint(splits), (mean, std)
+    floats = [(to_unit(x) if x.dtype == torch.uint8 else x, y) for x, y in parts]
+    shaped = [(_shape(x, cfg.image_size, cfg.channels), y) for x, y in floats]
     mean, std = given_stats(cfg) or channel_stats(shaped[0][0])
     splits = [((x - mean) / std, y) for x, y in shaped]
     return splits, _fingerprint(splits), (mean, std)
+
+
+def _exact_as_bytes(x: torch.Tensor, size: int, channels: int) -> bool:
+    """uint8 images already size x size whose channels need no arithmetic (same count, or grey -> RGB)."""
+    return x.dtype == torch.uint8 and x.shape[-2:] == (size, size) and x.shape[1] in (1, channels)
 
 
 def _set_augment(data: TensorDataModule, cfg: DictConfig, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -104,10 +120,15 @@ def _file_fingerprint(parts: tuple[Part, ...], cfg: DictConfig, mean: torch.Tens
     return digest.hexdigest()[:16]
 
 
-def _fingerprint(splits: list[Split]) -> str:
-    """A hash of the exact tensors each split holds: changes whenever the data or split does."""
+def _fingerprint(splits: list) -> str:
+    """A hash of the exact normalised inputs of each split: changes whenever the data or split does.
+
+    Bytes in memory are hashed as the float32 inputs they give, a chunk at a time, so both
+    storages of the same images have the same fingerprint (and share cache entries).
+    """
     digest = hashlib.sha256()
     for x, y in splits:
-        digest.update(x.numpy().tobytes())
+        for part in x.chunks() if isinstance(x, ByteImages) else (x,):
+            digest.update(part.numpy().tobytes())
         digest.update(y.numpy().tobytes())
     return digest.hexdigest()[:16]

