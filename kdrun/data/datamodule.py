@@ -18,6 +18,7 @@ from torch.utils.data import (
 
 from kdrun.data.augment import Augment
 from kdrun.data.memory import ByteImages
+from kdrun.data.replay import StoredViews, ViewSampler
 from kdrun.data.stream import FileImages, Samples
 from kdrun.data.transforms import Mix, SampleAugment
 
@@ -81,6 +82,8 @@ class TensorDataModule(L.LightningDataModule):
         self.prefetch_factor: int | None = None  # batches each worker loads ahead (null: torch's 2)
         self.pin_memory = False
         self.mix: Mix | None = None  # Mixup / CutMix of whole training batches (labels become soft)
+        # kd.cache_logits=views: training batches are stored views (kdrun.cache.views), not fresh draws.
+        self.views: StoredViews | None = None
         self.bad_files: list[dict[str, str]] = []  # files left out (dataset.on_bad_file=skip): path, reason
 
     @property
@@ -127,7 +130,8 @@ class TensorDataModule(L.LightningDataModule):
         """A DataLoader over one split; ``shuffle`` draws from a generator seeded by the run.
 
         ``shard=(rank, world_size)``: this process's share of every batch (``ShardedBatches``).
-        ``augment``: apply a per-sample pipeline (``SampleAugment``) — the training loader only.
+        ``augment``: apply a per-sample pipeline (``SampleAugment``) — the training loader only;
+        with ``views`` set, show each image as one of its stored views instead (``ViewSampler``).
         Tensors in memory are fetched a batch per call; files, or samples to transform, one by
         one in worker processes, in the same batches and order.
         """
@@ -135,17 +139,22 @@ class TensorDataModule(L.LightningDataModule):
         sample_augment = (
             self.augment.transforms if augment and isinstance(self.augment, SampleAugment) else None
         )
-        per_sample = isinstance(x, FileImages) or sample_augment is not None
+        views = self.views if augment else None
+        per_sample = isinstance(x, FileImages) or sample_augment is not None or views is not None
         if per_sample:
             mean, std = (torch.tensor(self.normalization[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
-            dataset = Samples(x, y, mean, std, sample_augment)
+            dataset = views.samples(x, y, mean, std) if views else Samples(x, y, mean, std, sample_augment)
         else:
             dataset = IndexedTensors(x, y)
         if shuffle:
             # One generator per loader; each epoch draws its order from it. A resumed fit restores
             # its state (kdrun.training.checkpointing.TrainingRandomness).
             self.shuffle_generator = torch.Generator().manual_seed(self.shuffle_seed)
-            order = RandomSampler(dataset, generator=self.shuffle_generator)
+            order = (
+                ViewSampler(len(y), views.count, self.shuffle_generator)
+                if views
+                else RandomSampler(dataset, generator=self.shuffle_generator)
+            )
         else:
             order = SequentialSampler(dataset)
         batches = BatchSampler(order, batch_size or self.batch_size, drop_last=False)
@@ -190,7 +199,7 @@ class TensorDataModule(L.LightningDataModule):
         if self.trainer is None or not self.trainer.training:
             return batch
         x, y, index = batch
-        if isinstance(self.augment, Augment):
+        if isinstance(self.augment, Augment) and self.views is None:
             x = self.augment(x)
         if self.mix is not None:
             x, y = self.mix(x, y)
