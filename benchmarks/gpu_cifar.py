@@ -64,8 +64,7 @@ def _hand_epochs(student, teacher, data, epochs: int, T: float, alpha: float, on
     from kdrun.losses import kd_loss
 
     device = torch.device("cuda")
-    x, y = data.splits["train"]
-    vx, vy = data.splits["val"]
+    (x, y), (vx, vy) = ((data.splits[s][0][:], data.splits[s][1]) for s in ("train", "val"))  # as float32
     if on_device:
         x, y, vx, vy = x.to(device), y.to(device), vx.to(device), vy.to(device)
     steps = epochs * -(-len(y) // data.batch_size)

@@ -78,8 +78,7 @@ def hand_epochs(
     cached: torch.Tensor | None = None,
 ) -> list[float]:
     """The minimal KD loop (``teacher=None`` and no ``cached``: plain cross-entropy)."""
-    x, y = data.splits["train"]
-    vx, vy = data.splits["val"]
+    (x, y), (vx, vy) = ((data.splits[s][0][:], data.splits[s][1]) for s in ("train", "val"))  # as float32
     batch = data.batch_size
     steps = epochs * -(-len(y) // batch)
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
@@ -126,7 +125,7 @@ def compare(pair: tuple[str, str], data: TensorDataModule) -> tuple[dict[str, fl
 
     teacher = model(cfg.teacher).eval().requires_grad_(False)
     with torch.no_grad():
-        cached = torch.cat([teacher(a) for a in data.splits["train"][0].split(512)])
+        cached = torch.cat([teacher(a) for a in data.splits["train"][0][:].split(512)])
     runs: dict[str, Callable[[], list[float]]] = {}
 
     def kdrun_kd(cache: bool) -> list[float]:

@@ -117,7 +117,9 @@ def torchdistill_epochs(
     """Seconds of each epoch (train + validation) of torchdistill's distillation box on ``data``."""
     from torchdistill.core.distillation import get_distillation_box  # optional: measure() checks for it
 
-    datasets = {split: TensorDataset(*data.splits[split]) for split in ("train", "val")}
+    datasets = {
+        split: TensorDataset(data.splits[split][0][:], data.splits[split][1]) for split in ("train", "val")
+    }
     steps = epochs * -(-len(datasets["train"]) // data.batch_size)
     config = torchdistill_config(epochs, steps, data.batch_size, T, alpha)
     # kdrun's trainer (deterministic: true) turns this on process-wide; torchdistill users run without it.

@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from kdrun.cache.views import check_views
 from kdrun.data import DATASETS
 from kdrun.data.settings import check_dataset
 from kdrun.device import ACCELERATORS, AUTO, resolve
@@ -46,7 +47,8 @@ class Knobs:
 class KDOptions:
     """The ``kd`` group: how the distillation runs, whatever the method."""
 
-    cache_logits: Any = choice(MISSING, "auto", True, False)
+    cache_logits: Any = choice(MISSING, "auto", True, False, "views")
+    cache: Any = MISSING  # kd.cache_logits=views: its own schema (kdrun.cache.views.ViewOptions)
     standardize: bool = choice(MISSING, True, False)  # z-scored logits in every soft term
     student_limit: Any = number(MISSING, ge=1, integer=True, optional=True)  # upper bound: prepare
 
@@ -130,6 +132,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.dataset.limit is not None:
         _number(cfg, "dataset.limit", 1, integer=True)
     check_dataset(cfg.dataset, cfg.strategy.name)  # storage, loader, augmentation, mixing, bad files
+    check_views(cfg)  # kd.cache.*, and what kd.cache_logits=views cannot replay
     _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
     _choice(cfg, "optim.schedule", SCHEDULES)
     if cfg.optim.schedule == "multistep":

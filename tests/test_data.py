@@ -24,7 +24,7 @@ def test_split_and_fingerprint_do_not_depend_on_the_run_seed():
     a = build_datamodule(make_cfg("seed=0").dataset)
     b = build_datamodule(make_cfg("seed=7").dataset)
     assert a.fingerprint == b.fingerprint
-    assert torch.equal(a.splits["test"][0], b.splits["test"][0])
+    assert torch.equal(a.splits["test"][0][:], b.splits["test"][0][:])
     c = build_datamodule(make_cfg("dataset.split.seed=1").dataset)
     assert c.fingerprint != a.fingerprint
 
@@ -102,3 +102,37 @@ def test_normalisation_and_fingerprint_do_not_depend_on_the_thread_count(monkeyp
     assert built[0] == built[1] == built[2]
     assert data.normalization["mean"][0] == pytest.approx(0.5, abs=1e-3)  # uniform pixels
     assert data.normalization["std"][0] == pytest.approx(12**-0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_8bit_images_are_held_as_bytes_and_give_the_float32_inputs_bitwise(monkeypatch, channels):
+    """Stored as uint8 (4x less memory, grey shown as RGB without a copy), normalised per batch."""
+    from kdrun.data.memory import ByteImages
+    from kdrun.data.sources import DATASETS, Source
+
+    pixels = torch.randint(
+        0, 256, (300, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    labels = torch.arange(300) % 10
+    built = {}
+    for kind, images in (
+        ("bytes", pixels),
+        ("float32", torch.as_tensor(pixels, dtype=torch.float32) / 255.0),
+    ):
+        monkeypatch.setitem(
+            DATASETS, "mnist_subset", lambda cfg, x=images: Source((x, labels), list("0123456789"))
+        )
+        cfg = make_cfg("dataset.split.val=30", "dataset.split.test=60", f"dataset.channels={channels}")
+        built[kind] = build_datamodule(cfg.dataset)
+    stored, floats = built["bytes"], built["float32"]
+    assert isinstance(stored.splits["train"][0], ByteImages) and isinstance(
+        floats.splits["train"][0], torch.Tensor
+    )
+    assert stored.splits["train"][0].nbytes * 4 * channels == floats.splits["train"][0].numel() * 4
+    assert stored.fingerprint == floats.fingerprint and stored.normalization == floats.normalization
+    assert stored.input_shape == floats.input_shape == (channels, 28, 28)
+    for split in ("train", "val", "test"):
+        assert torch.equal(stored.splits[split][0][:], floats.splits[split][0])
+        batches = zip(stored.loader(split, batch_size=64), floats.loader(split, batch_size=64), strict=True)
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in batches)
+    assert torch.equal(stored.head(7).splits["train"][0][:], floats.splits["train"][0][:7])

@@ -55,7 +55,7 @@ def _data(root, *overrides):
 
 def _dominant_channel(data, split):
     """Per image, the one channel above the data set's mean (inputs are normalised per channel)."""
-    return data.splits[split][0].mean(dim=(2, 3)).argmax(dim=1)
+    return data.splits[split][0][:].mean(dim=(2, 3)).argmax(dim=1)
 
 
 def test_class_folders_are_split_by_ratio_with_labels_from_folder_names(flat_folder):
@@ -310,8 +310,10 @@ def test_stream_fingerprint_follows_file_sizes_and_times_not_contents(split_fold
 
 
 def test_auto_storage_streams_over_the_memory_budget(flat_folder):
-    assert not _data(flat_folder, "dataset.storage=auto").streams  # 60 x 3 x 16 x 16 floats fit 4 GiB
-    assert _data(flat_folder, "dataset.storage=auto", "dataset.memory_budget_gb=0.0001").streams
+    assert not _data(flat_folder, "dataset.storage=auto").streams  # 60 x 3 x 16 x 16 bytes fit 4 GiB
+    # 46,080 bytes held as uint8 fit 0.0001 GiB (107,374 bytes; as float32 they would not); 0.00004 do not
+    assert not _data(flat_folder, "dataset.storage=auto", "dataset.memory_budget_gb=0.0001").streams
+    assert _data(flat_folder, "dataset.storage=auto", "dataset.memory_budget_gb=0.00004").streams
 
 
 def test_eval_resize_takes_the_centre_crop(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import kdrun.data.datamodule as datamodule
+import kdrun.data.sources as sources
 from kdrun.data import build_datamodule
 from kdrun.data.sources import Source
 from kdrun.errors import KdrunConfigError
@@ -24,7 +24,7 @@ def test_an_empty_data_set_is_rejected(monkeypatch):
     def empty(cfg):
         return Source((torch.empty(0, 1, 8, 8), torch.empty(0, dtype=torch.long)), [])
 
-    monkeypatch.setitem(datamodule.DATASETS, "mnist_subset", empty)
+    monkeypatch.setitem(sources.DATASETS, "mnist_subset", empty)
     with pytest.raises(KdrunConfigError, match=r"^dataset\.name='mnist_subset': the data set is empty$"):
         build_datamodule(make_cfg().dataset)
 

@@ -61,7 +61,8 @@ def origin(spec: dict[str, Any]) -> str:
     parts = []
     if isinstance(model, dict) and model.get("name"):
         parts.append(str(model["name"]))
-    for key, label in (("epochs", "epochs"), ("seed", "seed"), ("teachers", "teachers"), ("data", "data")):
+    fields = (("epochs", "epochs"), ("seed", "seed"), ("views", "views"), ("topk", "top-k"))
+    for key, label in (*fields, ("teachers", "teachers"), ("data", "data")):
         if key in spec and not isinstance(spec[key], dict | list):
             text = str(spec[key])
             parts.append(f"{label} {text[:12]}")

@@ -124,3 +124,24 @@ def to_pixels(image: Any) -> torch.Tensor:
 def describe(augment: Any) -> Any:
     """What enters cache keys and results.json for a per-sample pipeline."""
     return {"pipeline": _plain(augment)}
+
+
+class SampleAugment:
+    """A per-sample torchvision.transforms.v2 pipeline (``dataset.augment`` a name or entries)."""
+
+    def __init__(self, config: object, transforms: list) -> None:
+        self.transforms = transforms
+        self.settings = describe(config)  # part of cache keys
+
+
+class Mix:
+    """Mixup or CutMix (torchvision.transforms.v2) of a batch: (B, C, H, W), (B,) -> same, (B, K) labels."""
+
+    def __init__(self, kind: str, alpha: float, num_classes: int) -> None:
+        from torchvision.transforms import v2
+
+        self.transform = (v2.MixUp if kind == "mixup" else v2.CutMix)(alpha=alpha, num_classes=num_classes)
+        self.settings = {"kind": kind, "alpha": alpha}  # part of cache keys
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(x, y)

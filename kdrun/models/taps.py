@@ -41,3 +41,27 @@ def forward_with_features(
         for handle in handles:
             handle.remove()
     return out, features
+
+
+def classifier_name(model: nn.Module) -> str | None:
+    """The module path of ``model``'s last ``nn.Linear`` (its classifier), or ``None``."""
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return names[-1] if names else None
+
+
+def forward_with_penultimate(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model(x)`` and the input of its classifier (the last ``nn.Linear``), flattened to (B, D).
+
+    That input is the penultimate representation CRD and similar methods embed: the pooled
+    features of a ResNet, WRN, VGG, ShuffleNet or MobileNet. The hook lives for this call only.
+    """
+    name = classifier_name(model)
+    if name is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier")
+    captured: list[torch.Tensor] = []
+    handle = model.get_submodule(name).register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    try:
+        out = model(x)
+    finally:
+        handle.remove()
+    return out, captured[-1].flatten(1)

@@ -70,7 +70,7 @@ class Recipe:
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # dotted key -> line, for later errors
     reference: dict[str, Reference] = field(default_factory=dict)  # metric -> measured mean, std
-    group_overrides: list[str] = field(default_factory=list)  # `override /student: cnn` -> student=cnn
+    group_overrides: list[str] = field(default_factory=list)  # `override /model@student: cnn`
 
 
 def _lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
@@ -119,7 +119,7 @@ def load_recipe(path: Path) -> Recipe:
         sweep=sweep,
         lines=lines,
         reference=reference,
-        group_overrides=_group_overrides(data),
+        group_overrides=_group_overrides(data, lines, error),
     )
 
 
@@ -201,14 +201,18 @@ def _expectation(
     return exp
 
 
-def _group_overrides(data: dict[str, Any]) -> list[str]:
+def _group_overrides(data: dict[str, Any], lines: dict[str, int], error: Any) -> list[str]:
     """The defaults list's ``override /group: choice`` entries as ``group=choice`` overrides."""
     overrides = []
     for entry in data.get("defaults") or []:
         if isinstance(entry, dict):
             for key, value in entry.items():
+                group = str(key).removeprefix("override /")
+                if group in ("teacher", "student"):  # teacher=/student= are the model group's places
+                    hint = f"`{key}: {value}`: write `override /model@{group}: {value}`"
+                    raise error(lines.get("defaults", 1), hint)
                 if str(key).startswith("override /"):
-                    overrides.append(f"{key.removeprefix('override /')}={value}")
+                    overrides.append(f"{group}={value}")
     return overrides
 
 

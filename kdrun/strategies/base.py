@@ -89,6 +89,9 @@ class Strategy(nn.Module):
     # Whether the teacher's logits can replace running it (kdrun.cache.logits); not when a step
     # needs more of the teacher than its logits (intermediate features).
     caches_logits: ClassVar[bool] = True
+    # Whether a step reads one frozen teacher's (B, C) logits through ``teacher_outputs``, so that
+    # outputs stored per augmented view can stand in for it (``kd.cache_logits=views``).
+    caches_views: ClassVar[bool] = False
     # Whether the student trains with fake quantisation: its ONNX export is the int8 model itself
     # (kdrun.export), compared with the fp32 student of the report's ``fp32_student`` row.
     quantized: ClassVar[bool] = False

@@ -23,6 +23,8 @@ class DIST(Strategy):
     """Terms ``hard``, ``inter``, ``intra``; weights ``strategy.ce_weight``, ``strategy.beta``,
     ``strategy.gamma``; temperature ``T``. (``alpha`` is not used: DIST has its own weights.)"""
 
+    caches_views = True
+
     options = DISTOptions
 
     def __init__(

@@ -26,6 +26,8 @@ class DKD(Strategy):
     ``strategy.warmup_epochs`` = W ramps both KD weights linearly: epoch e (from 1) gets min(e/W, 1)
     of them, as mdistiller does (W = 20 of 240 epochs on CIFAR-100)."""
 
+    caches_views = True
+
     options = DKDOptions
 
     def __init__(

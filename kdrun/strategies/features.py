@@ -65,6 +65,7 @@ class FeatureDistill(Vanilla):
 
     needs_4d: bool = False
     caches_logits = False  # a step needs the teacher's features, not only its logits
+    caches_views = False
 
     def __init__(
         self,

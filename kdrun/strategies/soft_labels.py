@@ -23,6 +23,7 @@ class SoftLabels(Vanilla):
     """Vanilla KD whose teacher logits come from ``strategy.path``; no teacher row is reported."""
 
     options = SoftLabelsOptions
+    caches_views = False  # its targets are a file's, one per image
 
     @classmethod
     def sections(cls, cfg: DictConfig) -> dict[str, DictConfig]:

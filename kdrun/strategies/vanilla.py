@@ -16,6 +16,8 @@ class Vanilla(Strategy):
     ``teacher`` may be ``None`` when ``teacher_logits`` are given (a soft-label file).
     """
 
+    caches_views = True
+
     def __init__(self, student: nn.Module, teacher: nn.Module | None, T: float, alpha: float) -> None:
         super().__init__(student, teacher)
         self.T, self.alpha = T, alpha

@@ -155,8 +155,11 @@ class Phases:
 
 def cache_logits(cfg: DictConfig, data: TensorDataModule) -> bool:
     """``kd.cache_logits``: ``auto`` caches only inputs that are the same every epoch (no
-    ``dataset.augment``); ``true`` caches even then (the teacher's targets of un-augmented images)."""
+    ``dataset.augment``); ``true`` caches even then (the teacher's targets of un-augmented images);
+    ``views`` caches per augmented view, for the distilled student only (``kdrun.cache.views``)."""
     mode = cfg.kd.cache_logits
+    if mode == "views":  # stored views are for the student phase (kdrun.cache.views), not these
+        return False
     return (data.augment is None and data.mix is None) if mode == "auto" else bool(mode)
 
 

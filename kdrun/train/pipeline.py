@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun import __version__, preemption
 from kdrun.cache.logits import load_or_compute
+from kdrun.cache.views import load_or_build
 from kdrun.console import console, console_log, err_console, fail
 from kdrun.data import TensorDataModule
 from kdrun.device import placed, resolve
@@ -238,7 +239,8 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
         },
         "device": placement.record(),
         "timings_s": clock.laps,
-        "teacher_logits": logits,  # disk | computed | null (a live teacher, or none to cache)
+        # disk | computed | null (a live teacher, or none to cache) | {mode: views, R, k, bytes, seconds}
+        "teacher_logits": logits,
         "paths": {
             "teacher": strategy.teacher_member.path if strategy.teacher_member else None,
             "baseline": baseline.path,
@@ -248,8 +250,21 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     }
 
 
-def _teacher_logits(cfg: DictConfig, strategy: Strategy, phases: Phases, device: torch.device) -> str | None:
-    """Give the strategy its teacher's train-split logits from the logit cache, when it applies."""
+def _teacher_logits(
+    cfg: DictConfig, strategy: Strategy, phases: Phases, device: torch.device
+) -> str | dict[str, Any] | None:
+    """Give the strategy its teacher's train-split logits from the logit cache, when it applies
+    (with ``kd.cache_logits=views``, its outputs on stored views, and the data those views)."""
+    if cfg.kd.cache_logits == "views":
+        views = load_or_build(strategy, phases.student_data, phases.cache, cfg.kd.cache, device)
+        how = "reusing" if views["source"] == "disk" else f"built in {views['build_seconds']:.1f} s,"
+        k = "all classes" if views["topk"] is None else f"top-{views['topk']}, rest {views['rest']}"
+        console.print(
+            f"teacher outputs: {how} {views['views']} stored views per image ({k}, "
+            f"{views['bytes_per_image']:.0f} bytes per image) from {views['entry']}; no teacher forward",
+            markup=False,
+        )
+        return views
     if cache_logits(cfg, phases.student_data):
         logits = load_or_compute(strategy, phases.student_data, phases.cache, device)
         if logits == "disk":
