@@ -72,6 +72,7 @@ class TensorDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.fingerprint = fingerprint
         self.normalization: dict[str, list[float]] | None = None  # per-channel mean/std applied to inputs
+        self.stats_from = "config"  # where the normalisation came from: config, measured, cache
         self.shuffle_seed = shuffle_seed
         self.shuffle_generator: torch.Generator | None = None  # the last shuffled loader's
         # Random per-sample changes to training inputs: on whole batches on their device (Augment),
@@ -103,6 +104,7 @@ class TensorDataModule(L.LightningDataModule):
         """What results.json records about how the data was read (beyond its splits' sizes)."""
         return {
             "storage": "stream" if self.streams else "memory",
+            "normalization": {**(self.normalization or {}), "from": self.stats_from},
             "bad_files": {"count": len(self.bad_files), "files": self.bad_files},
         }
 
