@@ -68,12 +68,13 @@ def test_fitnets_two_stage_schedule_weights():
 
 
 @pytest.mark.parametrize("strategy", ["hints", "attention"])
-def test_feature_strategies_run_end_to_end_and_ship_a_plain_student(tmp_path, strategy):
+def test_feature_strategies_run_end_to_end_and_ship_a_plain_student(tmp_path, shared_cache, strategy):
     cfg = make_cfg(
         "debug=smoke",
         "epochs=3",
         "alpha=0.5",
         f"paths.output_root={tmp_path}",
+        f"paths.cache_dir={shared_cache}",
         f"strategy={strategy}",
         "student=cnn",
         *(["strategy.hint_epochs=0"] if strategy == "hints" else []),
