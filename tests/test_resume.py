@@ -31,16 +31,17 @@ def _metrics(results_json: Path) -> dict[str, float]:
     return {f"{role}.{key}": results[role][key] for role in ROLES for key in ("top1", "top5", "val_top1")}
 
 
-def test_a_run_killed_mid_student_phase_resumes_to_the_uninterrupted_numbers(tmp_path, capsys):
+def test_a_run_killed_mid_student_phase_resumes_to_the_uninterrupted_numbers(tmp_path, shared_cache, capsys):
     from kdrun import train
 
+    cache = f"paths.cache_dir={shared_cache}"
     threads = torch.get_num_threads()
-    try:  # the uninterrupted run, in this process; it trains the teacher and baseline the others reuse
-        train([*RUN[1:], f"paths.output_root={tmp_path / 'out'}"], run_dir=tmp_path / "whole")
+    try:  # the uninterrupted run, in this process
+        train([*RUN[1:], f"paths.output_root={tmp_path / 'out'}", cache], run_dir=tmp_path / "whole")
     finally:
         torch.set_num_threads(threads)
 
-    out = ["paths.output_root=out"]
+    out = ["paths.output_root=out", cache]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed = subprocess.Popen([*KDRUN, *RUN, *out], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

@@ -99,7 +99,7 @@ def test_joblib_launcher_runs_points_in_parallel_processes(tmp_path):
     assert "sweep: 2 points, 0 failed" in run.stdout
 
 
-def test_optuna_search_maximises_validation_accuracy(tmp_path, shared_cache):
+def test_optuna_search_maximises_validation_accuracy(tmp_path):
     run = run_kdrun(
         [
             "train",
@@ -107,7 +107,6 @@ def test_optuna_search_maximises_validation_accuracy(tmp_path, shared_cache):
             "hparams_search=kd_optuna",
             "hydra.sweeper.n_trials=2",
             "debug=smoke",
-            f"paths.cache_dir={shared_cache}",
             "hydra.sweep.dir=outputs/multirun/o",
         ],
         tmp_path,
@@ -118,7 +117,9 @@ def test_optuna_search_maximises_validation_accuracy(tmp_path, shared_cache):
     assert "best_params" in best and "T:" in best and "alpha:" in best
     results = [json.loads(p.read_text()) for p in (tmp_path / "outputs/multirun/o").glob("*/results.json")]
     assert len(results) == 2
-    assert all(1.0 <= r["config"]["T"] <= 16.0 and 0.1 <= r["config"]["alpha"] <= 0.95 for r in results)
+    assert all(
+        1.0 <= r["config"]["T"] <= 16.0 and 0.1 <= r["config"]["alpha"] <= 0.95 for r in results
+    )
     best_value = float(best.split("best_value:")[1].split()[0])
     assert best_value == max(r["student"]["val_top1"] for r in results)  # val, not test
 

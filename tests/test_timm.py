@@ -51,6 +51,7 @@ def test_timm_student_trains_in_a_smoke_run(tmp_path, shared_cache):
             "debug=smoke",
             "student=timm",
             "student.name=test_efficientnet",
+            "dataset.limit=64",  # the pipeline, not the accuracy: one step per phase
             "measure.batch_sizes=[1]",
             f"paths.output_root={tmp_path}",
             f"paths.cache_dir={shared_cache}",
