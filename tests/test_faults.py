@@ -377,7 +377,7 @@ def test_a_failure_before_results_json_exists_does_not_point_at_it(tmp_path, mon
     monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # unset again afterwards
     HydraConfig.instance().set_config(cfg)
 
-    def broken(dataset_yaml):
+    def broken(dataset_yaml, cache_dir):
         raise RuntimeError("image 7 cannot be decoded")
 
     monkeypatch.setattr(prepare, "_datamodule", broken)
