@@ -73,7 +73,6 @@ class TensorDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.fingerprint = fingerprint
         self.normalization: dict[str, list[float]] | None = None  # per-channel mean/std applied to inputs
-        self.build_threads: int | None = None  # torch threads when the tensors were normalised
         self.stats_from = "config"  # where the normalisation came from: config, measured, cache
         self.shuffle_seed = shuffle_seed
         self.shuffle_generator: torch.Generator | None = None  # the last shuffled loader's
