@@ -28,8 +28,10 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
     import data
     import latency
     import layout
+    import loader
     import options
     import overhead
+    import storage
     import sweep
     import torchdistill_compare
 
@@ -42,6 +44,8 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
         "layout": layout.measure,
         "core": core.measure,
         "data": data.measure,
+        "loader": loader.measure,
+        "storage": storage.measure,
     }
 
 
