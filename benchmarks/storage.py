@@ -57,6 +57,7 @@ def run(root: Path, work: Path) -> tuple[dict[str, list[dict]], float]:
         f"seed={','.join(map(str, SEEDS))}",
         f"paths.output_root={work}",
         f"hydra.sweep.dir={work}/sweep",
+        "hydra.sweep.subdir=${hydra.job.num}",
         *OVERRIDES,
     ]
     started = time.perf_counter()
