@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from kdrun import nodes
 from kdrun.cache.views import check_views
 from kdrun.data import DATASETS
 from kdrun.data.settings import check_dataset
@@ -177,11 +178,10 @@ LEGACY_PRECISIONS = (32, 16, 64, "32", "16", "bf16")  # Lightning's older spelli
 
 def _trainer(cfg: DictConfig) -> None:
     """The ``trainer`` group: Lightning Trainer arguments kdrun supports, and kdrun's own keys."""
-    # num_nodes: a run spans one node (docs/distributed.md).
-    arguments = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "num_nodes", *SET_BY_KDRUN}
+    arguments = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", *SET_BY_KDRUN}
     for key in cfg.trainer:
         if key not in arguments and key not in KDRUN_TRAINER_KEYS:
-            hint = {"max_epochs": "; set epochs= / teacher.epochs=", "num_nodes": "; see docs/distributed.md"}
+            hint = {"max_epochs": "; set epochs= / teacher.epochs="}
             raise KdrunConfigError(
                 f"trainer.{key}",
                 cfg.trainer[key],
@@ -189,6 +189,13 @@ def _trainer(cfg: DictConfig) -> None:
             )
     _choice(cfg, "trainer.accelerator", list(ACCELERATORS))
     _number(cfg, "trainer.devices", 1, integer=True)
+    _number(cfg, "trainer.num_nodes", 1, integer=True)
+    if cfg.trainer.get("num_nodes", 1) > 1 and not nodes.launched():
+        raise KdrunConfigError(
+            "trainer.num_nodes",
+            cfg.trainer.num_nodes,
+            "> 1 needs processes started by torchrun or srun (docs/distributed.md); allowed here: 1",
+        )
     _choice(cfg, "trainer.strategy", ["auto", *DDP])
     precision = cfg.trainer.precision
     if precision != AUTO and precision not in PRECISIONS + LEGACY_PRECISIONS:

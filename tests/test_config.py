@@ -77,7 +77,8 @@ BAD = [
     (["trainer.devices=2", "dataset.batch_size=1"], "dataset.batch_size"),
     (["trainer.precision=8-true"], "trainer.precision"),
     (["trainer.accelerator=tpu"], "trainer.accelerator"),
-    (["+trainer.num_nodes=2"], "trainer.num_nodes"),
+    (["trainer.num_nodes=2"], "trainer.num_nodes"),  # without torchrun or srun
+    (["trainer.num_nodes=0"], "trainer.num_nodes"),
     (["+trainer.max_epochs=3"], "trainer.max_epochs"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps"),
     (["trainer.deterministic=sometimes"], "trainer.deterministic"),

@@ -119,3 +119,81 @@ def test_kdrun_train_with_two_ddp_processes_writes_the_usual_results(tmp_path):
         assert 0 < results[role]["top1"] <= 1 and results[role]["source"] == "trained"
     assert results["data"]["test"] == 1000  # evaluated once, in the main process, on the whole split
     assert run.stdout.count("[student] epoch 1/1") == 1  # one line, not one per process
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two torchrun "nodes" on localhost, each running the whole pipeline
+def test_one_run_across_two_nodes_under_torchrun(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    args = [
+        "debug=smoke",
+        "threads=1",
+        "dataset.limit=128",
+        "measure.batch_sizes=[1]",
+        "trainer.accelerator=cpu",
+    ]
+    shared = f"paths.output_root={tmp_path / 'shared'}"  # the cache every node sees
+    rendezvous = [
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{_free_port()}",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                *rendezvous,
+                "-m",
+                "kdrun",
+                "train",
+                *args,
+                shared,
+                "trainer.num_nodes=2",
+                f"hydra.run.dir={tmp_path / f'node{i}'}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    logs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    written = [
+        tmp_path / f"node{i}" / "results.json"
+        for i in range(2)
+        if (tmp_path / f"node{i}" / "results.json").exists()
+    ]
+    assert len(written) == 1  # evaluation and results.json once, on rank 0
+    two_nodes = json.loads(written[0].read_text())
+    assert sum("teacher: training cnn" in log for log in logs) == 1  # rank 0 alone; the other read the cache
+    assert sum("reusing cached cnn" in log for log in logs) == 1
+    one = run_kdrun(
+        ["train", *args, f"paths.output_root={tmp_path / 'alone'}", "hydra.run.dir=alone"], tmp_path
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    alone = json.loads((tmp_path / "alone" / "results.json").read_text())
+
+    def schema(value):
+        return {k: schema(v) for k, v in value.items()} if isinstance(value, dict) else type(value).__name__
+
+    for section in ("teacher", "baseline", "student", "data", "deltas", "diagnostics"):
+        assert schema(two_nodes[section]) == schema(alone[section]), section
+    assert set(two_nodes) == set(alone) and two_nodes["status"] == "ok"
+    assert two_nodes["config"]["trainer"]["num_nodes"] == 2

@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
-from kdrun import preemption
+from kdrun import nodes, preemption
 from kdrun.data import TensorDataModule
 from kdrun.device import resolve
 from kdrun.strategies import Strategy
@@ -146,11 +146,19 @@ def trainer_args(trainer: DictConfig) -> dict[str, Any]:
     (``ShardedBatches``), so Lightning's sampler injection is off. On GPUs the process group is
     Lightning's default for the accelerator (nccl; gloo on CPU).
 
+    Under torchrun or srun (``trainer.num_nodes``, ``kdrun.nodes``) the launched processes are
+    the workers: Lightning's default launcher, no spawn; a phase rank 0 runs alone is one process.
+
     ``auto`` accelerator, precision, determinism and cudnn.benchmark are resolved for this machine
     (``kdrun.device``).
     """
     args = {key: value for key, value in trainer.items() if key not in KDRUN_TRAINER_KEYS}
     args |= resolve(trainer).trainer_args()
+    if nodes.launched():  # processes started by torchrun / srun (kdrun.nodes)
+        if nodes.is_alone():  # rank 0 trains a cached phase by itself
+            return args | {"devices": 1, "num_nodes": 1, "strategy": "auto"}
+        # Lightning's standard launcher: it uses the launched processes, and the group kdrun made.
+        return args | {"strategy": DDPStrategy(find_unused_parameters=True), "use_distributed_sampler": False}
     if args.get("strategy") in DDP or args.get("devices", 1) > 1:
         # find_unused_parameters: some methods leave parameters out of a step (hints' first stage).
         args["strategy"] = DDPStrategy(start_method="spawn", find_unused_parameters=True)

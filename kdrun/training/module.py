@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from kdrun import nodes
 from kdrun.strategies import Strategy
 
 
@@ -22,9 +23,11 @@ class DistillModule(L.LightningModule):
         super().__init__()
         self.strategy = strategy
         self.optim = optim
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_loss = MeanMetric()
+        # Reduced over the fit's processes; not in a phase rank 0 trains alone (kdrun.nodes).
+        synced = {"distributed_available_fn": nodes.synced}
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", **synced)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", **synced)
+        self.val_loss = MeanMetric(**synced)
 
     def train(self, mode: bool = True) -> "DistillModule":
         # Lightning switches the whole module to train mode each epoch; teachers must stay in
