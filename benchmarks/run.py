@@ -32,6 +32,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
     import overhead
     import sweep
     import torchdistill_compare
+    import views
 
     return {
         "overhead": overhead.measure,
@@ -42,6 +43,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
         "layout": layout.measure,
         "core": core.measure,
         "data": data.measure,
+        "views": views.measure,
     }
 
 
