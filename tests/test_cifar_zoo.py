@@ -79,6 +79,26 @@ REFERENCE_KEYS = {
         "fc.weight": (100, 256),
     },
     "resnet20": {"layer1.2.bn2.num_batches_tracked": (), "layer2.0.downsample.0.weight": (32, 16, 1, 1)},
+    # The published teachers (ckpt_epoch_240.pth of RepDistiller / mdistiller).
+    "resnet32x4": {
+        "conv1.weight": (32, 3, 3, 3),
+        "layer1.0.downsample.0.weight": (64, 32, 1, 1),
+        "layer1.4.conv2.weight": (64, 64, 3, 3),
+        "layer3.4.conv2.weight": (256, 256, 3, 3),
+        "fc.weight": (100, 256),
+    },
+    "resnet56": {
+        "conv1.weight": (16, 3, 3, 3),
+        "layer2.0.downsample.0.weight": (32, 16, 1, 1),
+        "layer3.8.conv2.weight": (64, 64, 3, 3),
+        "fc.weight": (100, 64),
+    },
+    "wrn_40_2": {
+        "block1.layer.0.convShortcut.weight": (32, 16, 1, 1),
+        "block3.layer.5.conv2.weight": (128, 128, 3, 3),
+        "bn1.weight": (128,),
+        "fc.weight": (100, 128),
+    },
     "wrn_16_2": {
         "block1.layer.0.convShortcut.weight": (32, 16, 1, 1),
         "block1.layer.1.bn1.weight": (32,),
@@ -125,6 +145,25 @@ def test_state_dict_has_the_reference_keys_and_shapes(name):
     with torch.device("meta"):
         state = create_model(_spec(name), 100, (3, 32, 32)).state_dict()
     assert {k: tuple(state[k].shape) for k in REFERENCE_KEYS[name] if k in state} == REFERENCE_KEYS[name]
+
+
+# Blocks per stage: the last one exists and there is no further one (a deeper or shallower model
+# than the reference would load neither way).
+DEPTH = {
+    "resnet32x4": ("layer3.4.conv1.weight", "layer3.5.conv1.weight"),
+    "resnet56": ("layer3.8.conv1.weight", "layer3.9.conv1.weight"),
+    "resnet110": ("layer3.17.conv1.weight", "layer3.18.conv1.weight"),
+    "wrn_40_2": ("block3.layer.5.conv1.weight", "block3.layer.6.conv1.weight"),
+    "resnet56_first_block": ("layer1.0.conv1.weight", "layer1.0.downsample.0.weight"),  # no projection
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEPTH))
+def test_stage_depth_and_projections_are_the_references(case):
+    with torch.device("meta"):
+        state = create_model(_spec(case.split("_first")[0]), 100, (3, 32, 32)).state_dict()
+    present, absent = DEPTH[case]
+    assert present in state and absent not in state
 
 
 @pytest.mark.parametrize("wrapper", ["model", "net", "state_dict"])

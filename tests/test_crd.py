@@ -150,6 +150,7 @@ def test_crd_composes_and_validates_with_repdistillers_defaults():
         (["strategy.beta=-1"], "strategy.beta"),
         (["+strategy.nce_q=1"], "strategy.nce_q"),
         (["trainer.devices=2"], "trainer.devices"),
+        (["trainer.devices=auto"], "trainer.devices"),
         (["teacher=ensemble"], "teacher"),
     ],
 )

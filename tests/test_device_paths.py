@@ -134,6 +134,11 @@ def build(name: str, cached: bool = False) -> Strategy:
         strategy = cls(student, teacher, T=4.0, tckd_weight=1.0, nckd_weight=8.0, ce_weight=1.0)
     elif name == "dist":
         strategy = cls(student, teacher, T=4.0, beta=2.0, gamma=2.0, ce_weight=1.0)
+    elif name == "crd":
+        labels = torch.arange(BATCH) % CLASSES  # the training labels its negatives are drawn from
+        example = torch.randn(2, *SHAPE)
+        strategy = cls(student, teacher, labels, example, T=4.0, feat_dim=8, nce_k=5, nce_t=0.07, nce_m=0.5,
+                       beta=0.8, ce_weight=1.0, kd_weight=1.0)  # fmt: skip
     elif name == "multi_teacher":
         ensemble = TeacherEnsemble([teacher, tiny_net(12)], T=4.0, weighting="confidence")
         strategy = cls(student, ensemble, **kd)

@@ -326,7 +326,7 @@ def test_names_that_are_looked_up_come_with_the_closest_ones(capsys):
         (["alpah=0.5"], "error: alpah: not a config key; did you mean alpha?"),
         (
             ["student=mobilenetv3"],
-            "student=mobilenetv3: no config student/mobilenetv3; did you mean mobilenet_v3",
+            "student=mobilenetv3: no config model/mobilenetv3; did you mean mobilenet_v3",
         ),
         (["teacher.nmae=cnn"], "teacher.nmae: not a config key; did you mean teacher.name"),
     ]:

@@ -91,6 +91,11 @@ BROKEN = [
         "7: metric 'studnet.top1' is not in results.json",
     ),
     (HEAD + "  expect:\n    - median(student.top1) >= 0.9\n", "7: unknown aggregate 'median'"),
+    (
+        "# @package _global_\ndefaults:\n  - override /teacher: mlp\n" + HEAD.split("\n", 1)[1]
+        + "  expect: [student.top1 >= 0.5]\n",
+        "2: `override /teacher: mlp`: write `override /model@teacher: mlp`",
+    ),
 ]
 
 

@@ -4,16 +4,16 @@ import hashlib
 import os
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from kdrun.data.arrays import ArrayImages
 from kdrun.data.augment import Augment
 from kdrun.data.datamodule import Split, TensorDataModule
-from kdrun.data.memory import ByteImages, to_unit
+from kdrun.data.memory import ByteImages, to_geometry, to_unit
 from kdrun.data.sources import DATASETS
 from kdrun.data.splitting import Part, split_source
 from kdrun.data.stats import channel_stats, given_stats, stats_sample
-from kdrun.data.stream import FileImages
+from kdrun.data.stream import Streamed
 from kdrun.data.transforms import Mix, SampleAugment, build_augment, is_sample_augment
 from kdrun.errors import KdrunConfigError
 
@@ -26,7 +26,7 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     if len(source.train[1]) == 0:
         raise KdrunConfigError("dataset.name", cfg.name, "the data set is empty")
     parts = split_source(source, cfg)
-    if isinstance(parts[0][0], FileImages):
+    if isinstance(parts[0][0], Streamed):
         splits, fingerprint, (mean, std) = _in_files(parts, cfg)
     else:
         splits, fingerprint, (mean, std) = _in_memory(parts, cfg)
@@ -42,8 +42,11 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
 
 
 def _in_files(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list, str, tuple]:
-    """Streamed splits: statistics from a sample of the training files, set on every split."""
-    stats = given_stats(cfg) or channel_stats(stats_sample(parts[0][0], cfg.get("stats_sample") or 2000))
+    """Streamed splits: statistics from the training split (a sample of an image folder's files),
+    set on every split. Arrays are measured whole, a chunk at a time: the in-memory path's numbers."""
+    train = parts[0][0]
+    sample = train if isinstance(train, ArrayImages) else stats_sample(train, cfg.get("stats_sample") or 2000)
+    stats = given_stats(cfg) or channel_stats(sample)
     for images, _ in parts:
         images.mean, images.std = stats
     return list(parts), _file_fingerprint(parts, cfg, *stats), stats
@@ -61,7 +64,7 @@ def _in_memory(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list[Split], s
         splits = [(ByteImages(x, mean, std), y) for x, y in stored]
         return splits, _fingerprint(splits), (mean, std)
     floats = [(to_unit(x) if x.dtype == torch.uint8 else x, y) for x, y in parts]
-    shaped = [(_shape(x, cfg.image_size, cfg.channels), y) for x, y in floats]
+    shaped = [(to_geometry(x, cfg.image_size, cfg.channels), y) for x, y in floats]
     mean, std = given_stats(cfg) or channel_stats(shaped[0][0])
     splits = [((x - mean) / std, y) for x, y in shaped]
     return splits, _fingerprint(splits), (mean, std)
@@ -92,15 +95,6 @@ def _set_loader(data: TensorDataModule, cfg: DictConfig) -> None:
     data.prefetch_factor = cfg.get("prefetch_factor")
     pin = cfg.get("pin_memory")  # null: pinned when a GPU can take the batches
     data.pin_memory = torch.cuda.is_available() if pin is None else bool(pin)
-
-
-def _shape(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
-    """Resize to size x size and replicate grey to RGB (or average RGB to grey) as declared."""
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    if x.shape[1] != channels:
-        x = x.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
-    return x.contiguous()
 
 
 def _file_fingerprint(parts: tuple[Part, ...], cfg: DictConfig, mean: torch.Tensor, std: torch.Tensor) -> str:

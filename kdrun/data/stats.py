@@ -4,8 +4,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from kdrun.data.arrays import ArrayImages
 from kdrun.data.memory import to_unit
-from kdrun.data.stream import FileImages
+from kdrun.data.stream import Streamed
 
 
 def given_stats(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -18,25 +19,27 @@ def given_stats(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
     ).view(shape)
 
 
-def stats_sample(images: FileImages, count: int) -> torch.Tensor:
+def stats_sample(images: Streamed, count: int) -> torch.Tensor:
     """Up to ``count`` training images, evenly spaced in the split's order, decoded: (n, C, S, S)."""
     n = len(images)
     index = range(n) if n <= count else np.linspace(0, n - 1, count).round().astype(int)
     return torch.stack([images.pixels(int(i)) for i in index])
 
 
-def channel_stats(x: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_stats(x: torch.Tensor | ArrayImages, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (unbiased) std of (N, C, H, W) images, as float32 (1, C, 1, 1) tensors.
 
-    uint8 images count as their float32 values in [0, 1] (converted a chunk at a time). Summed
+    uint8 images and ``ArrayImages`` count as their float32 values in [0, 1] (a chunk at a time). Summed
     in float64 by NumPy in a fixed order: torch's float32 reductions split the work by
     thread count and round differently, which changed the normalised inputs, and with them the
     data fingerprint and every cache key, with ``OMP_NUM_THREADS``.
     """
     channels = x.shape[1]
-    count = x.numel() // channels
+    count = len(x) * x.shape[2] * x.shape[3]
 
     def part(start: int) -> np.ndarray:
+        if isinstance(x, ArrayImages):
+            return x.unit(start, start + chunk).numpy()
         images = x[start : start + chunk]
         return (to_unit(images) if images.dtype == torch.uint8 else images).contiguous().numpy()
 

@@ -133,7 +133,7 @@ class Recipe:
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # dotted key -> line, for later errors
     reference: dict[str, Reference] = field(default_factory=dict)  # metric -> measured mean, std
-    group_overrides: list[str] = field(default_factory=list)  # `override /student: cnn` -> student=cnn
+    group_overrides: list[str] = field(default_factory=list)  # `override /model@student: cnn`
 
 
 def _lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
@@ -232,8 +232,12 @@ def load_recipe(path: Path) -> Recipe:
     for entry in data.get("defaults") or []:
         if isinstance(entry, dict):
             for key, value in entry.items():
+                group = str(key).removeprefix("override /")
+                if group in ("teacher", "student"):  # teacher=/student= are the model group's places
+                    hint = f"`{key}: {value}`: write `override /model@{group}: {value}`"
+                    raise error(lines.get("defaults", 1), hint)
                 if str(key).startswith("override /"):
-                    overrides.append(f"{key.removeprefix('override /')}={value}")
+                    overrides.append(f"{group}={value}")
     return Recipe(
         name=path.stem,
         path=path,

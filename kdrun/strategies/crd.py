@@ -7,6 +7,7 @@ side's bank entry for the same sample (the positive) and ``nce_k`` entries of sa
 classes (the negatives), and the NCE loss of both directions is the ``crd`` term.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -144,10 +145,11 @@ class CRD(Strategy):
     def sections(cls, cfg: DictConfig) -> dict[str, DictConfig]:
         if is_ensemble(cfg.teacher):
             raise KdrunConfigError("teacher", "ensemble", "strategy=crd reads one teacher's features")
-        if int(cfg.trainer.get("devices", 1)) > 1:
+        devices = cfg.trainer.get("devices", 1)
+        if isinstance(devices, int) and devices > 1:  # another value: refused by the trainer's checks
             raise KdrunConfigError(
                 "trainer.devices",
-                cfg.trainer.devices,
+                devices,
                 "1 with strategy=crd (its memory banks live in one process)",
             )
         return {}
@@ -202,7 +204,10 @@ class CRD(Strategy):
             teacher_logits, f_t = forward_with_penultimate(self.teacher, x)
         logits, f_s = forward_with_penultimate(self.student, x)
         memory = self.memory
-        with torch.autocast(x.device.type, enabled=False):  # exp(<v, m> / 0.07) needs float32
+        device = x.device.type
+        # exp(<v, m> / 0.07) needs float32: no autocast here (bf16 training keeps it elsewhere).
+        amp = torch.amp.is_autocast_available(device)
+        with torch.autocast(device, enabled=False) if amp else nullcontext():
             v_s = self.embed_student(f_s.float())
             v_t = self.embed_teacher(f_t.float())
             sample = memory.sample(index)
