@@ -37,7 +37,8 @@ from kdrun.training.callbacks import EpochLines  # noqa: E402
 from kdrun.training.fit import fit  # noqa: E402
 
 SEEDS = (0, 1, 2)
-EPOCHS, TEACHER_EPOCHS = 12, 10
+EPOCHS, TEACHER_EPOCHS = 20, 15
+BLOCKS, BLOCK_EPOCHS = 5, 5  # epoch timing: blocks per side, alternating; epochs per block
 T, ALPHA, TOPK = 4.0, 0.9, 3
 # name -> (R, k, rest); None: no stored views
 VARIANTS = {
@@ -80,8 +81,10 @@ def _cfg(root: Path, out: Path):
         "logger=none",
         f"paths.output_root={out}",
     ]
+    from kdrun.roles import hydra_overrides
+
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-        return compose("train", overrides=overrides)
+        return compose("train", overrides=hydra_overrides(overrides))
 
 
 class _Timed(EpochLines):
@@ -109,6 +112,37 @@ def top1(model: torch.nn.Module, data: TensorDataModule) -> float:
     model.eval()
     pairs = [(model(x).argmax(1), y) for x, y, _ in data.loader("test")]
     return 100 * sum(int((p == y).sum()) for p, y in pairs) / sum(len(y) for _, y in pairs)
+
+
+def _strategy(name: str, student: torch.nn.Module, teacher: torch.nn.Module):
+    if name == "scratch":
+        return STRATEGIES["scratch"](student)
+    return STRATEGIES["vanilla"](student, teacher, T=T, alpha=ALPHA)
+
+
+def _views(strategy, data: TensorDataModule, cache: Cache, views: tuple) -> dict:
+    R, k, rest = views
+    return load_or_build(
+        strategy, data, cache, OmegaConf.create({"views": R, "topk": k, "rest": rest, "seed": 0})
+    )
+
+
+def epoch_seconds(cfg, data: TensorDataModule, teacher, cache: Cache, tmp: Path) -> dict[str, float]:
+    """Median epoch seconds of scratch, live-teacher and R=20 views students, timed in alternating
+    blocks (scratch, live, views, scratch, ...) so that load on the machine hits all three; the
+    first epoch of each block is dropped (warm-up)."""
+    sides = {"scratch": None, "live teacher": None, "views R=20": VARIANTS["views R=20"]}
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    for block in range(BLOCKS):
+        for name, views in sides.items():
+            L.seed_everything(0, verbose=False)
+            strategy = _strategy(name, build(cfg.student, data), teacher)
+            if views is not None:
+                _views(strategy, data, cache, views)
+            epochs = timed_fit(strategy, data, cfg, BLOCK_EPOCHS, 0, tmp / f"time-{name}-{block}")
+            data.views = None
+            samples[name] += epochs[1:]
+    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def _mean_std(values: list[float]) -> str:
@@ -146,34 +180,27 @@ def measure() -> list[str]:
         teacher.eval()
         cache = Cache(out / "cache")
         accuracy: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        ratio: dict[str, list[float]] = {name: [] for name in VARIANTS}  # median epoch / scratch's
-        seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}  # median epoch seconds
         built: dict[tuple[int, int | None], dict] = {}
         for seed in SEEDS:
             for name, views in VARIANTS.items():
                 L.seed_everything(seed, verbose=False)
                 student = build(cfg.student, data)
-                if name == "scratch":
-                    strategy = STRATEGIES["scratch"](student)
-                else:
-                    strategy = STRATEGIES["vanilla"](student, teacher, T=T, alpha=ALPHA)
+                strategy = _strategy(name, student, teacher)
                 if views is not None:
-                    R, k, rest = views
-                    options = OmegaConf.create({"views": R, "topk": k, "rest": rest, "seed": 0})
-                    record = load_or_build(strategy, data, cache, options)
-                    built.setdefault((R, k), record)
-                epochs = timed_fit(strategy, data, cfg, EPOCHS, seed, Path(tmp) / f"{name}-{seed}")
+                    built.setdefault(views[:2], _views(strategy, data, cache, views))
+                timed_fit(strategy, data, cfg, EPOCHS, seed, Path(tmp) / f"{name}-{seed}")
                 data.views = None
                 accuracy[name].append(top1(student, data))
-                seconds[name].append(statistics.median(epochs[1:]))
-                ratio[name].append(seconds[name][-1] / seconds["scratch"][-1])
-                print(f"seed {seed} {name}: top-1 {accuracy[name][-1]:.2f}, epoch {seconds[name][-1]:.2f} s")
+                print(f"seed {seed} {name}: top-1 {accuracy[name][-1]:.2f}", flush=True)
+        seconds = epoch_seconds(cfg, data, teacher, cache, Path(tmp))
+        print(seconds, flush=True)
         errors = topk_error(Path(built[(20, None)]["entry"]) / FILE, data.num_classes)
-    return _section(data, teacher_epoch, accuracy, ratio, seconds, built, errors)
+    return _section(data, teacher_epoch, accuracy, seconds, built, errors)
 
 
-def _section(data, teacher_epoch, accuracy, ratio, seconds, built, errors) -> list[str]:
+def _section(data, teacher_epoch, accuracy, seconds, built, errors) -> list[str]:
     images, tests = len(data.splits["train"][1]), len(data.splits["test"][1])
+    scratch, live, views = (seconds[k] for k in ("scratch", "live teacher", "views R=20"))
     lines = [
         "## Teacher outputs on stored views (`benchmarks/views.py`)",
         "",
@@ -182,34 +209,37 @@ def _section(data, teacher_epoch, accuracy, ratio, seconds, built, errors) -> li
         f"{TEACHER_EPOCHS} epochs with that augmentation, mlp student {EPOCHS} epochs per run, "
         f"T={T:g}, alpha={ALPHA}, Adam with cosine decay, seeds {', '.join(map(str, SEEDS))} (one "
         f"init per seed, shared by the rows). Test top-1: the last epoch's, on {tests} held-out "
-        "images. Epoch ratio: the row's median epoch (train + validation, first epoch dropped) over "
-        "the scratch student's of the same seed, mean over the seeds.",
+        "images; bytes per image: the cache entry's file over the training images.",
         "",
-        "| student trained with | test top-1 % (mean ± std) | epoch / scratch epoch | bytes per image |",
-        "|---|---|---|---|",
+        "| student trained with | test top-1 % (mean ± std) | bytes per image |",
+        "|---|---|---|",
     ]
-    for name, views in VARIANTS.items():
-        size = "-" if views is None else f"{built[views[:2]]['bytes_per_image']:.0f}"
-        lines.append(
-            f"| {name} | {_mean_std(accuracy[name])} | {statistics.mean(ratio[name]):.2f} | {size} |"
-        )
-    live = statistics.mean(seconds["live teacher"])
+    for name, variant in VARIANTS.items():
+        size = "-" if variant is None else f"{built[variant[:2]]['bytes_per_image']:.0f}"
+        lines.append(f"| {name} | {_mean_std(accuracy[name])} | {size} |")
     lines += [
         "",
-        f"Building each cache, against one teacher training epoch ({teacher_epoch:.1f} s) and the "
-        f"break-even: the number of {EPOCHS}-epoch student runs whose saved teacher time (live epoch "
-        f"{live:.2f} s minus the views epoch) pays for the build.",
+        f"Epoch time (train + validation), median of {BLOCKS} alternating blocks of {BLOCK_EPOCHS} "
+        "epochs per side, first epoch of each block dropped:",
         "",
-        "| cache | build s | in teacher training epochs | break-even student runs |",
+        "| student epoch | seconds | / scratch epoch |",
+        "|---|---|---|",
+        f"| scratch | {scratch:.3f} | 1.00 |",
+        f"| live teacher | {live:.3f} | {live / scratch:.2f} |",
+        f"| stored views (R=20) | {views:.3f} | {views / scratch:.2f} |",
+        "",
+        f"Building each cache, in seconds and in teacher training epochs ({teacher_epoch:.1f} s each), "
+        f"and the break-even: the number of {EPOCHS}-epoch student runs whose saved teacher time "
+        "(live epoch minus views epoch, above) pays for the build.",
+        "",
+        "| cache | build s | teacher training epochs | break-even student runs |",
         "|---|---|---|---|",
     ]
-    for name, views in VARIANTS.items():
-        if views is None or views[2] == "zero":  # the rest mode shares the top-k entry
-            continue
-        build_s = built[views[:2]]["build_seconds"]
-        saved = EPOCHS * (live - statistics.mean(seconds[name]))
+    saved = EPOCHS * (live - views)
+    for (R, k), record in built.items():
+        build_s = record["build_seconds"]
         runs = f"{build_s / saved:.2f}" if saved > 0 else "never"
-        label = name.removeprefix("views ").removesuffix(", rest uniform")
+        label = f"R={R}" + (f", top-{k}" if k else "")
         lines.append(f"| {label} | {build_s:.1f} | {build_s / teacher_epoch:.2f} | {runs} |")
     fkd = FKD_CROPS * FKD_BYTES_PER_CROP
     lines += [

@@ -139,6 +139,8 @@ def test_entries_are_keyed_by_teacher_data_policy_views_and_topk(
     assert source() == "computed"
     assert source() == "disk"
     assert source(rest="zero") == "disk"  # applied when read: the same file
+    other_point = STRATEGIES["vanilla"](_model(1), _model(), T=2.0, alpha=0.5)  # another sweep point
+    assert load_or_build(other_point, augmented, cache, _options())["source"] == "disk"
     other = _model()
     with torch.no_grad():
         other[1].weight[0, 0] += 1e-3
