@@ -204,6 +204,7 @@ def _section(data, teacher_epoch, accuracy, seconds, built, errors) -> list[str]
     lines = [
         "## Teacher outputs on stored views (`benchmarks/views.py`)",
         "",
+        "`nice -n 10 python benchmarks/run.py views` (about 10 minutes here). "
         f"One torch thread. {images} training digits (32x32 grey PNG files, `dataset=imagefolder "
         "dataset.augment=cifar`: pad-4 crop + flip per sample), cnn teacher trained "
         f"{TEACHER_EPOCHS} epochs with that augmentation, mlp student {EPOCHS} epochs per run, "
