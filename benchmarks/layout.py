@@ -2,7 +2,7 @@
 
     python benchmarks/layout.py
 
-Backs the `channels_last` defaults in conf/teacher/*.yaml and conf/student/*.yaml.
+Backs the `channels_last` defaults in conf/model/*.yaml.
 """
 
 import time

@@ -4,9 +4,11 @@
 the other commands are argparse programs in ``kdrun.commands``. No logic here.
 """
 
+import contextlib
 import difflib
 import errno
 import importlib
+import io
 import logging
 import os
 import re
@@ -22,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from kdrun.commands import COMMANDS
 from kdrun.console import fail
 from kdrun.errors import KdrunConfigError
+from kdrun.roles import MODEL_GROUP, ROLES, hydra_overrides, user_overrides
 from kdrun.targets import check_targets
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
@@ -70,6 +73,7 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
     or group option fails here; a bad *value* among good ones fails only its own point. Other
     Hydra flags (``--help``, ``--cfg``, ...) are left to Hydra.
     """
+    args = hydra_overrides(args)
     overrides = [arg for arg in args if arg not in ("-m", "--multirun")]
     if any(arg.startswith("-") for arg in overrides):
         return
@@ -119,12 +123,12 @@ def _check_overrides(args: list[str], config_name: str = "train") -> None:
     except (HydraException, ValueError, KeyError) as err:
         message = " ".join(str(err).split())
         message = message.split(" Config search path:")[0].removeprefix(f"In '{config_name}': ")
-        fail(_explain(message, config_name))
+        fail(_explain(message, config_name, overrides))
     finally:
         Singleton.set_state(state)
 
 
-def _explain(message: str, config_name: str) -> str:
+def _explain(message: str, config_name: str, overrides: list[str]) -> str:
     """Hydra's message for an unknown key or group option, as kdrun's line with the closest names."""
     from difflib import get_close_matches
 
@@ -140,7 +144,11 @@ def _explain(message: str, config_name: str) -> str:
         group, option, options = found[1], found[2], found[3].split()
         close = get_close_matches(option, options, n=2, cutoff=0.6)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
-        return f"{group}={option}: no config {group}/{option}; {hint}allowed: {', '.join(options)}"
+        key = group
+        if group == MODEL_GROUP:  # teacher= or student=: the override that named the option
+            named = [o.split("=", 1)[0] for o in user_overrides(overrides) if option in o.split("=", 1)[-1]]
+            key = next((k for k in named if k in ("teacher", "student")), group)
+        return f"{key}={option}: no config {group}/{option}; {hint}allowed: {', '.join(options)}"
     return message
 
 
@@ -206,10 +214,26 @@ def _complete(args: list[str]) -> None:
         return
     if words[1] not in ENTRY_POINTS:  # argparse commands complete nothing
         return
-    os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+    # Hydra completes a group by its name: `teacher=res` is asked as `model=res` and answered back
+    # in the role's name; the other words compose as Hydra's `model@teacher=...`.
+    rest, word = words[2:], ""
+    if rest and not line.endswith(" "):
+        word = rest.pop()
+    role = word.split("=", 1)[0] if word.startswith(tuple(f"{r}=" for r in ROLES)) else None
+    query = f"{MODEL_GROUP}={word.split('=', 1)[1]}" if role else word
+    os.environ["COMP_LINE"] = " ".join([words[0], *hydra_overrides(rest), query]).rstrip() + (
+        "" if query else " "
+    )
     config_name, entry = ENTRY_POINTS[words[1]]
     sys.argv = [f"kdrun {words[1]}", *[arg for arg in args if arg not in COMMANDS]]
-    entry()
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        entry()
+    found = [w for w in out.getvalue().split() if not w.startswith(("model=", "teacher_size="))]
+    if role:
+        found = [f"{role}={w.split('=', 1)[1]}" for w in out.getvalue().split() if w.startswith("model=")]
+    elif "=" not in word:
+        found += [f"{r}=" for r in ROLES if f"{r}=".startswith(word)]
+    print(" ".join(sorted(found)))
 
 
 def usage() -> str:
@@ -259,6 +283,7 @@ def _main(args: list[str]) -> None:
             fail(str(err))
         return
     config_name, entry = ENTRY_POINTS[command]
+    rest = hydra_overrides(rest)  # teacher=resnet50 -> model@teacher=resnet50 (kdrun.roles)
     if command == "train":
         from kdrun.training.resume import resume_args
 
@@ -268,6 +293,7 @@ def _main(args: list[str]) -> None:
             fail(str(err))
         if rest is None:  # resume= names a run that has finished
             return
+        rest = hydra_overrides(rest)  # a run started before model/ stored teacher=...
     # `logger=null` reads naturally; Hydra removes a group only with `~logger`.
     rest = ["~logger" if arg == "logger=null" else arg for arg in rest]
     _check_overrides(rest, config_name)

@@ -1,7 +1,11 @@
 """Model sections named inside a strategy's config: ``resnet18`` or ``{name: cnn, seed: 1}``.
 
 A strategy that needs more models than ``teacher`` and ``student`` (several teachers, assistants,
-peers) lists them by config name; each entry becomes a full section, like ``cfg.teacher``.
+peers) lists them by config name; each entry becomes a full section, like ``cfg.teacher``, read
+from the files Hydra composes ``teacher=``/``student=`` from: the role's keys in ``train.yaml``,
+then ``model/<name>.yaml``, then (a teacher) ``teacher_size/<name>.yaml``. Hydra places configs
+of a group at fixed keys of the defaults list; a list of any length whose entries are names or
+mappings is a value it does not expand, so these entries are read here.
 """
 
 from importlib.resources import files
@@ -12,22 +16,28 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from kdrun.errors import KdrunConfigError
 from kdrun.models.factory import resolve_name
+from kdrun.roles import MODEL_GROUP, model_configs
 
 
-def group_options(group: str) -> list[str]:
-    """The config names of a group (``teacher`` or ``student``)."""
-    folder = files("kdrun.conf") / group
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+def role_base(role: str, name: str) -> DictConfig:
+    """The section ``<role>=<name>`` composes to before any override: what Hydra merges."""
+    conf = files("kdrun.conf")
+    parts = [OmegaConf.load(conf / "train.yaml")[role], OmegaConf.load(conf / MODEL_GROUP / f"{name}.yaml")]
+    tweak = conf / "teacher_size" / f"{name}.yaml"
+    if role == "teacher" and tweak.is_file():
+        parts.append(OmegaConf.load(tweak))
+    return OmegaConf.merge(*parts)
 
 
-def model_section(cfg: DictConfig, entry: Any, group: str, key: str) -> DictConfig:
-    """One entry -> a resolved section of ``group``, checked: the model name must exist.
+def model_section(cfg: DictConfig, entry: Any, role: str, key: str) -> DictConfig:
+    """One entry -> a resolved section in ``role`` (``teacher`` or ``student``), checked: the model
+    name must exist.
 
-    A string names a config of the group (``teacher/resnet18.yaml``); a mapping picks one with
-    ``name`` and overrides its keys (``{name: cnn, seed: 1}``, ``{name: cnn, checkpoint: a.pt}``).
+    A string names a config of ``model/`` (``resnet18``); a mapping picks one with ``name`` and
+    overrides its keys (``{name: cnn, seed: 1}``, ``{name: cnn, checkpoint: a.pt}``).
     Interpolations such as ``${epochs}`` resolve against the root config.
     """
-    options = group_options(group)
+    options = model_configs()
     if isinstance(entry, str):
         entry = {"name": entry}
     elif isinstance(entry, DictConfig):
@@ -36,11 +46,12 @@ def model_section(cfg: DictConfig, entry: Any, group: str, key: str) -> DictConf
         raise KdrunConfigError(
             key,
             entry,
-            f"each entry is a {group} config name ({', '.join(options)}) or a mapping with a `name`",
+            f"each entry is a model config name ({', '.join(options)}) or a mapping with a `name`",
         )
     if entry["name"] not in options:
-        raise KdrunConfigError(key, entry["name"], f"allowed: {', '.join(options)} (configs of {group}/)")
-    base = OmegaConf.load(files("kdrun.conf") / group / f"{entry['name']}.yaml")
+        allowed = f"allowed: {', '.join(options)} (configs of {MODEL_GROUP}/)"
+        raise KdrunConfigError(key, entry["name"], allowed)
+    base = role_base(role, entry["name"])
     unknown = sorted(set(entry) - set(base))
     if unknown:
         raise KdrunConfigError(f"{key}.{unknown[0]}", entry[unknown[0]], f"allowed keys: {', '.join(base)}")
@@ -52,14 +63,15 @@ def model_section(cfg: DictConfig, entry: Any, group: str, key: str) -> DictConf
     return section
 
 
-def model_sections(cfg: DictConfig, key: str, group: str, minimum: int = 1) -> list[DictConfig]:
-    """The list at ``key`` (e.g. ``strategy.teachers``) -> sections; at least ``minimum`` entries."""
+def model_sections(cfg: DictConfig, key: str, role: str, minimum: int = 1) -> list[DictConfig]:
+    """The list at ``key`` (e.g. ``strategy.teachers``) -> sections in ``role``; at least
+    ``minimum`` entries."""
     entries = OmegaConf.select(cfg, key)
     if not isinstance(entries, ListConfig) or len(entries) < minimum:
         raise KdrunConfigError(
-            key, entries, f"must be a list of at least {minimum} {group} config names, e.g. [cnn, mlp]"
+            key, entries, f"must be a list of at least {minimum} model config names, e.g. [cnn, mlp]"
         )
-    return [model_section(cfg, entry, group, f"{key}[{i}]") for i, entry in enumerate(entries)]
+    return [model_section(cfg, entry, role, f"{key}[{i}]") for i, entry in enumerate(entries)]
 
 
 def display_name(section: DictConfig) -> str:

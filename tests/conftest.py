@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from kdrun.data import TensorDataModule
+from kdrun.roles import hydra_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 KDRUN = [sys.executable, "-m", "kdrun"]
@@ -21,7 +22,7 @@ LOGGED = {"train/loss", "train/loss_soft", "train/loss_hard", "train/acc", "val/
 def make_cfg(*overrides: str, config_name: str = "train") -> DictConfig:
     """The root config as `kdrun train <overrides>` composes it (or another command's config)."""
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
+        return compose(config_name=config_name, overrides=hydra_overrides(overrides))
 
 
 @pytest.fixture

@@ -32,9 +32,10 @@ def test_train_help_lists_config_groups_with_their_choices(tmp_path):
     )
     assert groups["logger"] == "csv, mlflow, none, tensorboard"
     assert "imagefolder" in groups["dataset"].split(", ")
-    assert "timm" in groups["student"].split(", ") and "timm" in groups["teacher"].split(", ")
+    assert "timm" in groups["model"].split(", ") and "cnn" in groups["model"].split(", ")
+    assert "teacher=, student=: a model config" in out  # the model group, placed twice
     assert "logger=[csv,tensorboard]" in out and "docs/cli/train.md" in out
-    assert "cnn" in groups["teacher"].split(", ") and "smoke" in groups["debug"].split(", ")
+    assert "smoke" in groups["debug"].split(", ")
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):
@@ -61,7 +62,9 @@ def test_shell_completion_through_the_dispatcher(tmp_path):
         "logger=none",
         "logger=tensorboard",
     ]
-    assert "strategy=" in _complete("kdrun train ", tmp_path).split()
+    assert {"strategy=", "teacher=", "student="} <= set(_complete("kdrun train ", tmp_path).split())
+    # teacher= and student= are the model group in two places: completed with its config names
+    assert "teacher=resnet50" in _complete("kdrun train student=cnn teacher=res", tmp_path).split()
     script = run_kdrun(["train", "-sc", "install=bash"], tmp_path).stdout
     assert "complete -o nospace -o default -F hydra_bash_completion kdrun" in script
 

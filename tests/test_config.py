@@ -5,6 +5,7 @@ from omegaconf import OmegaConf
 
 from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
+from kdrun.sections import model_section
 from tests.conftest import make_cfg
 
 
@@ -27,6 +28,19 @@ def test_epochs_and_seed_reach_the_student_but_not_the_teacher():
     cfg = OmegaConf.to_container(make_cfg("epochs=3", "seed=5", "teacher.epochs=2"), resolve=True)
     assert (cfg["student"]["epochs"], cfg["student"]["seed"]) == (3, 5)
     assert (cfg["teacher"]["epochs"], cfg["teacher"]["seed"]) == (2, 0)
+
+
+def test_one_model_group_in_both_roles_and_in_strategy_lists():
+    """teacher=, student= and a strategy's model lists read the same model/ configs: a cnn or mlp
+    teacher is the wider one (teacher_size/), and the role brings epochs, seed, checkpoint."""
+    cfg = make_cfg("teacher=cnn", "student=cnn", "epochs=7", "seed=3")
+    assert (list(cfg.teacher.args.channels), list(cfg.student.args.channels)) == ([32, 64], [8, 16])
+    assert "checkpoint" in cfg.teacher and "checkpoint" not in cfg.student
+    for role in ("teacher", "student"):
+        for name in ("cnn", "mlp", "resnet18"):
+            cfg = make_cfg(f"{role}={name}", "epochs=7", "seed=3")
+            composed = OmegaConf.to_container(cfg[role], resolve=True)
+            assert OmegaConf.to_container(model_section(cfg, name, role, "k")) == composed, (role, name)
 
 
 def test_mobilenet_student_defaults_to_small_variant_with_fast_bn():

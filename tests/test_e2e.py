@@ -132,7 +132,7 @@ BAD_INPUT = [
     (["T=0"], "T"),
     pytest.param(["alpha=2"], "alpha", marks=_SLOW),
     pytest.param(["epochs=0"], "student.epochs", marks=_SLOW),
-    (["teacher=foo"], "teacher/foo"),
+    (["teacher=foo"], "teacher=foo: no config model/foo"),
     pytest.param(["student.name=bar"], "student.name", marks=_SLOW),
     pytest.param(["strategy.name=nope"], "strategy.name", marks=_SLOW),
     (["teacher.checkpoint=/no/such/file.ckpt"], "teacher.checkpoint"),

@@ -189,7 +189,7 @@ def test_export_refuses_weights_that_do_not_reach_the_recorded_top1(tmp_path):
     results = {
         "status": "ok",
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "data": {"fingerprint": data.fingerprint, "build_threads": data.build_threads},
+        "data": {"fingerprint": data.fingerprint},
         "student": {"top1": top1},
     }
     (tmp_path / "results.json").write_text(json.dumps(results))
@@ -326,7 +326,7 @@ def test_names_that_are_looked_up_come_with_the_closest_ones(capsys):
         (["alpah=0.5"], "error: alpah: not a config key; did you mean alpha?"),
         (
             ["student=mobilenetv3"],
-            "student=mobilenetv3: no config student/mobilenetv3; did you mean mobilenet_v3",
+            "student=mobilenetv3: no config model/mobilenetv3; did you mean mobilenet_v3",
         ),
         (["teacher.nmae=cnn"], "teacher.nmae: not a config key; did you mean teacher.name"),
     ]:

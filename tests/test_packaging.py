@@ -31,7 +31,7 @@ def test_wheel_carries_configs_and_composes_outside_the_checkout(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
         "kdrun/conf/train.yaml",
-        "kdrun/conf/teacher/resnet50.yaml",
+        "kdrun/conf/model/resnet50.yaml",
         "kdrun/conf/debug/smoke.yaml",
     } <= names
 

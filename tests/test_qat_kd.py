@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import make_cfg, run_kdrun
 
+from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
 from kdrun.models.small import MLP
 from kdrun.strategies.qat_kd import exportable_qat, quantization_aware
@@ -37,8 +38,10 @@ def test_qat_kd_refuses_fp32_export_formats_before_training(tiny_data) -> None:
 
     with pytest.raises(KdrunConfigError, match="export.formats='onnx': strategy=qat_kd ships its int8"):
         QatKD.preflight(make_cfg("strategy=qat_kd", "export=all"), tiny_data)
-    with pytest.raises(KdrunConfigError, match="strategy.epochs=0: must be an integer >= 1"):
-        QatKD.preflight(make_cfg("strategy=qat_kd", "strategy.epochs=0"), tiny_data)
+    with pytest.raises(KdrunConfigError, match="strategy.qat_epochs=0: must be an integer >= 1"):
+        validate(make_cfg("strategy=qat_kd", "strategy.qat_epochs=0"))  # the strategy's schema
+    with pytest.raises(KdrunConfigError, match="strategy.backend='arm': allowed: x86, fbgemm, qnnpack"):
+        validate(make_cfg("strategy=qat_kd", "strategy.backend=arm"))
 
 
 @pytest.mark.slow  # a whole smoke run: teacher, baseline, fp32 student, QAT fine-tuning, export
@@ -47,13 +50,13 @@ def test_qat_kd_smoke_run_ships_an_int8_student(tmp_path: Path) -> None:
     import onnxruntime as ort
 
     proc = run_kdrun(
-        ["train", "debug=smoke", "threads=1", "strategy=qat_kd", "strategy.epochs=1", "export=onnx_int8"],
+        ["train", "debug=smoke", "threads=1", "strategy=qat_kd", "strategy.qat_epochs=1", "export=onnx_int8"],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["strategy"]["name"] == "qat_kd" and results["strategy"]["epochs"] == 1
+    assert results["strategy"]["name"] == "qat_kd" and results["strategy"]["qat_epochs"] == 1
     fp32 = results["extra_models"]["fp32_student"]
     assert fp32["name"] == results["student"]["name"] == "mlp"
     section = results["export"]

@@ -135,7 +135,7 @@ def test_slurm_launcher_config_composes():
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(["foo=1,2"], "foo: not a config key"), (["teacher=cnn,bogus"], "teacher/bogus")],
+    [(["foo=1,2"], "foo: not a config key"), (["teacher=cnn,bogus"], "teacher=bogus: no config model/bogus")],
     ids=["unknown-key", "unknown-group-option"],
 )
 def test_sweep_over_an_unknown_key_or_option_fails_before_any_point(tmp_path, args, needle):

@@ -67,5 +67,5 @@ def test_layers_of_the_timm_config_come_from_the_timm_model():
     from kdrun.commands.layers import layers
 
     table = layers("timm", image_size=28, channels=1, num_classes=10)
-    assert "student/timm.yaml" in str(table.title)
+    assert "model/timm.yaml as student" in str(table.title)
     assert "conv_stem" in table.columns[0]._cells  # efficientnet_lite0's stem, as timm names it

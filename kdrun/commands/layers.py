@@ -6,14 +6,13 @@ from rich.table import Table
 
 from kdrun.console import console
 from kdrun.models import create_model
-from kdrun.sections import group_options
+from kdrun.roles import MODEL_GROUP, model_configs
+from kdrun.sections import role_base
 
 
 def layers(name: str, image_size: int, channels: int, num_classes: int, group: str = "student") -> Table:
-    """Build ``name`` (a teacher/student config name, or any model name) and list its submodules'
-    output shapes for one input of the given size."""
-    from importlib.resources import files
-
+    """Build ``name`` (a model config name as ``group`` has it, or any model name) and list its
+    submodules' output shapes for one input of the given size."""
     spec = {
         "name": name,
         "variant": None,
@@ -23,8 +22,8 @@ def layers(name: str, image_size: int, channels: int, num_classes: int, group: s
         "channels_last": False,
     }
     source = "model name"
-    if name in group_options(group):
-        section = OmegaConf.load(files("kdrun.conf") / group / f"{name}.yaml")
+    if name in model_configs():
+        section = role_base(group, name)
         spec.update(
             {
                 k: OmegaConf.to_container(section[k]) if k == "args" else section[k]
@@ -32,7 +31,7 @@ def layers(name: str, image_size: int, channels: int, num_classes: int, group: s
                 if k in section
             }
         )
-        source = f"{group}/{name}.yaml"
+        source = f"{MODEL_GROUP}/{name}.yaml as {group}"
     model = create_model(spec, num_classes, (channels, image_size, image_size)).eval()
     shapes: dict[str, tuple] = {}
     handles = [
@@ -63,7 +62,7 @@ def main(args: list[str]) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(prog="kdrun layers", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a teacher/student config name (cnn, resnet50, ...) or any model name")
+    parser.add_argument("model", help="a model config name (cnn, resnet50, ...) or any model name")
     parser.add_argument("--image-size", type=int, default=28, help="input side (default: mnist_subset's 28)")
     parser.add_argument("--channels", type=int, default=1, help="input channels (default 1)")
     parser.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
@@ -71,7 +70,7 @@ def main(args: list[str]) -> None:
         "--group",
         choices=("student", "teacher"),
         default="student",
-        help="whose config a name like `cnn` refers to (they differ in width)",
+        help="the role a config name like `cnn` plays (a teacher cnn or mlp is wider)",
     )
     options = parser.parse_args(args)
     console.print(layers(options.model, options.image_size, options.channels, options.classes, options.group))

@@ -1,4 +1,4 @@
-"""``kdrun models [pattern]``: the model names teacher=/student= configs and teacher.name= accept."""
+"""``kdrun models [pattern]``: the model names teacher=/student= (model/ configs) and teacher.name= accept."""
 
 import argparse
 from fnmatch import fnmatch
@@ -7,7 +7,7 @@ from importlib.util import find_spec
 from kdrun.commands import COMMANDS
 from kdrun.models.cifar import CIFAR_MODELS
 from kdrun.models.factory import ALIASES, MODELS, torchvision_names
-from kdrun.sections import group_options
+from kdrun.roles import model_configs
 
 
 def main(args: list[str]) -> None:
@@ -15,8 +15,7 @@ def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="kdrun models", description=COMMANDS["models"])
     parser.add_argument("pattern", nargs="?", help="filter torchvision and timm names, e.g. '*lite*'")
     pattern = parser.parse_args(args).pattern or "*"
-    print("configs:     teacher=" + ", ".join(group_options("teacher")))
-    print("             student=" + ", ".join(group_options("student")))
+    print("configs:    ", ", ".join(model_configs()), "(model/: teacher=<config>, student=<config>)")
     print("built-in:   ", ", ".join(n for n in MODELS if n not in CIFAR_MODELS))
     print("cifar zoo:  ", ", ".join(CIFAR_MODELS), "(32 px; RepDistiller/mdistiller checkpoints load)")
     print("aliases:    ", ", ".join(f"{k} (variant: {'/'.join(v[2])})" for k, v in ALIASES.items()))

@@ -4,49 +4,55 @@ import hashlib
 import os
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from kdrun.data.augment import Augment
 from kdrun.data.datamodule import Split, TensorDataModule
-from kdrun.data.memory import ByteImages, to_unit
+from kdrun.data.memory import ByteImages, to_geometry, to_unit
 from kdrun.data.sources import DATASETS
 from kdrun.data.splitting import Part, split_source
-from kdrun.data.stats import channel_stats, given_stats, stats_sample
-from kdrun.data.stream import FileImages
+from kdrun.data.stats import StatsStore, channel_stats, given_stats, streamed_stats
+from kdrun.data.stream import Streamed
 from kdrun.data.transforms import Mix, SampleAugment, build_augment, is_sample_augment
 from kdrun.errors import KdrunConfigError
 
 
-def build_datamodule(cfg: DictConfig) -> TensorDataModule:
-    """Load ``cfg.name``, split it, resize/convert it to what the config declares."""
+def build_datamodule(cfg: DictConfig, stats_store: StatsStore | None = None) -> TensorDataModule:
+    """Load ``cfg.name``, split it, resize/convert it to what the config declares.
+
+    ``stats_store``: where a streamed set's measured statistics are kept between runs
+    (``kdrun.cache.stats``); without one they are measured at every build.
+    """
     if cfg.name not in DATASETS:
         raise KdrunConfigError("dataset.name", cfg.name, f"allowed: {', '.join(sorted(DATASETS))}")
     source = DATASETS[cfg.name](cfg)
     if len(source.train[1]) == 0:
         raise KdrunConfigError("dataset.name", cfg.name, "the data set is empty")
     parts = split_source(source, cfg)
-    if isinstance(parts[0][0], FileImages):
-        splits, fingerprint, (mean, std) = _in_files(parts, cfg)
+    if isinstance(parts[0][0], Streamed):
+        (mean, std), stats_from = streamed_stats(parts[0][0], cfg, stats_store)
+        splits, fingerprint = _in_files(parts, cfg, mean, std)
     else:
         splits, fingerprint, (mean, std) = _in_memory(parts, cfg)
+        stats_from = "config" if cfg.get("mean") is not None else "measured"
     data = TensorDataModule(
         *splits, classes=source.classes, batch_size=cfg.batch_size, fingerprint=fingerprint
     )
     data.bad_files = source.bad_files
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
-    data.build_threads = torch.get_num_threads()  # recorded; the tensors no longer depend on it
+    data.stats_from = stats_from
     _set_augment(data, cfg, mean, std)
     _set_loader(data, cfg)
     return data
 
 
-def _in_files(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list, str, tuple]:
-    """Streamed splits: statistics from a sample of the training files, set on every split."""
-    stats = given_stats(cfg) or channel_stats(stats_sample(parts[0][0], cfg.get("stats_sample") or 2000))
+def _in_files(
+    parts: tuple[Part, ...], cfg: DictConfig, mean: torch.Tensor, std: torch.Tensor
+) -> tuple[list, str]:
+    """Streamed splits: the training split's statistics set on every split; their fingerprint."""
     for images, _ in parts:
-        images.mean, images.std = stats
-    return list(parts), _file_fingerprint(parts, cfg, *stats), stats
+        images.mean, images.std = mean, std
+    return list(parts), _file_fingerprint(parts, cfg, mean, std)
 
 
 def _in_memory(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list[Split], str, tuple]:
@@ -61,7 +67,7 @@ def _in_memory(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list[Split], s
         splits = [(ByteImages(x, mean, std), y) for x, y in stored]
         return splits, _fingerprint(splits), (mean, std)
     floats = [(to_unit(x) if x.dtype == torch.uint8 else x, y) for x, y in parts]
-    shaped = [(_shape(x, cfg.image_size, cfg.channels), y) for x, y in floats]
+    shaped = [(to_geometry(x, cfg.image_size, cfg.channels), y) for x, y in floats]
     mean, std = given_stats(cfg) or channel_stats(shaped[0][0])
     splits = [((x - mean) / std, y) for x, y in shaped]
     return splits, _fingerprint(splits), (mean, std)
@@ -92,15 +98,6 @@ def _set_loader(data: TensorDataModule, cfg: DictConfig) -> None:
     data.prefetch_factor = cfg.get("prefetch_factor")
     pin = cfg.get("pin_memory")  # null: pinned when a GPU can take the batches
     data.pin_memory = torch.cuda.is_available() if pin is None else bool(pin)
-
-
-def _shape(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
-    """Resize to size x size and replicate grey to RGB (or average RGB to grey) as declared."""
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    if x.shape[1] != channels:
-        x = x.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
-    return x.contiguous()
 
 
 def _file_fingerprint(parts: tuple[Part, ...], cfg: DictConfig, mean: torch.Tensor, std: torch.Tensor) -> str:

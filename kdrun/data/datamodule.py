@@ -19,7 +19,7 @@ from torch.utils.data import (
 from kdrun.data.augment import Augment
 from kdrun.data.memory import ByteImages
 from kdrun.data.replay import StoredViews, ViewSampler
-from kdrun.data.stream import FileImages, Samples
+from kdrun.data.stream import Samples, Streamed
 from kdrun.data.transforms import Mix, SampleAugment
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -48,7 +48,8 @@ class TensorDataModule(L.LightningDataModule):
     """Train/val/test images and labels; batches are ``(x, y, sample_index)``.
 
     A split's images are a normalised float32 tensor, ``ByteImages`` (8-bit, normalised per batch)
-    or ``FileImages`` (decoded per sample); a slice of any of them is normalised float32 images.
+    or streamed (``FileImages``, ``ArrayImages``: read per sample); a slice of any of them is
+    normalised float32 images.
 
     Each batch is one tensor-indexing call (a BatchSampler handed to the dataset), not B calls
     to ``__getitem__`` plus a collate: for in-memory data the per-sample Python work would cost
@@ -71,7 +72,7 @@ class TensorDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.fingerprint = fingerprint
         self.normalization: dict[str, list[float]] | None = None  # per-channel mean/std applied to inputs
-        self.build_threads: int | None = None  # torch threads when the tensors were normalised
+        self.stats_from = "config"  # where the normalisation came from: config, measured, cache
         self.shuffle_seed = shuffle_seed
         self.shuffle_generator: torch.Generator | None = None  # the last shuffled loader's
         # Random per-sample changes to training inputs: on whole batches on their device (Augment),
@@ -93,7 +94,7 @@ class TensorDataModule(L.LightningDataModule):
     @property
     def streams(self) -> bool:
         """Whether the images stay in their files and are decoded per sample (dataset.storage)."""
-        return isinstance(self.splits["train"][0], FileImages)
+        return isinstance(self.splits["train"][0], Streamed)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -103,6 +104,7 @@ class TensorDataModule(L.LightningDataModule):
         """What results.json records about how the data was read (beyond its splits' sizes)."""
         return {
             "storage": "stream" if self.streams else "memory",
+            "normalization": {**(self.normalization or {}), "from": self.stats_from},
             "bad_files": {"count": len(self.bad_files), "files": self.bad_files},
         }
 
@@ -110,7 +112,7 @@ class TensorDataModule(L.LightningDataModule):
         """The same data with only the first ``n`` training samples (val and test unchanged)."""
         x, y = self.splits["train"]
         digest = hashlib.sha256(f"{self.fingerprint}:head{n}".encode()).hexdigest()[:16]
-        first = x.take(range(min(n, len(x)))) if isinstance(x, FileImages | ByteImages) else x[:n]
+        first = x.take(range(min(n, len(x)))) if isinstance(x, Streamed | ByteImages) else x[:n]
         head = TensorDataModule(
             (first, y[:n]), self.splits["val"], self.splits["test"], self.classes, self.batch_size, digest
         )
@@ -140,7 +142,7 @@ class TensorDataModule(L.LightningDataModule):
             self.augment.transforms if augment and isinstance(self.augment, SampleAugment) else None
         )
         views = self.views if augment else None
-        per_sample = isinstance(x, FileImages) or sample_augment is not None or views is not None
+        per_sample = isinstance(x, Streamed) or sample_augment is not None or views is not None
         if per_sample:
             mean, std = (torch.tensor(self.normalization[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
             dataset = views.samples(x, y, mean, std) if views else Samples(x, y, mean, std, sample_augment)

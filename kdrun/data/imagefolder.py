@@ -21,11 +21,13 @@ import torch
 from omegaconf import DictConfig
 
 from kdrun.data.decode import SKIP_HINT, BadImage, decode, fit, stat_problem
-from kdrun.data.sources import Source, register
+from kdrun.data.sources import Source, register, streams
 from kdrun.errors import KdrunConfigError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 LAYOUT = "a folder with train/ (optional val/, test/) of class folders, or of class folders directly"
+
+
 @register("imagefolder")
 def imagefolder(cfg: DictConfig) -> Source:
     """Scan ``cfg.root``; ``val/`` and ``test/`` when present, else split by ``dataset.split``.
@@ -53,16 +55,6 @@ def imagefolder(cfg: DictConfig) -> Source:
 
     splits = {split: load(files, labels) for split, (files, labels, _) in scanned.items()}
     return Source(splits["train"], classes, test=splits.get("test"), val=splits.get("val"), bad_files=bad)
-
-
-def streams(cfg: DictConfig, count: int) -> bool:
-    """``dataset.storage``: stream, memory, or auto = stream when the decoded 8-bit images
-    (count x channels x image_size² bytes) would not fit ``dataset.memory_budget_gb``."""
-    storage = cfg.get("storage", "memory")
-    if storage != "auto":
-        return storage == "stream"
-    decoded = count * cfg.channels * cfg.image_size**2
-    return decoded > float(cfg.get("memory_budget_gb", 4)) * 2**30
 
 
 def folder_root(cfg: DictConfig) -> Path:
@@ -151,4 +143,3 @@ def _decode_all(
     x = torch.from_numpy(np.stack(kept))
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
     return x.contiguous(), torch.tensor(kept_labels, dtype=torch.long)
-

@@ -9,11 +9,21 @@ batch is bitwise the tensor that path would hold.
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """uint8 pixels -> float32 in [0, 1]: the one conversion of every 8-bit source."""
     return x.float().div_(255)
+
+
+def to_geometry(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """(N, C, H, W) float -> (N, channels, size, size): resized, grey replicated to RGB or RGB averaged."""
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if x.shape[1] != channels:
+        x = x.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
+    return x.contiguous()
 
 
 class ByteImages:

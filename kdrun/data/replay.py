@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from kdrun.data.arrays import ArrayImages
 from kdrun.data.augment import Augment
 from kdrun.data.memory import ByteImages
-from kdrun.data.stream import FileImages
+from kdrun.data.stream import Streamed
 from kdrun.data.transforms import to_pixels
 
 
@@ -128,7 +129,7 @@ class ViewSamples(Dataset):
 
     def __init__(
         self,
-        images: FileImages | ByteImages | torch.Tensor,
+        images: Streamed | ByteImages | torch.Tensor,
         labels: torch.Tensor,
         mean: torch.Tensor,
         std: torch.Tensor,
@@ -153,7 +154,7 @@ class ViewSamples(Dataset):
         """Image ``i`` as the pipeline receives it: pixels in [0, 1], or a decoded file."""
         if isinstance(self.images, torch.Tensor):
             return (self.images[i] * self.std + self.mean).clamp(0, 1)
-        if isinstance(self.images, ByteImages):  # the stored S x S bytes, as Samples transforms them
+        if isinstance(self.images, ByteImages | ArrayImages):  # stored S x S bytes, as Samples uses them
             return self.images.pixels(i)
         original = self.images.original(i)
         return original if self.from_original else self.images.fit(original)
@@ -202,7 +203,7 @@ class StoredViews:
 
     def samples(
         self,
-        images: FileImages | ByteImages | torch.Tensor,
+        images: Streamed | ByteImages | torch.Tensor,
         labels: torch.Tensor,
         mean: torch.Tensor,
         std: torch.Tensor,

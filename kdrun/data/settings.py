@@ -9,7 +9,7 @@ from kdrun.errors import KdrunConfigError
 
 BAD_FILE_ACTIONS = ("error", "skip")
 STORAGE = ("auto", "memory", "stream")
-FILE_SETS = ("imagefolder",)  # sets whose images are files that can be streamed
+FILE_SETS = ("imagefolder", "mnist", "fashion_mnist", "cifar10", "cifar100")  # sets that can be streamed
 MIX = ("mixup", "cutmix")
 # Strategies that read a sample's class index (DKD's target mask) or per-sample targets by index
 # (soft-label files): a mixed batch has neither.

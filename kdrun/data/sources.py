@@ -35,6 +35,16 @@ DATASETS: dict[str, Callable[[DictConfig], Source]] = {}
 DIGIT_CLASSES = [str(d) for d in range(10)]
 
 
+def streams(cfg: DictConfig, count: int) -> bool:
+    """``dataset.storage``: stream, memory, or auto = stream when the decoded 8-bit images
+    (count x channels x image_size² bytes) would not fit ``dataset.memory_budget_gb``."""
+    storage = cfg.get("storage", "memory")
+    if storage != "auto":
+        return storage == "stream"
+    decoded = count * cfg.channels * cfg.image_size**2
+    return decoded > float(cfg.get("memory_budget_gb", 4)) * 2**30
+
+
 def register(name: str) -> Callable:
     """Register a data source under ``name`` (the value of ``dataset.name``)."""
 
@@ -83,28 +93,71 @@ def _torchvision(cls_name: str) -> Callable[[DictConfig], Source]:
 
         cls = getattr(torchvision.datasets, cls_name)
         root = Path(cfg.root).expanduser()
-        try:
-            train = cls(str(root), train=True, download=bool(cfg.download))
-            test = cls(str(root), train=False, download=bool(cfg.download))
-        except RuntimeError as err:  # torchvision raises RuntimeError("Dataset not found ...")
+        read = _read_cifar if hasattr(cls, "base_folder") else _read_mnist
+        if cfg.download and not _present(read, cls, root):
+            for train in (True, False):  # torchvision fetches and md5-checks; kdrun reads the files
+                cls(str(root), train=train, download=True)
+        if not _present(read, cls, root):
             raise KdrunConfigError(
                 "dataset.root",
                 str(root),
-                f"{cls_name} not found there; set dataset.download=true or point root at it ({err})",
-            ) from None
-        return Source(
-            _to_tensors(train.data, train.targets),
-            list(train.classes),
-            test=_to_tensors(test.data, test.targets),
-        )
+                f"{cls_name} not found there; set dataset.download=true or point root at it",
+            )
+        (train, test), classes, files = read(cls, root)
+        if streams(cfg, len(train[1]) + len(test[1])):
+            from kdrun.data.arrays import ArrayImages
+
+            train, test = (
+                (ArrayImages(x, files, cfg.channels, cfg.image_size), torch.from_numpy(y))
+                for x, y in (train, test)
+            )
+            return Source(train, classes, test=test)
+        return Source(_to_tensors(*train), classes, test=_to_tensors(*test))
 
     return load
 
 
-def _to_tensors(data: object, targets: object) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.as_tensor(np.asarray(data, dtype=np.uint8))
-    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N,H,W) grey or (N,H,W,C) RGB
-    return x.contiguous(), torch.as_tensor(np.asarray(targets), dtype=torch.long)
+def _present(read: Callable, cls: type, root: Path) -> bool:
+    return all(path.is_file() for path in read(cls, root, paths_only=True))
+
+
+def _read_mnist(cls: type, root: Path, paths_only: bool = False):
+    """MNIST-format IDX files under ``root/<Set>/raw``: images memory-mapped (N, 1, 28, 28), labels."""
+    from kdrun.data.arrays import read_idx
+
+    raw = root / cls.__name__ / "raw"
+    names = [(f"{p}-images-idx3-ubyte", f"{p}-labels-idx1-ubyte") for p in ("train", "t10k")]
+    files = [raw / name for pair in names for name in pair]
+    if paths_only:
+        return files
+    splits = []
+    for images, labels in names:
+        x = read_idx(raw / images, 3)
+        splits.append((x.reshape(len(x), 1, *x.shape[1:]), np.asarray(read_idx(raw / labels, 1), np.int64)))
+    return splits, list(cls.classes), files
+
+
+def _read_cifar(cls: type, root: Path, paths_only: bool = False):
+    """CIFAR's pickled batches under ``root/<base_folder>`` (read by ``arrays.ArraysOnly``)."""
+    from kdrun.data.arrays import cifar_split, read_pickle
+
+    folder = root / cls.base_folder
+    train, test = ([name for name, _ in names] for names in (cls.train_list, cls.test_list))
+    files = [folder / name for name in (*train, *test, cls.meta["filename"])]
+    if paths_only:
+        return files
+    classes = read_pickle(folder / cls.meta["filename"]).get(cls.meta["key"])
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise KdrunConfigError(
+            "dataset.root", str(files[-1]), f"no list of class names under {cls.meta['key']!r}"
+        )
+    return [cifar_split(folder, train), cifar_split(folder, test)], classes, files
+
+
+def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, C, H, W) and labels -> tensors in memory (a mapped file is read here)."""
+    pixels = np.ascontiguousarray(images) if images.flags.writeable else np.array(images)
+    return torch.from_numpy(pixels), torch.from_numpy(np.array(labels, dtype=np.int64))
 
 
 for _name, _cls in [

@@ -6,10 +6,10 @@ from omegaconf import DictConfig
 from sklearn.model_selection import train_test_split
 
 from kdrun.data.sources import Source
-from kdrun.data.stream import FileImages
+from kdrun.data.stream import Streamed
 from kdrun.errors import KdrunConfigError
 
-Images = torch.Tensor | FileImages
+Images = torch.Tensor | Streamed
 Part = tuple[Images, torch.Tensor]
 
 
@@ -35,7 +35,7 @@ def split_source(source: Source, cfg: DictConfig) -> tuple[Part, Part, Part]:
 
 def take(x: Images, index) -> Images:
     """The samples of ``x`` at ``index`` (files stay undecoded)."""
-    if isinstance(x, FileImages):
+    if isinstance(x, Streamed):
         return x.take(list(index))
     return x[torch.as_tensor(list(index), dtype=torch.long)]
 

@@ -1,11 +1,50 @@
 """Per-channel normalisation statistics: given in the config, or measured on the training split."""
 
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from kdrun.data.arrays import ArrayImages
 from kdrun.data.memory import to_unit
-from kdrun.data.stream import FileImages
+from kdrun.data.stream import Streamed
+
+Stats = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and std, float32 (1, C, 1, 1)
+Measure = Callable[[], Stats]
+# Where measured statistics of a streamed split are kept: (spec, measure) -> (mean, std, was_kept).
+StatsStore = Callable[[dict[str, Any], Measure], tuple[torch.Tensor, torch.Tensor, bool]]
+
+
+def streamed_stats(images: Streamed, cfg: DictConfig, store: StatsStore | None) -> tuple[Stats, str]:
+    """Statistics of a streamed training split and where they came from (config, store, measured).
+
+    An image folder is measured on ``dataset.stats_sample`` images evenly spaced in the split;
+    arrays whole, a chunk at a time (the in-memory path's numbers). With a ``store``, the numbers
+    are kept under the split's file fingerprint and the measuring settings, and read back on a rerun.
+    """
+    given = given_stats(cfg)
+    if given is not None:
+        return given, "config"
+    whole = isinstance(images, ArrayImages)
+    count = cfg.get("stats_sample") or 2000
+
+    def measure() -> Stats:
+        return channel_stats(images if whole else stats_sample(images, count))
+
+    if store is None:
+        return measure(), "measured"
+    files = hashlib.sha256()
+    images.fingerprint(files)
+    spec = {
+        "files": files.hexdigest(),
+        "sample": None if whole else count,
+        "geometry": [cfg.image_size, cfg.channels, cfg.get("eval_resize")],
+    }
+    mean, std, kept = store(spec, measure)
+    return (mean, std), "cache" if kept else "measured"
 
 
 def given_stats(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -18,25 +57,27 @@ def given_stats(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
     ).view(shape)
 
 
-def stats_sample(images: FileImages, count: int) -> torch.Tensor:
+def stats_sample(images: Streamed, count: int) -> torch.Tensor:
     """Up to ``count`` training images, evenly spaced in the split's order, decoded: (n, C, S, S)."""
     n = len(images)
     index = range(n) if n <= count else np.linspace(0, n - 1, count).round().astype(int)
     return torch.stack([images.pixels(int(i)) for i in index])
 
 
-def channel_stats(x: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_stats(x: torch.Tensor | ArrayImages, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (unbiased) std of (N, C, H, W) images, as float32 (1, C, 1, 1) tensors.
 
-    uint8 images count as their float32 values in [0, 1] (converted a chunk at a time). Summed
+    uint8 images and ``ArrayImages`` count as their float32 values in [0, 1] (a chunk at a time). Summed
     in float64 by NumPy in a fixed order: torch's float32 reductions split the work by
     thread count and round differently, which changed the normalised inputs, and with them the
     data fingerprint and every cache key, with ``OMP_NUM_THREADS``.
     """
     channels = x.shape[1]
-    count = x.numel() // channels
+    count = len(x) * x.shape[2] * x.shape[3]
 
     def part(start: int) -> np.ndarray:
+        if isinstance(x, ArrayImages):
+            return x.unit(start, start + chunk).numpy()
         images = x[start : start + chunk]
         return (to_unit(images) if images.dtype == torch.uint8 else images).contiguous().numpy()
 

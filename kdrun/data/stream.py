@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from kdrun.data.arrays import ArrayImages
 from kdrun.data.decode import SKIP_HINT, BadImage, decode, fit
 from kdrun.data.memory import ByteImages
 from kdrun.data.transforms import to_pixels
@@ -71,6 +72,9 @@ class FileImages:
             digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
 
 
+Streamed = FileImages | ArrayImages  # images kept where they are and read per sample
+
+
 class Samples(Dataset):
     """``(x, y, index)`` per sample: normalised input, label, index into the split.
 
@@ -81,7 +85,7 @@ class Samples(Dataset):
 
     def __init__(
         self,
-        images: FileImages | ByteImages | torch.Tensor,
+        images: Streamed | ByteImages | torch.Tensor,
         labels: torch.Tensor,
         mean: torch.Tensor,
         std: torch.Tensor,
@@ -115,7 +119,7 @@ class Samples(Dataset):
                 return self.images[i]
             pixels = self.images[i] * self.std + self.mean  # back to [0, 1] for the transforms
             return (to_pixels(self.augment(pixels.clamp(0, 1))) - self.mean) / self.std
-        if self.augment is None or isinstance(self.images, ByteImages):
+        if self.augment is None or isinstance(self.images, ByteImages | ArrayImages):
             pixels = self.images.pixels(i)
             if self.augment is not None:  # on the stored S x S image
                 pixels = to_pixels(self.augment(pixels))

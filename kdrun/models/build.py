@@ -13,7 +13,7 @@ from kdrun.schema import MISSING, choice, number
 
 @dataclass
 class ModelOptions:
-    """A ``teacher``/``student`` section (``teacher/*.yaml``, ``student/*.yaml``)."""
+    """A ``teacher``/``student`` section: a ``model/*.yaml`` config plus its role's keys."""
 
     name: str = MISSING  # kdrun's, torchvision's or (with library: timm) timm's model name
     variant: Any = MISSING

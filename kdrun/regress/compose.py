@@ -7,13 +7,14 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.regress.recipe import Recipe, RecipeError
+from kdrun.roles import hydra_overrides
 
 IGNORED = ("defaults", "regress")
 
 
 def _compose(overrides: list[str]) -> DictConfig:
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=hydra_overrides(overrides))
 
 
 def _leaves(node: object, prefix: str = "") -> list[str]:

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from rich.table import Table
 
 from kdrun.errors import KdrunConfigError
+from kdrun.roles import user_overrides
 
 # Short names a user types for the keys they filter on most.
 ALIASES = {
@@ -67,7 +68,8 @@ def _overrides(run_dir: Path) -> list[str]:
         overrides = [str(o) for o in OmegaConf.load(path)]
     except Exception:  # a hostile or broken file: show none rather than fail the listing
         return []
-    return [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", *NOT_SETTINGS))]
+    shown = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", *NOT_SETTINGS))]
+    return user_overrides(shown)  # model@teacher=resnet50 as typed: teacher=resnet50
 
 
 def value(run: dict[str, Any], dotted: str) -> Any:

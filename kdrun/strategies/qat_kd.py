@@ -2,7 +2,7 @@
 while it keeps distilling from the teacher (vanilla loss, ``T``, ``alpha``).
 
 The starting point is the student distilled with vanilla KD for ``epochs`` (cached, as
-``strategy=ta_chain`` caches an assistant); the fine-tuning runs ``strategy.epochs``. BatchNorm is
+``strategy=ta_chain`` caches an assistant); the fine-tuning runs ``strategy.qat_epochs``. BatchNorm is
 folded into the preceding convolution, then torch.ao's FX graph-mode QAT
 (``prepare_qat_fx``, the backend's default QAT qconfig: per-channel symmetric int8 weights,
 affine uint8 activations with moving-average ranges) inserts fake quantisation. Exported to ONNX,
@@ -13,7 +13,6 @@ each fake quantisation becomes a QuantizeLinear/DequantizeLinear pair with the l
 import copy
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -21,7 +20,7 @@ from torch import nn
 
 from kdrun.data import TensorDataModule
 from kdrun.errors import KdrunConfigError
-from kdrun.schema import MISSING
+from kdrun.schema import MISSING, choice, number
 from kdrun.strategies.base import Assets, Options, pretrained_teacher, register
 from kdrun.strategies.vanilla import Vanilla
 
@@ -132,8 +131,8 @@ def exportable_qat(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
 @dataclass
 class QatOptions(Options):
-    epochs: Any = MISSING  # fine-tuning epochs with fake quantisation (checked in preflight)
-    backend: Any = MISSING  # one of BACKENDS (checked in preflight)
+    qat_epochs: int = number(MISSING, ge=1, integer=True)  # fine-tuning epochs with fake quantisation
+    backend: str = choice(MISSING, *BACKENDS)
 
 
 @register("qat_kd")
@@ -148,11 +147,6 @@ class QatKD(Vanilla):
     def preflight(cls, cfg: DictConfig, data: TensorDataModule) -> None:
         from kdrun.models.build import build
 
-        backend, epochs = cfg.strategy.backend, cfg.strategy.epochs
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise KdrunConfigError("strategy.epochs", epochs, "must be an integer >= 1")
-        if backend not in BACKENDS:
-            raise KdrunConfigError("strategy.backend", backend, f"allowed: {', '.join(BACKENDS)}")
         others = [f for f in cfg.export.formats if f != "onnx_int8"]
         if others:
             raise KdrunConfigError(
@@ -160,7 +154,7 @@ class QatKD(Vanilla):
             )
         model = build(cfg.student, data)
         try:
-            quantization_aware(model, backend).train()(data.splits["train"][0][:2])
+            quantization_aware(model, cfg.strategy.backend).train()(data.splits["train"][0][:2])
         except Exception as err:  # noqa: BLE001 - FX tracing and QAT raise many kinds
             reason = (str(err).strip().splitlines() or [""])[0][:160]
             raise KdrunConfigError(
@@ -179,7 +173,7 @@ class QatKD(Vanilla):
         model = quantization_aware(start.model, cfg.strategy.backend)
         strategy = cls(model, teacher.model, T=assets.T, alpha=assets.alpha)
         strategy.members = [fp32]
-        strategy.qat_epochs = int(cfg.strategy.epochs)
+        strategy.qat_epochs = int(cfg.strategy.qat_epochs)
         return pretrained_teacher(strategy, assets)
 
     @classmethod
@@ -204,7 +198,7 @@ class QatKD(Vanilla):
         return exportable_qat(model, example)
 
     def student_epochs(self, cfg: DictConfig) -> int:
-        return int(cfg.strategy.epochs)
+        return int(cfg.strategy.qat_epochs)
 
     def hparams(self) -> dict:
-        return {**super().hparams(), "quantization": "fx_qat", "epochs": self.qat_epochs}
+        return {**super().hparams(), "quantization": "fx_qat", "qat_epochs": self.qat_epochs}

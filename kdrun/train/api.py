@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from kdrun.errors import KdrunConfigError
+from kdrun.roles import hydra_overrides
 
 
 class KdrunRunError(RuntimeError):
@@ -24,7 +25,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> A
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = list(overrides or [])
+    overrides = hydra_overrides(overrides or [])  # teacher=resnet50 -> model@teacher=resnet50
     fresh = not GlobalHydra.instance().is_initialized()
     try:
         if fresh:

@@ -23,6 +23,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.errors import KdrunConfigError
+from kdrun.roles import as_typed
 
 # Logger class -> (modules it needs, any one of which will do; the kdrun extra that installs them).
 REQUIRES: dict[type, tuple[tuple[str, ...], str]] = {
@@ -112,7 +113,7 @@ def build_loggers(cfg: DictConfig, log_dir: Path, phase: str) -> list[Logger]:
 def _mlflow_args(conf: DictConfig, log_dir: Path, phase: str) -> dict[str, Any]:
     """Experiment and run names: the points of a sweep share one experiment, runs are named by phase."""
     sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    overrides = HydraConfig.get().job.override_dirname if HydraConfig.initialized() else ""
+    overrides = as_typed(HydraConfig.get().job.override_dirname) if HydraConfig.initialized() else ""
     # MLflow sets its log level from this when imported; its table-creation lines are not news.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     args: dict[str, Any] = {

@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from kdrun.console import console
+from kdrun.roles import user_overrides
 
 
 def sweep_size(config: DictConfig) -> int | None:
@@ -41,7 +42,8 @@ class SweepProgress(Callback):
         if config.hydra.mode is None or str(config.hydra.mode) != "RunMode.MULTIRUN":
             return
         number = config.hydra.job.num + 1
-        label = f"[point {number}/{self.total or '?'}] {' '.join(config.hydra.overrides.task)}"
+        overrides = " ".join(user_overrides(config.hydra.overrides.task))
+        label = f"[point {number}/{self.total or '?'}] {overrides}"
         results = _read(Path(config.hydra.runtime.output_dir) / "results.json")
         if results and results.get("status") == "ok":
             gain = 100 * results["deltas"]["kd_gain_top1"]
