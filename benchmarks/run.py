@@ -30,6 +30,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
     import layout
     import options
     import overhead
+    import stems
     import sweep
     import torchdistill_compare
     import views
@@ -44,6 +45,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
         "core": core.measure,
         "data": data.measure,
         "views": views.measure,
+        "stems": stems.measure,
     }
 
 
