@@ -111,6 +111,37 @@ def test_without_augmentation_every_stored_view_is_the_stored_image(
         assert torch.equal(batch, x[index // 2])
 
 
+@pytest.mark.parametrize("storage", ["memory", "stream"])
+def test_image_files_replay_their_views_from_the_files(tmp_path: Path, storage: str) -> None:
+    """An image folder in memory (8-bit) or streamed (a random-resized crop of the decoded file)."""
+    from conftest import make_cfg
+    from PIL import Image
+
+    from kdrun.data import build_datamodule
+    from kdrun.data.replay import policy_transforms
+
+    generator = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = generator.integers(0, 255, (20 + i, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
+    overrides = [f"dataset.root={tmp_path / 'images'}", "dataset.image_size=8", "dataset.augment=imagenet"]
+    cfg = make_cfg("dataset=imagefolder", f"dataset.storage={storage}", "dataset.num_workers=0", *overrides)
+    data = build_datamodule(cfg.dataset)
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 2)).eval()
+    strategy = _vanilla(teacher)
+    load_or_build(strategy, data, Cache(tmp_path / "cache"), _options(views=2))
+    x, y = data.splits["train"]
+    mean, std = (torch.tensor(data.normalization[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
+    built = ViewSamples(x, y, mean, std, Replay(policy_transforms(data.augment, 8)), 2, seed=0)
+    for batch, _, index in data.loader("train", shuffle=True, augment=True):
+        for view, flat in zip(batch, index.tolist(), strict=True):
+            assert torch.equal(view, built.drawn(flat // 2)[0][flat % 2])
+        with torch.no_grad():
+            assert torch.equal(strategy.teacher_outputs(batch, index), teacher(batch).half().float())
+
+
 def test_a_fit_with_views_never_runs_the_teacher(augmented: TensorDataModule, tmp_path: Path) -> None:
     from conftest import make_cfg
 
