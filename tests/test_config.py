@@ -99,6 +99,7 @@ BAD = [
     (["threads=0"], "threads"),
     (["recalibrate_bn=2"], "recalibrate_bn"),
     (["kd.student_limit=abc"], "kd.student_limit"),
+    (["student=ensemble"], "student"),  # the model group holds it; only a teacher can be one
 ]
 
 
