@@ -96,6 +96,10 @@ def validate(cfg: DictConfig) -> None:
     """Raise ``KdrunConfigError`` for the first bad value; return quietly when all is well."""
     check_targets(cfg)
     for role in ("teacher", "student"):
+        if not isinstance(cfg[role], DictConfig):  # Hydra's compose given `student=cnn` untranslated
+            raise KdrunConfigError(
+                role, cfg[role], f"a section; Hydra's compose takes model@{role}=<name> (kdrun.roles)"
+            )
         if role == "teacher" and is_ensemble(cfg.teacher):
             ensemble_members(cfg)  # checks members / checkpoints / model
         elif is_ensemble(cfg[role]):  # model/ensemble.yaml is in the group both roles choose from
