@@ -169,6 +169,8 @@ def test_smoke_training_run_on_an_image_folder(flat_folder, tmp_path):
     assert results["data"]["name"] == "imagefolder" and results["data"]["input_shape"] == [3, 32, 32]
     assert results["data"]["storage"] == "stream" and results["data"]["bad_files"]["count"] == 0
     assert (results["data"]["train"], results["data"]["val"], results["data"]["test"]) == (43, 5, 12)
+    assert results["data"]["normalization"]["from"] == "measured"  # and kept for the next run:
+    assert len(list((tmp_path / "outputs/cache/stats").glob("normalization-*/stats.json"))) == 1
     spec = json.loads(next((tmp_path / "outputs/cache/teacher").glob("*/spec.json")).read_text())
     assert spec["augment"] == {"crop_padding": 4, "flip": True, "color_jitter": 0.0}  # part of the cache key
 
@@ -307,6 +309,30 @@ def test_stream_fingerprint_follows_file_sizes_and_times_not_contents(split_fold
     path = split_folder / "train" / "red" / "000.png"
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     assert _data(split_folder, "dataset.storage=stream").fingerprint != first
+
+
+def test_measured_stream_statistics_are_kept_in_the_cache_and_follow_the_files(split_folder, tmp_path):
+    from kdrun.cache import Cache
+    from kdrun.cache.stats import cached_stats
+
+    cfg = make_cfg("dataset=imagefolder", f"dataset.root={split_folder}", "dataset.storage=stream").dataset
+    measured = []
+    store = cached_stats(Cache(tmp_path / "cache"))
+
+    def counting(spec, measure):
+        return store(spec, lambda: measured.append(1) or measure())
+
+    first = build_datamodule(cfg, counting)
+    again = build_datamodule(cfg, counting)
+    assert (first.stats_from, again.stats_from, len(measured)) == ("measured", "cache", 1)
+    assert again.normalization == first.normalization and again.fingerprint == first.fingerprint
+    assert again.summary()["normalization"]["from"] == "cache"
+    path = split_folder / "train" / "red" / "000.png"
+    Image.fromarray(np.full((24, 24, 3), 255, np.uint8)).save(path)  # a changed training image
+    changed = build_datamodule(cfg, counting)
+    assert (changed.stats_from, len(measured)) == ("measured", 2)
+    assert changed.normalization != first.normalization
+    assert len(list((tmp_path / "cache" / "stats").iterdir())) == 2 + 2  # two entries and their locks
 
 
 def test_auto_storage_streams_over_the_memory_budget(flat_folder):

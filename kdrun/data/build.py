@@ -6,20 +6,23 @@ import os
 import torch
 from omegaconf import DictConfig
 
-from kdrun.data.arrays import ArrayImages
 from kdrun.data.augment import Augment
 from kdrun.data.datamodule import Split, TensorDataModule
 from kdrun.data.memory import ByteImages, to_geometry, to_unit
 from kdrun.data.sources import DATASETS
 from kdrun.data.splitting import Part, split_source
-from kdrun.data.stats import channel_stats, given_stats, stats_sample
+from kdrun.data.stats import StatsStore, channel_stats, given_stats, streamed_stats
 from kdrun.data.stream import Streamed
 from kdrun.data.transforms import Mix, SampleAugment, build_augment, is_sample_augment
 from kdrun.errors import KdrunConfigError
 
 
-def build_datamodule(cfg: DictConfig) -> TensorDataModule:
-    """Load ``cfg.name``, split it, resize/convert it to what the config declares."""
+def build_datamodule(cfg: DictConfig, stats_store: StatsStore | None = None) -> TensorDataModule:
+    """Load ``cfg.name``, split it, resize/convert it to what the config declares.
+
+    ``stats_store``: where a streamed set's measured statistics are kept between runs
+    (``kdrun.cache.stats``); without one they are measured at every build.
+    """
     if cfg.name not in DATASETS:
         raise KdrunConfigError("dataset.name", cfg.name, f"allowed: {', '.join(sorted(DATASETS))}")
     source = DATASETS[cfg.name](cfg)
@@ -27,29 +30,30 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
         raise KdrunConfigError("dataset.name", cfg.name, "the data set is empty")
     parts = split_source(source, cfg)
     if isinstance(parts[0][0], Streamed):
-        splits, fingerprint, (mean, std) = _in_files(parts, cfg)
+        (mean, std), stats_from = streamed_stats(parts[0][0], cfg, stats_store)
+        splits, fingerprint = _in_files(parts, cfg, mean, std)
     else:
         splits, fingerprint, (mean, std) = _in_memory(parts, cfg)
+        stats_from = "config" if cfg.get("mean") is not None else "measured"
     data = TensorDataModule(
         *splits, classes=source.classes, batch_size=cfg.batch_size, fingerprint=fingerprint
     )
     data.bad_files = source.bad_files
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
+    data.stats_from = stats_from
     data.build_threads = torch.get_num_threads()  # recorded; the tensors no longer depend on it
     _set_augment(data, cfg, mean, std)
     _set_loader(data, cfg)
     return data
 
 
-def _in_files(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list, str, tuple]:
-    """Streamed splits: statistics from the training split (a sample of an image folder's files),
-    set on every split. Arrays are measured whole, a chunk at a time: the in-memory path's numbers."""
-    train = parts[0][0]
-    sample = train if isinstance(train, ArrayImages) else stats_sample(train, cfg.get("stats_sample") or 2000)
-    stats = given_stats(cfg) or channel_stats(sample)
+def _in_files(
+    parts: tuple[Part, ...], cfg: DictConfig, mean: torch.Tensor, std: torch.Tensor
+) -> tuple[list, str]:
+    """Streamed splits: the training split's statistics set on every split; their fingerprint."""
     for images, _ in parts:
-        images.mean, images.std = stats
-    return list(parts), _file_fingerprint(parts, cfg, *stats), stats
+        images.mean, images.std = mean, std
+    return list(parts), _file_fingerprint(parts, cfg, mean, std)
 
 
 def _in_memory(parts: tuple[Part, ...], cfg: DictConfig) -> tuple[list[Split], str, tuple]:

@@ -73,6 +73,7 @@ class TensorDataModule(L.LightningDataModule):
         self.fingerprint = fingerprint
         self.normalization: dict[str, list[float]] | None = None  # per-channel mean/std applied to inputs
         self.build_threads: int | None = None  # torch threads when the tensors were normalised
+        self.stats_from = "config"  # where the normalisation came from: config, measured, cache
         self.shuffle_seed = shuffle_seed
         self.shuffle_generator: torch.Generator | None = None  # the last shuffled loader's
         # Random per-sample changes to training inputs: on whole batches on their device (Augment),
@@ -104,6 +105,7 @@ class TensorDataModule(L.LightningDataModule):
         """What results.json records about how the data was read (beyond its splits' sizes)."""
         return {
             "storage": "stream" if self.streams else "memory",
+            "normalization": {**(self.normalization or {}), "from": self.stats_from},
             "bad_files": {"count": len(self.bad_files), "files": self.bad_files},
         }
 

@@ -1,5 +1,9 @@
 """Per-channel normalisation statistics: given in the config, or measured on the training split."""
 
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -7,6 +11,40 @@ from omegaconf import DictConfig
 from kdrun.data.arrays import ArrayImages
 from kdrun.data.memory import to_unit
 from kdrun.data.stream import Streamed
+
+Stats = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and std, float32 (1, C, 1, 1)
+Measure = Callable[[], Stats]
+# Where measured statistics of a streamed split are kept: (spec, measure) -> (mean, std, was_kept).
+StatsStore = Callable[[dict[str, Any], Measure], tuple[torch.Tensor, torch.Tensor, bool]]
+
+
+def streamed_stats(images: Streamed, cfg: DictConfig, store: StatsStore | None) -> tuple[Stats, str]:
+    """Statistics of a streamed training split and where they came from (config, store, measured).
+
+    An image folder is measured on ``dataset.stats_sample`` images evenly spaced in the split;
+    arrays whole, a chunk at a time (the in-memory path's numbers). With a ``store``, the numbers
+    are kept under the split's file fingerprint and the measuring settings, and read back on a rerun.
+    """
+    given = given_stats(cfg)
+    if given is not None:
+        return given, "config"
+    whole = isinstance(images, ArrayImages)
+    count = cfg.get("stats_sample") or 2000
+
+    def measure() -> Stats:
+        return channel_stats(images if whole else stats_sample(images, count))
+
+    if store is None:
+        return measure(), "measured"
+    files = hashlib.sha256()
+    images.fingerprint(files)
+    spec = {
+        "files": files.hexdigest(),
+        "sample": None if whole else count,
+        "geometry": [cfg.image_size, cfg.channels, cfg.get("eval_resize")],
+    }
+    mean, std, kept = store(spec, measure)
+    return (mean, std), "cache" if kept else "measured"
 
 
 def given_stats(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.cache import Cache
+from kdrun.cache.stats import cached_stats
 from kdrun.config import validate
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
@@ -17,9 +18,10 @@ from kdrun.train.phases import Phases
 
 
 @functools.lru_cache(maxsize=2)
-def _datamodule(dataset_yaml: str) -> TensorDataModule:
-    """Load a data set once per process: the points of a sequential sweep share it."""
-    return build_datamodule(OmegaConf.create(dataset_yaml))
+def _datamodule(dataset_yaml: str, cache_dir: str) -> TensorDataModule:
+    """Load a data set once per process: the points of a sequential sweep share it. A streamed
+    set's measured normalisation is kept in the cache (kind ``stats``)."""
+    return build_datamodule(OmegaConf.create(dataset_yaml), cached_stats(Cache(cache_dir)))
 
 
 def prepare(cfg: DictConfig) -> Phases:
@@ -30,7 +32,7 @@ def prepare(cfg: DictConfig) -> Phases:
     the loaded (and checked) teacher.
     """
     validate(cfg)
-    data = _datamodule(OmegaConf.to_yaml(cfg.dataset, resolve=True))
+    data = _datamodule(OmegaConf.to_yaml(cfg.dataset, resolve=True), str(cfg.paths.cache_dir))
     strategy = STRATEGIES[cfg.strategy.name]
     if is_ensemble(cfg.teacher):
         sections = {f"teacher.model[{i}]": m for i, m in enumerate(ensemble_members(cfg))}
