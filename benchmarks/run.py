@@ -30,6 +30,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
     import layout
     import options
     import overhead
+    import stems
     import sweep
     import torchdistill_compare
 
@@ -42,6 +43,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
         "layout": layout.measure,
         "core": core.measure,
         "data": data.measure,
+        "stems": stems.measure,
     }
 
 

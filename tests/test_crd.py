@@ -152,6 +152,7 @@ def test_crd_composes_and_validates_with_repdistillers_defaults():
         (["trainer.devices=2"], "trainer.devices"),
         (["trainer.devices=auto"], "trainer.devices"),
         (["teacher=ensemble"], "teacher"),
+        (["kd.cache_logits=views"], "kd.cache_logits"),  # its steps need the teacher's features
     ],
 )
 def test_bad_crd_values_name_their_key(overrides, key):

@@ -34,6 +34,35 @@ def test_processes_split_every_batch_and_take_the_same_number_of_steps(tiny_data
     ]
 
 
+def test_a_streamed_set_takes_the_distributed_sampler_path(tiny_data):
+    from types import SimpleNamespace
+
+    import numpy as np
+    from torch.utils.data import DistributedSampler
+
+    from kdrun.data.arrays import ArrayImages
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 1, 4, 4), dtype=np.uint8)
+    images = ArrayImages(pixels, [], 1, 4)
+    images.mean, images.std = torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
+    labels = torch.arange(40) % 4
+    data = TensorDataModule((images, labels), (images, labels), (images, labels), list("abcd"), 8, "s")
+    data.normalization, data.num_workers = {"mean": [0.0], "std": [1.0]}, 0
+    shares = []
+    for rank in (0, 1):
+        data.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        loader = data.train_dataloader()
+        assert isinstance(loader.batch_sampler.sampler, DistributedSampler)  # Lightning sets its epoch
+        batches = [index for _, _, index in loader]
+        assert [len(b) for b in batches] == [4] * 5  # 8 a step over both processes
+        shares.append(torch.cat(batches))
+    assert sorted(torch.cat(shares).tolist()) == list(range(40))
+    loader.batch_sampler.sampler.set_epoch(1)
+    assert not torch.equal(torch.cat([index for _, _, index in loader]), shares[1])  # a new order
+    tiny_data.trainer = SimpleNamespace(world_size=2, global_rank=0)
+    assert isinstance(tiny_data.train_dataloader().sampler, ShardedBatches)  # in memory: as before
+
+
 def test_ddp_fit_reduces_epoch_metrics_over_both_processes(tmp_path):
     gen = torch.Generator().manual_seed(0)
 
@@ -53,6 +82,29 @@ def test_ddp_fit_reduces_epoch_metrics_over_both_processes(tmp_path):
     assert share != pytest.approx(whole)  # so a metric of one process alone would show
     assert metrics["train/acc"] == pytest.approx(whole)
     assert metrics["val/acc"] == pytest.approx(accuracy(model, data.loader("val"), 3)["top1"])
+
+
+@pytest.mark.slow  # two spawned workers
+def test_ddp_fit_on_a_memory_mapped_streamed_set_sees_every_training_sample(tmp_path):
+    import numpy as np
+
+    from kdrun.data.arrays import ArrayImages
+
+    path = tmp_path / "pixels.u8"
+    rng = np.random.default_rng(0)
+    mapped = np.memmap(path, np.uint8, "w+", shape=(96, 1, 4, 4))
+    mapped[:] = rng.integers(0, 256, mapped.shape, dtype=np.uint8)
+    mapped.flush()
+    images = ArrayImages(np.memmap(path, np.uint8, "r", shape=(96, 1, 4, 4)), [path], 1, 4)
+    images.mean, images.std = torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.3)
+    labels = torch.as_tensor(rng.integers(0, 3, 96))
+    data = TensorDataModule((images, labels), (images, labels), (images, labels), list("abc"), 16, "m")
+    data.normalization, data.num_workers = {"mean": [0.5], "std": [0.3]}, 0
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    cfg = make_cfg(*DDP, "optim.optimizer.lr=0", "optim.schedule=constant", "recalibrate_bn=false")
+    metrics = fit(Scratch(model), data, cfg, epochs=1, seed=0, log_dir=tmp_path, label="ddp")
+    assert metrics["train/acc"] == pytest.approx(accuracy(model.eval(), data.loader("train"), 3)["top1"])
 
 
 @pytest.mark.slow  # three phases, each spawning two workers: about a minute on two cores

@@ -131,19 +131,18 @@ def test_export_without_student_weights_fails_clearly(exported_run: Path, tmp_pa
         export_run(tmp_path, {"formats": ["onnx"], "atol": 1e-3, "min_top1_agreement": 0.999})
 
 
-def test_export_rebuilds_the_data_under_the_runs_thread_count(exported_run: Path, tmp_path: Path) -> None:
-    """Normalisation rounds differently under another torch thread count (so would the fingerprint):
-    the export rebuilds the data with the count recorded at training time."""
+def test_export_rebuilds_the_data_under_any_thread_count(exported_run: Path, tmp_path: Path) -> None:
+    """Normalisation sums in float64 in a fixed order: the data rebuilt under another torch thread
+    count has the run's fingerprint, so the run records no thread count for the export."""
     run_dir = tmp_path / "run"
     shutil.copytree(exported_run, run_dir)
-    recorded = _results(run_dir)["data"]["build_threads"]
+    assert "build_threads" not in _results(run_dir)["data"]
     before = torch.get_num_threads()
-    torch.set_num_threads(1 if recorded != 1 else 2)
+    torch.set_num_threads(1 if before != 1 else 2)
     try:
         export_run(run_dir, {"formats": ["torchscript"], "atol": 1e-3, "min_top1_agreement": 0.999})
     finally:
         torch.set_num_threads(before)
-    assert torch.get_num_threads() == before
     assert _results(run_dir)["export"]["formats"]["torchscript"]["status"] == "ok"
 
 

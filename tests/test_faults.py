@@ -189,7 +189,7 @@ def test_export_refuses_weights_that_do_not_reach_the_recorded_top1(tmp_path):
     results = {
         "status": "ok",
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "data": {"fingerprint": data.fingerprint, "build_threads": data.build_threads},
+        "data": {"fingerprint": data.fingerprint},
         "student": {"top1": top1},
     }
     (tmp_path / "results.json").write_text(json.dumps(results))

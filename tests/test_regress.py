@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from kdrun.config import validate
-from kdrun.regress.command import check, select
+from kdrun.regress.bounds import SLACK, Expectation, Reference, Z, allowed_bound
+from kdrun.regress.check import check
+from kdrun.regress.command import select
 from kdrun.regress.compose import recipe_configs
-from kdrun.regress.recipe import SLACK, Expectation, RecipeError, Reference, Z, allowed_bound, load_recipe
+from kdrun.regress.recipe import RecipeError, load_recipe
 from tests.conftest import REPO, run_kdrun
 
 SMOKE = """# @package _global_

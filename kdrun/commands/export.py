@@ -14,6 +14,27 @@ from kdrun.train.pipeline import show_results
 
 def main(args: list[str]) -> None:
     """Export, check parity, time, and record in results.json; exit 1 when parity fails."""
+    options = _parser().parse_args(args)
+    formats = options.formats or ["onnx"]
+    formats = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
+    settings = {
+        "formats": formats,
+        "atol": options.atol,
+        "min_top1_agreement": options.min_agreement,
+        "calibration_images": options.calibration_images,
+        "calibration_method": options.calibration_method,
+        "max_int8_drop": options.max_int8_drop,
+    }
+    try:
+        results = export_run(options.run_dir, settings)
+    except ExportParityError as err:
+        show_results(err.results, options.run_dir)
+        fail_run(f"export: {err} (details in {options.run_dir / 'results.json'})")
+    show_results(results, options.run_dir)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The options, with the defaults of ``export=`` (conf/export/none.yaml)."""
     defaults = OmegaConf.load(str(files("kdrun.conf") / "export" / "none.yaml"))
     parser = argparse.ArgumentParser(
         prog="kdrun export",
@@ -57,20 +78,4 @@ def main(args: list[str]) -> None:
         default=defaults.max_int8_drop,
         help="onnx_int8: largest top-1 drop (points) below the fp32 student (default: %(default)s)",
     )
-    options = parser.parse_args(args)
-    formats = options.formats or ["onnx"]
-    formats = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
-    settings = {
-        "formats": formats,
-        "atol": options.atol,
-        "min_top1_agreement": options.min_agreement,
-        "calibration_images": options.calibration_images,
-        "calibration_method": options.calibration_method,
-        "max_int8_drop": options.max_int8_drop,
-    }
-    try:
-        results = export_run(options.run_dir, settings)
-    except ExportParityError as err:
-        show_results(err.results, options.run_dir)
-        fail_run(f"export: {err} (details in {options.run_dir / 'results.json'})")
-    show_results(results, options.run_dir)
+    return parser

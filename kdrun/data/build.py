@@ -41,7 +41,6 @@ def build_datamodule(cfg: DictConfig, stats_store: StatsStore | None = None) -> 
     data.bad_files = source.bad_files
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     data.stats_from = stats_from
-    data.build_threads = torch.get_num_threads()  # recorded; the tensors no longer depend on it
     _set_augment(data, cfg, mean, std)
     _set_loader(data, cfg)
     return data

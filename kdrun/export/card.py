@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from kdrun.export.card_int8 import int8_lines
 from kdrun.report.table import human_count
 
 
@@ -61,21 +62,35 @@ def model_card(
     written_by: str = "kdrun export",
 ) -> str:
     """The card's Markdown text; ``written_by`` is the command that exported the student."""
-    cfg, data, student = results["config"], results["data"], results["student"]
-    teacher, baseline, d = results.get("teacher"), results["baseline"], results["deltas"]
-    export = results["export"]
+    student, data = results["student"], results["data"]
     batches = list(student["latency_ms"])
-    n_test = data["test"]
-    stderr = math.sqrt(student["top1"] * (1 - student["top1"]) / n_test)
-    teacher_name = teacher["name"] if teacher else "none (the strategy has no teacher row)"
-    channels, height, width = data["input_shape"]
-    student_train = data.get("student_train", data["train"])
-    optimizer = cfg["optim"]["optimizer"]
+    made = {name: e for name, e in results["export"]["formats"].items() if "parity" in e}
     lines = [
         f"# {student['name']} distilled on {data['name']}",
         "",
         f"Written by `{written_by}` (kdrun {results['kdrun_version']}) from the run `{run_dir.name}`, "
         f"started {results['started_at']}. Every number below is read from that run's results.json.",
+        *_model_lines(results, normalization),
+        *_training_lines(results),
+        *_accuracy_lines(results, made),
+        *_parity_lines(results["export"], made),
+        *_latency_lines(results, made, batches),
+        *int8_lines(results["export"], batches),
+        *_reproduce_lines(results["export"], run_dir),
+    ]
+    return "\n".join(lines)
+
+
+def _model_lines(results: dict[str, Any], normalization: dict[str, list[float]] | None) -> list[str]:
+    """What the exported student is: architecture, input, output, files."""
+    data, student = results["data"], results["student"]
+    channels, height, width = data["input_shape"]
+    files = ", ".join(
+        f"`{Path(e['path']).name}` ({e['format']})"
+        for e in results["export"]["formats"].values()
+        if e["path"]
+    )
+    return [
         "",
         "## Model",
         "",
@@ -92,16 +107,22 @@ def model_card(
             else ", not normalised further."
         ),
         f"- Output: `logits`, `(N, {data['num_classes']})`; the predicted class is the arg-max.",
-        "- Files: "
-        + ", ".join(
-            f"`{Path(e['path']).name}` ({e['format']})" for e in export["formats"].values() if e["path"]
-        )
-        + ", and `student.safetensors` (PyTorch weights) in the run folder.",
+        f"- Files: {files}, and `student.safetensors` (PyTorch weights) in the run folder.",
+    ]
+
+
+def _training_lines(results: dict[str, Any]) -> list[str]:
+    """Data, teacher, strategy, budget and device of the run."""
+    cfg, data, teacher = results["config"], results["data"], results.get("teacher")
+    teacher_name = teacher["name"] if teacher else "none (the strategy has no teacher row)"
+    optimizer = cfg["optim"]["optimizer"]
+    return [
         "",
         "## Training",
         "",
-        f"- Data: `{data['name']}`, {data['train']} train / {data['val']} val / {n_test} test images "
-        f"(fingerprint `{data['fingerprint']}`); the student trained on {student_train}.",
+        f"- Data: `{data['name']}`, {data['train']} train / {data['val']} val / {data['test']} test images "
+        f"(fingerprint `{data['fingerprint']}`); the student trained on "
+        f"{data.get('student_train', data['train'])}.",
         f"- Teacher: `{teacher_name}`"
         + (f" ({teacher['source']}), top-1 {_pct(teacher['top1'])}%." if teacher else "."),
         f"- Strategy: `{results['strategy']['name']}`, T = {cfg['T']:g}, α = {cfg['alpha']:g}, "
@@ -110,6 +131,14 @@ def model_card(
         f" (lr {optimizer.get('lr')}), batch size {cfg['dataset']['batch_size']}, "
         f"seed {results['seed']} (one seed; the scratch student shares its init and batch order).",
         *_device_line(results.get("device")),
+    ]
+
+
+def _accuracy_lines(results: dict[str, Any], made: dict[str, dict[str, Any]]) -> list[str]:
+    """Test top-1 of teacher, scratch, distilled and exported students, then the gain's caption."""
+    teacher, baseline, student = results.get("teacher"), results["baseline"], results["student"]
+    n_test, d = results["data"]["test"], results["deltas"]
+    lines = [
         "",
         f"## Accuracy (test split, {n_test} images, last epoch)",
         "",
@@ -129,24 +158,28 @@ def model_card(
             f"| {label} | {row['name']} | {_pct(row['top1'])} | {_pts(gain)} | "
             f"{human_count(row['params'])} | {human_count(row['flops'])} |"
         )
-    made = {name: e for name, e in export["formats"].items() if "parity" in e}
     for name, entry in made.items():
         lines.append(
             f"| exported student ({name}) | {student['name']} | {_pct(entry['parity']['top1'])} | "
             f"{_pts(entry['parity']['top1'] - baseline['top1'])} | {human_count(student['params'])} | "
             f"{human_count(student['flops'])} |"
         )
+    stderr = math.sqrt(student["top1"] * (1 - student["top1"]) / n_test)
+    gap = f", gap to the teacher {_pts(d['gap_to_teacher_top1'])} pts, params ×{d['params_ratio']:.3f}"
     lines += [
         "",
         f"KD gain {_pts(d['kd_gain_top1'])} pts over the scratch student"
-        + (
-            f", gap to the teacher {_pts(d['gap_to_teacher_top1'])} pts, params ×{d['params_ratio']:.3f}"
-            if teacher
-            else ""
-        )
+        + (gap if teacher else "")
         + f". One seed: the binomial standard error of the student's top-1 on {n_test} images is "
         f"±{100 * stderr:.2f} pts, so a gain smaller than about twice that is not evidence by itself "
         "(`kdrun regress` runs recipes over several seeds).",
+    ]
+    return lines
+
+
+def _parity_lines(export: dict[str, Any], made: dict[str, dict[str, Any]]) -> list[str]:
+    """Each export against the PyTorch student on every test image, with its allowed bounds."""
+    lines = [
         "",
         "## Parity (PyTorch vs export, every test image)",
         "",
@@ -161,7 +194,13 @@ def model_card(
             else f"≤ {export['atol']:g}, ≥ {export['min_top1_agreement']:g}"
         )
         lines.append(f"| {name} | {p['max_abs_diff']:.2e} | {p['top1_agreement']:.4f} | {allowed} |")
-    lines += [
+    return lines
+
+
+def _latency_lines(results: dict[str, Any], made: dict[str, dict[str, Any]], batches: list[str]) -> list[str]:
+    """Latency of PyTorch, each export and the teacher, per batch size."""
+    export, teacher = results["export"], results.get("teacher")
+    lines = [
         "",
         f"## Latency (CPU, {export['threads']} thread(s), ms per call, median (IQR), measured side by side)",
         "",
@@ -176,7 +215,11 @@ def model_card(
         lines.append(
             "| teacher, PyTorch (at training time) | " + " | ".join(_ms(teacher, b) for b in batches) + " |"
         )
-    lines += _int8_lines(export, batches)
+    return lines
+
+
+def _reproduce_lines(export: dict[str, Any], run_dir: Path) -> list[str]:
+    """The commands that train the run again and export it with the same options."""
     formats = " ".join(f"--format {f}" for f in export["formats"])
     if export.get("int8", {}).get("method") == "ptq":
         int8 = export["int8"]
@@ -184,7 +227,7 @@ def model_card(
             f" --calibration-images {int8['calibration_images']} --calibration-method "
             f"{int8['calibration_method']} --max-int8-drop {int8['max_int8_drop']:g}"
         )
-    lines += [
+    return [
         "",
         "## Reproduce",
         "",
@@ -197,74 +240,3 @@ def model_card(
         "on a GPU (deterministic `warn`) they are close, not equal; latency depends on the machine.",
         "",
     ]
-    return "\n".join(lines)
-
-
-def _int8_lines(export: dict[str, Any], batches: list[str]) -> list[str]:
-    """The int8 student next to the fp32 one: accuracy, size, latency, speed-ups."""
-    entries = {name: e for name, e in export["formats"].items() if name.endswith("_int8")}
-    if not entries:
-        return []
-    int8 = export["int8"]
-    at = [b.removeprefix("batch") for b in batches]
-    if int8["method"] == "ptq":
-        how = (
-            "static post-training quantisation",
-            f"Quantised by ONNX Runtime's tools: {int8['quant_format']} format, int8 weights "
-            f"{'per output channel' if int8['per_channel'] else 'per tensor'}, uint8 activations with "
-            f"ranges calibrated ({int8['calibration_method']}) on the first {int8['calibration_images']} "
-            "training images.",
-        )
-    else:
-        how = (
-            "quantisation-aware distillation",
-            "Fine-tuned with fake int8 quantisation while distilling from the teacher "
-            f"(`strategy={int8['method']}`), exported as {int8['quant_format']} with the learned "
-            "ranges (int8 weights per output channel). The fp32 student is the report's "
-            "`fp32_student` row (its latency in PyTorch).",
-        )
-    lines = [
-        "",
-        f"## int8 student (ONNX Runtime, {how[0]})",
-        "",
-        f"{how[1]} Top-1 on the same test images as the fp32 student; latency in the same "
-        f"process, {export['threads']} thread(s).",
-        "",
-        "| model | top-1 % | Δ vs fp32 student (pts) | MB | "
-        + " | ".join(f"ms @{b}" for b in at)
-        + " | "
-        + " | ".join(f"speed-up vs fp32 ONNX Runtime @{b}" for b in at)
-        + " | "
-        + " | ".join(f"speed-up vs PyTorch @{b}" for b in at)
-        + " |",
-        "|---|" + "---:|" * (3 + 3 * len(at)),
-    ]
-    fp32 = export["formats"].get("onnx")
-    if fp32 and "parity" in fp32:
-        lines.append(
-            f"| student (fp32, ONNX Runtime) | {_pct(fp32['parity']['top1'])} | "
-            f"{_pts(fp32['parity']['top1'] - fp32['parity']['top1_pytorch'])} | {fp32['file_mb']:.2f} | "
-            + " | ".join(f"{fp32['latency_ms'][b]:.3f}" for b in batches)
-            + " | "
-            + " | ".join("1.00" for _ in batches)
-            + " | "
-            + " | ".join(f"{export['pytorch']['latency_ms'][b] / fp32['latency_ms'][b]:.2f}" for b in batches)
-            + " |"
-        )
-    for entry in entries.values():
-        if "parity" not in entry:
-            lines.append(f"| student (int8) | not produced: {entry['error']} |")
-            continue
-        lines.append(
-            f"| student (int8) | {_pct(entry['parity']['top1'])} | {_pts(entry['top1_delta'])} | "
-            f"{entry['file_mb']:.2f} | "
-            + " | ".join(f"{entry['latency_ms'][b]:.3f}" for b in batches)
-            + " | "
-            + " | ".join(
-                f"{entry['speedup']['onnx'][b]:.2f}" if entry["speedup"]["onnx"] else "-" for b in batches
-            )
-            + " | "
-            + " | ".join(f"{entry['speedup']['pytorch'][b]:.2f}" for b in batches)
-            + " |"
-        )
-    return lines

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from rich.table import Table
 
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
@@ -49,16 +48,6 @@ class ExportParityError(RuntimeError):
         self.results = results
 
 
-def _rebuild_data(cfg: DictConfig, threads: int | None) -> TensorDataModule:
-    """The run's data, normalised under the thread count it was built with (same rounding)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
-    try:
-        return build_datamodule(cfg.dataset)
-    finally:
-        torch.set_num_threads(before)
-
-
 def load_run(
     run_dir: Path, data: TensorDataModule | None = None
 ) -> tuple[dict[str, Any], DictConfig, torch.nn.Module, TensorDataModule]:
@@ -87,7 +76,7 @@ def load_run(
         )
     cfg = OmegaConf.create(results["config"])
     if data is None:
-        data = _rebuild_data(cfg, results["data"].get("build_threads"))
+        data = build_datamodule(cfg.dataset)
     if data.fingerprint != results["data"]["fingerprint"]:
         raise KdrunConfigError(
             "run_dir",
@@ -130,83 +119,118 @@ def export_run(
     check_settings(settings)
     run_dir = Path(run_dir)
     results, cfg, student, data = load_run(run_dir, data)
-    calibration_pool = data.splits["train"][0]
-    check_settings(settings, train_images=len(calibration_pool))
-    out = run_dir / EXPORT_DIR
-    out.mkdir(exist_ok=True)
-    threads, min_time = int(cfg.measure.threads), float(cfg.measure.min_run_time)
-    shape = tuple(data.input_shape)
-    inputs = {f"batch{b}": torch.randn(b, *shape) for b in cfg.measure.batch_sizes}
-    example = data.splits["test"][0][:2]  # batch 2: a batch of 1 would be specialised away
-    strategy = STRATEGIES[cfg.strategy.name]
-    # A quantisation-aware student is its own int8 model: no fp32 file to quantise; the fp32
-    # student it is compared with is the report's fp32_student row.
-    fp32_row = results.get("extra_models", {}).get(FP32_ROLE) if strategy.quantized else None
-    formats = resolve_formats(list(settings["formats"]), quantized=strategy.quantized)
+    check_settings(settings, train_images=len(data.splits["train"][0]))
+    exporter = _Exporter(run_dir / EXPORT_DIR, results, cfg, student, data, settings)
+    failures = [failure for name in exporter.formats if (failure := exporter.export(name))]
+    results["export"] = exporter.section
+    write_json_atomic(run_dir / "results.json", results)
+    card = run_dir / EXPORT_DIR / "MODEL_CARD.md"
+    tmp = card.with_name(".MODEL_CARD.md.tmp")
+    tmp.write_text(model_card(results, run_dir, data.normalization, written_by))
+    os.replace(tmp, card)
+    if failures:
+        raise ExportParityError(" | ".join(failures), results)
+    return results
 
-    def timings(fn: Any) -> dict[str, dict[str, float]]:
-        pairs = {b: latency_of(fn, x, threads, min_time) for b, x in inputs.items()}
+
+class _Exporter:
+    """One run's student written, checked and timed in each format; ``section`` collects the
+    figures for results.json."""
+
+    def __init__(
+        self,
+        out: Path,
+        results: dict[str, Any],
+        cfg: DictConfig,
+        student: torch.nn.Module,
+        data: TensorDataModule,
+        settings: DictConfig | dict[str, Any],
+    ) -> None:
+        out.mkdir(exist_ok=True)
+        self.out, self.student, self.data = out, student, data
+        self.threads, self.min_time = int(cfg.measure.threads), float(cfg.measure.min_run_time)
+        self.inputs = {f"batch{b}": torch.randn(b, *data.input_shape) for b in cfg.measure.batch_sizes}
+        self.example = data.splits["test"][0][:2]  # batch 2: a batch of 1 would be specialised away
+        self.strategy = STRATEGIES[cfg.strategy.name]
+        # A quantisation-aware student is its own int8 model: no fp32 file to quantise; the fp32
+        # student it is compared with is the report's fp32_student row.
+        quantized = self.strategy.quantized
+        self.fp32_row = results.get("extra_models", {}).get(FP32_ROLE) if quantized else None
+        self.formats = resolve_formats(list(settings["formats"]), quantized=quantized)
+        with torch.no_grad():
+            self.section: dict[str, Any] = {
+                "atol": float(settings["atol"]),
+                "min_top1_agreement": float(settings["min_top1_agreement"]),
+                "threads": self.threads,
+                "pytorch": self.timings(student),
+                "formats": {},
+            }
+        self.int8 = int8_settings(settings)
+        if any(FORMATS[name].base for name in self.formats):
+            self.section["int8"] = {**self.int8, "method": "ptq", "quant_format": "QDQ", "per_channel": True}
+            if quantized:
+                self.section["int8"] |= {
+                    "method": cfg.strategy.name,
+                    "calibration_images": None,
+                    "calibration_method": None,
+                }
+
+    def timings(self, fn: Any) -> dict[str, dict[str, float]]:
+        """Median latency and IQR of ``fn`` at each measured batch size."""
+        pairs = {b: latency_of(fn, x, self.threads, self.min_time) for b, x in self.inputs.items()}
         return {
             "latency_ms": {b: round(m, 4) for b, (m, _) in pairs.items()},
             "latency_iqr_ms": {b: None if i is None else round(i, 4) for b, (_, i) in pairs.items()},
         }
 
-    with torch.no_grad():
-        section: dict[str, Any] = {
-            "atol": float(settings["atol"]),
-            "min_top1_agreement": float(settings["min_top1_agreement"]),
-            "threads": threads,
-            "pytorch": timings(student),
-            "formats": {},
-        }
-    int8 = int8_settings(settings)
-    if any(FORMATS[name].base for name in formats):
-        section["int8"] = {**int8, "method": "ptq", "quant_format": "QDQ", "per_channel": True}
-        if strategy.quantized:
-            section["int8"] |= {
-                "method": cfg.strategy.name,
-                "calibration_images": None,
-                "calibration_method": None,
-            }
-    failures = []
-    for name in formats:
+    def export(self, name: str) -> str | None:
+        """Write, check and time one format into ``section``; the failure's text, if any."""
         fmt = FORMATS[name]
-        path = out / f"student{fmt.suffix}"
+        path = self.out / f"student{fmt.suffix}"
         tmp = path.with_name(f".{path.name}.tmp")
         if fmt.write is not None:
-            fmt.write(student, example, tmp)
+            fmt.write(self.student, self.example, tmp)
             os.replace(tmp, path)  # a reader never finds half a model file
-            runner = fmt.load(path, threads)
-            parity = compare(student, runner, data.loader("test", batch_size=256))
-            problem = verdict(parity, section["atol"], section["min_top1_agreement"])
+            runner, parity = self._check(path, fmt)
+            problem = verdict(parity, self.section["atol"], self.section["min_top1_agreement"])
         else:
             try:  # an int8 failure is recorded; the fp32 files stay valid
-                if strategy.quantized:
-                    FORMATS[fmt.base].write(strategy.exportable(student, example), example, tmp)
-                else:
-                    quantize_onnx(
-                        Path(section["formats"][fmt.base]["path"]),
-                        tmp,
-                        calibration_pool[: int8["calibration_images"]],
-                        int8["calibration_method"],
-                    )
+                self._write_int8(fmt, tmp)
                 os.replace(tmp, path)
-                runner = fmt.load(path, threads)
-                parity = compare(student, runner, data.loader("test", batch_size=256))
+                runner, parity = self._check(path, fmt)
             except Exception as err:  # noqa: BLE001 - any quantiser/runtime error is the int8 step's
                 tmp.unlink(missing_ok=True)
                 reason = (str(err).strip().splitlines() or [""])[0][:200]
                 problem = f"quantisation failed: {type(err).__name__}: {reason}"
-                section["formats"][name] = {
-                    "format": name,
-                    "path": None,
-                    "status": "failed",
-                    "error": problem,
-                }
-                failures.append(f"{name}: {problem}")
-                continue
-            reference = fp32_row["top1"] if fp32_row else parity["top1_pytorch"]
-            problem = int8_verdict(parity, float(int8["max_int8_drop"]), reference)
+                failed = {"format": name, "path": None, "status": "failed", "error": problem}
+                self.section["formats"][name] = failed
+                return f"{name}: {problem}"
+            reference = self.fp32_row["top1"] if self.fp32_row else parity["top1_pytorch"]
+            problem = int8_verdict(parity, float(self.int8["max_int8_drop"]), reference)
+        self.section["formats"][name] = self._entry(name, path, runner, parity, problem)
+        return f"{name}: {'parity check failed: ' if fmt.write else ''}{problem}" if problem else None
+
+    def _check(self, path: Path, fmt: Any) -> tuple[Any, dict[str, Any]]:
+        """The written file loaded in its runtime, and its parity with the student on the test split."""
+        runner = fmt.load(path, self.threads)
+        return runner, compare(self.student, runner, self.data.loader("test", batch_size=256))
+
+    def _write_int8(self, fmt: Any, tmp: Path) -> None:
+        """The int8 file: the quantisation-aware student exported, or the fp32 file quantised."""
+        if self.strategy.quantized:
+            FORMATS[fmt.base].write(self.strategy.exportable(self.student, self.example), self.example, tmp)
+            return
+        quantize_onnx(
+            Path(self.section["formats"][fmt.base]["path"]),
+            tmp,
+            self.data.splits["train"][0][: self.int8["calibration_images"]],
+            self.int8["calibration_method"],
+        )
+
+    def _entry(
+        self, name: str, path: Path, runner: Any, parity: dict[str, Any], problem: str | None
+    ) -> dict[str, Any]:
+        """results.json's record of one written format: file, parity, latency, int8 ratios."""
         entry = {
             "format": name,
             "path": str(path),
@@ -214,25 +238,15 @@ def export_run(
             "status": "ok" if problem is None else "failed",
             "parity": parity,
             **({"error": problem} if problem else {}),
-            **timings(runner),
+            **self.timings(runner),
         }
-        if fmt.base is not None and fp32_row:
-            entry |= _int8_figures(entry, fp32_row["top1"], None, fp32_row)
-        elif fmt.base is not None:
-            fp32 = section["formats"][fmt.base]
-            entry |= _int8_figures(entry, entry["parity"]["top1_pytorch"], fp32, section["pytorch"])
-        section["formats"][name] = entry
-        if problem:
-            failures.append(f"{name}: {'parity check failed: ' if fmt.write else ''}{problem}")
-    results["export"] = section
-    write_json_atomic(run_dir / "results.json", results)
-    card = out / "MODEL_CARD.md"
-    tmp = card.with_name(".MODEL_CARD.md.tmp")
-    tmp.write_text(model_card(results, run_dir, data.normalization, written_by))
-    os.replace(tmp, card)
-    if failures:
-        raise ExportParityError(" | ".join(failures), results)
-    return results
+        base = FORMATS[name].base
+        if base is not None and self.fp32_row:
+            entry |= _int8_figures(entry, self.fp32_row["top1"], None, self.fp32_row)
+        elif base is not None:
+            fp32 = self.section["formats"][base]
+            entry |= _int8_figures(entry, parity["top1_pytorch"], fp32, self.section["pytorch"])
+        return entry
 
 
 def _int8_figures(
@@ -249,44 +263,3 @@ def _int8_figures(
             "pytorch": {b: round(pytorch["latency_ms"][b] / ms[b], 3) for b in ms},
         },
     }
-
-
-def export_table(section: dict[str, Any]) -> Table:
-    """Parity and latency of each export next to PyTorch's."""
-    batches = list(section["pytorch"]["latency_ms"])
-    table = Table(title=f"export: parity on the test split, latency on CPU ({section['threads']} thread(s))")
-    for column in ("runtime", "file", "MB", "max |Δ logit|", "top-1 agree", "top-1 %"):
-        table.add_column(column, justify="left" if column in ("runtime", "file") else "right")
-    for b in batches:
-        table.add_column(f"ms @{b.removeprefix('batch')}", justify="right")
-        table.add_column(f"speed-up @{b.removeprefix('batch')}", justify="right")
-    torch_ms = section["pytorch"]["latency_ms"]
-    table.add_row(
-        "pytorch",
-        "student.safetensors",
-        "-",
-        "-",
-        "-",
-        "-",
-        *[c for b in batches for c in (f"{torch_ms[b]:.3f}", "1.00")],
-    )
-    for name, e in section["formats"].items():
-        label = name + ("" if e["status"] == "ok" else " [red](failed)[/]")
-        if "parity" not in e:  # the file could not be made
-            table.add_row(label, *["-"] * (5 + 2 * len(batches)))
-            continue
-        p = e["parity"]
-        table.add_row(
-            label,
-            Path(e["path"]).name,
-            f"{e['file_mb']:.2f}",
-            f"{p['max_abs_diff']:.1e}",
-            f"{p['top1_agreement']:.4f}",
-            f"{100 * p['top1']:.2f}",
-            *[
-                c
-                for b in batches
-                for c in (f"{e['latency_ms'][b]:.3f}", f"{torch_ms[b] / e['latency_ms'][b]:.2f}")
-            ],
-        )
-    return table

@@ -31,15 +31,10 @@ from typing import Any
 
 import yaml
 
+from kdrun.regress.bounds import SLACK, Expectation, Reference, Z, allowed_bound
+
 TIERS = ("fast", "full", "gpu")  # gpu: hours on one GPU; only `--tier gpu` runs them
 REGRESS_KEYS = ("description", "tier", "seeds", "sweep", "reference", "expect", "published")
-# The bound rule (docs/results.md, "How the bounds were set"): a bound sits at least Z noise units
-# from the reference mean -- one unit is std/sqrt(n) for mean(...) over n runs, the per-run std for
-# min(...)/max(...) -- plus SLACK for what the reference runs could not sample (other kernels,
-# other BLAS builds). Z = 3: a healthy recipe fails one check in ~700 by chance. SLACK = 0.002 is
-# two of the 1,000 test images, in the units of the accuracy metrics (fractions).
-Z = 3.0
-SLACK = 0.002
 AGGREGATES = ("mean", "min", "max", "std")
 OPS = (">=", "<=", ">", "<")
 # First component of a metric path: the sections of results.json that hold numbers.
@@ -61,64 +56,6 @@ _EXPECT = re.compile(
 
 class RecipeError(ValueError):
     """A malformed recipe: the message starts with ``<file>:<line>:``."""
-
-
-@dataclass
-class Expectation:
-    """``aggregate(metric) op value`` over the recipe's seeds, from ``line`` of the recipe file."""
-
-    aggregate: str
-    metric: str
-    op: str
-    value: float
-    line: int
-
-    def __str__(self) -> str:
-        return f"{self.aggregate}({self.metric}) {self.op} {self.value:g}"
-
-    def holds(self, measured: float) -> bool:
-        return {
-            ">=": measured >= self.value,
-            "<=": measured <= self.value,
-            ">": measured > self.value,
-            "<": measured < self.value,
-        }[self.op]
-
-    def margin(self, measured: float) -> float:
-        """How far inside the bound ``measured`` is (negative: outside)."""
-        return measured - self.value if self.lower else self.value - measured
-
-    @property
-    def lower(self) -> bool:
-        """A lower bound (``>=``, ``>``)."""
-        return self.op in (">=", ">")
-
-
-@dataclass
-class Reference:
-    """A metric's measured per-run mean and std (over seeds and perturbed numerics)."""
-
-    mean: float
-    std: float
-    line: int
-
-
-def noise_unit(aggregate: str, std: float, n: int) -> float | None:
-    """The std of ``aggregate`` over ``n`` runs whose per-run std is ``std``: std/sqrt(n) for a
-    mean, std for a min or max (one run decides it); None for ``std(...)``."""
-    if aggregate == "mean":
-        return std / math.sqrt(n)
-    return std if aggregate in ("min", "max") else None
-
-
-def allowed_bound(exp: Expectation, ref: Reference, n: int) -> float | None:
-    """The tightest bound the rule admits for ``exp`` over ``n`` runs: reference mean -/+
-    (Z noise units + SLACK). None where the rule does not apply (``std(...)``)."""
-    unit = noise_unit(exp.aggregate, ref.std, n)
-    if unit is None:
-        return None
-    distance = Z * unit + SLACK
-    return ref.mean - distance if exp.lower else ref.mean + distance
 
 
 @dataclass
@@ -158,6 +95,36 @@ def load_recipe(path: Path) -> Recipe:
     def error(line: int, message: str) -> RecipeError:
         return RecipeError(f"{path}:{line}: {message}")
 
+    data, lines = _parse(path, error)
+    block = data.get("regress")
+    if not isinstance(block, dict):
+        raise error(lines.get("regress", 1), "missing `regress:` block (description, tier, seeds, expect)")
+    seeds, sweep = _check_block(block, lines, error)
+    reference = _references(block.get("reference"), lines, error)
+    if not isinstance(block["expect"], list) or not block["expect"]:
+        raise error(lines["regress.expect"], "regress.expect: a non-empty list of `agg(metric) op number`")
+    runs = len(seeds) * _points(sweep)
+    expect = [
+        _expectation(text, lines[f"regress.expect[{i}]"], reference, len(seeds), runs, error)
+        for i, text in enumerate(block["expect"])
+    ]
+    return Recipe(
+        name=path.stem,
+        path=path,
+        description=str(block["description"]),
+        tier=block["tier"],
+        seeds=list(seeds),
+        expect=expect,
+        published=block.get("published") or {},
+        sweep=sweep,
+        lines=lines,
+        reference=reference,
+        group_overrides=_group_overrides(data, lines, error),
+    )
+
+
+def _parse(path: Path, error: Any) -> tuple[dict[str, Any], dict[str, int]]:
+    """The recipe file's YAML and the line of each dotted key; a recipe must be ``_global_``."""
     text = path.read_text()
     try:
         node = yaml.compose(text)
@@ -167,10 +134,13 @@ def load_recipe(path: Path) -> Recipe:
         raise error(mark.line + 1 if mark else 1, f"not valid YAML: {getattr(err, 'problem', err)}") from None
     if not text.lstrip().startswith("# @package _global_"):
         raise error(1, "a recipe starts with `# @package _global_` (it sets root keys)")
-    lines = _lines(node) if node is not None else {}
-    block = data.get("regress")
-    if not isinstance(block, dict):
-        raise error(lines.get("regress", 1), "missing `regress:` block (description, tier, seeds, expect)")
+    return data, _lines(node) if node is not None else {}
+
+
+def _check_block(
+    block: dict[str, Any], lines: dict[str, int], error: Any
+) -> tuple[list[int], dict[str, list[Any]]]:
+    """The ``regress`` block's keys, tier, seeds and sweep checked; the seeds and the sweep."""
     for key in block:
         if key not in REGRESS_KEYS:
             raise error(
@@ -191,43 +161,48 @@ def load_recipe(path: Path) -> Recipe:
             "regress.sweep: a mapping of override key -> "
             "non-empty list of values, e.g. {T: [1, 4], alpha: [0.5, 0.9]}",
         )
-    reference = _references(block.get("reference"), lines, error)
-    if not isinstance(block["expect"], list) or not block["expect"]:
-        raise error(lines["regress.expect"], "regress.expect: a non-empty list of `agg(metric) op number`")
-    expect = []
-    for i, text_line in enumerate(block["expect"]):
-        line = lines[f"regress.expect[{i}]"]
-        match = _EXPECT.match(str(text_line)) if isinstance(text_line, str) else None
-        if match is None:
-            raise error(
-                line,
-                f"malformed expectation {text_line!r}; write e.g. `mean(student.top1) >= 0.9` "
-                f"(aggregates: {', '.join(AGGREGATES)}; ops: {' '.join(OPS)})",
-            )
-        aggregate = match["agg"] or "mean"
-        metric = match["path1"] or match["path2"]
-        if aggregate not in AGGREGATES:
-            raise error(line, f"unknown aggregate {aggregate!r}; allowed: {', '.join(AGGREGATES)}")
-        if metric.split(".")[0] not in RESULT_SECTIONS:
-            raise error(
-                line,
-                f"metric {metric!r} is not in results.json; it starts with one of: "
-                f"{', '.join(RESULT_SECTIONS)}",
-            )
-        if aggregate == "std" and len(seeds) < 2:
-            raise error(line, "std(...) needs at least 2 seeds")
-        exp = Expectation(aggregate, metric, match["op"], float(match["value"]), line)
-        ref = reference.get(metric)
-        limit = None if ref is None else allowed_bound(exp, ref, len(seeds) * _points(sweep))
-        if limit is not None and (exp.value > limit + 1e-9 if exp.lower else exp.value < limit - 1e-9):
-            raise error(
-                line,
-                f"{exp}: too tight for the measured noise of {metric} (mean {ref.mean:g}, std "
-                f"{ref.std:g}, line {ref.line}); over {len(seeds) * _points(sweep)} run(s) the rule "
-                f"admits {'at most' if exp.lower else 'at least'} {limit:.4f} "
-                f"(reference mean {'-' if exp.lower else '+'} {Z:g} x noise - {SLACK:g}; docs/results.md)",
-            )
-        expect.append(exp)
+    return seeds, sweep
+
+
+def _expectation(
+    text: Any, line: int, reference: dict[str, Reference], seeds: int, runs: int, error: Any
+) -> Expectation:
+    """One ``regress.expect`` entry parsed, its metric checked, and its bound held to the noise
+    rule when the metric has a reference (``runs``: seeds x sweep points)."""
+    match = _EXPECT.match(str(text)) if isinstance(text, str) else None
+    if match is None:
+        raise error(
+            line,
+            f"malformed expectation {text!r}; write e.g. `mean(student.top1) >= 0.9` "
+            f"(aggregates: {', '.join(AGGREGATES)}; ops: {' '.join(OPS)})",
+        )
+    aggregate = match["agg"] or "mean"
+    metric = match["path1"] or match["path2"]
+    if aggregate not in AGGREGATES:
+        raise error(line, f"unknown aggregate {aggregate!r}; allowed: {', '.join(AGGREGATES)}")
+    if metric.split(".")[0] not in RESULT_SECTIONS:
+        raise error(
+            line,
+            f"metric {metric!r} is not in results.json; it starts with one of: {', '.join(RESULT_SECTIONS)}",
+        )
+    if aggregate == "std" and seeds < 2:
+        raise error(line, "std(...) needs at least 2 seeds")
+    exp = Expectation(aggregate, metric, match["op"], float(match["value"]), line)
+    ref = reference.get(metric)
+    limit = None if ref is None else allowed_bound(exp, ref, runs)
+    if limit is not None and (exp.value > limit + 1e-9 if exp.lower else exp.value < limit - 1e-9):
+        raise error(
+            line,
+            f"{exp}: too tight for the measured noise of {metric} (mean {ref.mean:g}, std "
+            f"{ref.std:g}, line {ref.line}); over {runs} run(s) the rule "
+            f"admits {'at most' if exp.lower else 'at least'} {limit:.4f} "
+            f"(reference mean {'-' if exp.lower else '+'} {Z:g} x noise - {SLACK:g}; docs/results.md)",
+        )
+    return exp
+
+
+def _group_overrides(data: dict[str, Any], lines: dict[str, int], error: Any) -> list[str]:
+    """The defaults list's ``override /group: choice`` entries as ``group=choice`` overrides."""
     overrides = []
     for entry in data.get("defaults") or []:
         if isinstance(entry, dict):
@@ -238,19 +213,7 @@ def load_recipe(path: Path) -> Recipe:
                     raise error(lines.get("defaults", 1), hint)
                 if str(key).startswith("override /"):
                     overrides.append(f"{group}={value}")
-    return Recipe(
-        name=path.stem,
-        path=path,
-        description=str(block["description"]),
-        tier=block["tier"],
-        seeds=list(seeds),
-        expect=expect,
-        published=block.get("published") or {},
-        sweep=sweep,
-        lines=lines,
-        reference=reference,
-        group_overrides=overrides,
-    )
+    return overrides
 
 
 def _points(sweep: dict[str, list[Any]]) -> int:

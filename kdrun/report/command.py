@@ -16,6 +16,7 @@ from kdrun.files import file_mode
 from kdrun.report import curves
 from kdrun.report import html as report_html
 from kdrun.report.summary import (
+    Point,
     aggregate,
     duplicate_seeds,
     extra_columns,
@@ -105,58 +106,18 @@ def report(root: Path, metric: str = "gain", html: bool = False) -> dict[str, An
     if not records:
         raise KdrunConfigError("DIR", str(root), "holds no results.json (run `kdrun train` first)")
     points = aggregate(records)
-    for point in points:
-        if seeds := duplicate_seeds(point):
-            dirs = [r["run_dir"] for r in point.runs + point.failed if r["seed"] in seeds]
-            err_console.print(
-                f"[yellow]warning:[/] seed {', '.join(map(str, seeds))} appears more than once in one "
-                f"experiment point (counted each time): {', '.join(dirs)}",
-                soft_wrap=True,
-            )
+    _warn_duplicate_seeds(points)
     table = rows(points)
     failed = sum(row["failed"] for row in table)
     note = (
         f"{len(records)} runs ({failed} failed) under {root}; mean ± std over seeds of last-epoch "
         "test top-1; gain = distilled − scratch student (same seed), in points."
     )
-    written = []
-    for name, writer in (("summary.csv", write_csv), ("summary.md", None)):
-        with atomic(root / name) as tmp:
-            if writer is None:
-                write_markdown(table, tmp, note)
-            else:
-                writer(table, tmp)
-        written.append(root / name)
-    if is_temperature_sweep(table):
-        with atomic(root / "heatmap.png") as tmp:
-            heatmap(table, tmp, metric)
-        written.append(root / "heatmap.png")
     runs = _run_results(root)
-    drawn = curves.drawable(runs)
-    if drawn:
-        with atomic(root / "curves.png") as tmp:
-            curves.plot(drawn, tmp)
-        written.append(root / "curves.png")
+    written = _write_files(root, table, note, metric, runs)
     summary = summary_table(table, title=f"kdrun report: {root}")
     if html:
-        images = {
-            name: root / file
-            for name, file in (("T × α heatmap", "heatmap.png"), ("Curves", "curves.png"))
-            if root / file in written
-        }
-        header = [str(column.header) for column in summary.columns]
-        cells = [[str(c) for c in column.cells] for column in summary.columns]
-        page = report_html.render(
-            f"kdrun report: {root.name}",
-            header,
-            [list(r) for r in zip(*cells, strict=True)],
-            note,
-            images,
-            runs,
-        )
-        with atomic(root / "report.html") as tmp:
-            tmp.write_text(page)
-        written.append(root / "report.html")
+        written.append(_write_html(root, summary, note, written, runs))
     console.print(summary)
     console.print(note)
     if extra := extra_columns(table):
@@ -171,3 +132,63 @@ def report(root: Path, metric: str = "gain", html: bool = False) -> dict[str, An
         "written": written,
         "rows": table,
     }
+
+
+def _warn_duplicate_seeds(points: list[Point]) -> None:
+    """A seed run twice in one experiment point is counted twice: say so."""
+    for point in points:
+        if seeds := duplicate_seeds(point):
+            dirs = [r["run_dir"] for r in point.runs + point.failed if r["seed"] in seeds]
+            err_console.print(
+                f"[yellow]warning:[/] seed {', '.join(map(str, seeds))} appears more than once in one "
+                f"experiment point (counted each time): {', '.join(dirs)}",
+                soft_wrap=True,
+            )
+
+
+def _write_files(
+    root: Path, table: list[dict[str, Any]], note: str, metric: str, runs: list[tuple[Path, dict[str, Any]]]
+) -> list[Path]:
+    """summary.csv and summary.md, the heatmap of a T x alpha grid, the curves; the paths written."""
+    written = []
+    for name, writer in (("summary.csv", write_csv), ("summary.md", None)):
+        with atomic(root / name) as tmp:
+            if writer is None:
+                write_markdown(table, tmp, note)
+            else:
+                writer(table, tmp)
+        written.append(root / name)
+    if is_temperature_sweep(table):
+        with atomic(root / "heatmap.png") as tmp:
+            heatmap(table, tmp, metric)
+        written.append(root / "heatmap.png")
+    drawn = curves.drawable(runs)
+    if drawn:
+        with atomic(root / "curves.png") as tmp:
+            curves.plot(drawn, tmp)
+        written.append(root / "curves.png")
+    return written
+
+
+def _write_html(
+    root: Path, summary: Table, note: str, written: list[Path], runs: list[tuple[Path, dict[str, Any]]]
+) -> Path:
+    """report.html: the summary table, the images written, each run's curves; its path."""
+    images = {
+        name: root / file
+        for name, file in (("T × α heatmap", "heatmap.png"), ("Curves", "curves.png"))
+        if root / file in written
+    }
+    header = [str(column.header) for column in summary.columns]
+    cells = [[str(c) for c in column.cells] for column in summary.columns]
+    page = report_html.render(
+        f"kdrun report: {root.name}",
+        header,
+        [list(r) for r in zip(*cells, strict=True)],
+        note,
+        images,
+        runs,
+    )
+    with atomic(root / "report.html") as tmp:
+        tmp.write_text(page)
+    return root / "report.html"

@@ -54,6 +54,8 @@ def results_table(results: dict[str, Any]) -> Table:
     """Teacher(s), other models the strategy trained, scratch and distilled student, with deltas."""
     batches = list(results["student"]["latency_ms"])
     has_top5 = "top5" in results["student"]
+    # A run trained on a GPU also measured latency there: both are shown, each labelled.
+    gpu = results["student"].get("device")
     table = Table(title=f"kdrun: {results['strategy']['name']} on {results['data']['name']}")
     table.add_column("model")
     table.add_column("arch")
@@ -64,8 +66,6 @@ def results_table(results: dict[str, Any]) -> Table:
         table.add_column("top-5 %", justify="right")
     for column in ("params", "FLOPs/img", "MB"):
         table.add_column(column, justify="right")
-    # A run trained on a GPU also measured latency there: both are shown, each labelled.
-    gpu = results["student"].get("device")
     for batch in batches:
         table.add_column(f"{'cpu ' if gpu else ''}ms @{batch.removeprefix('batch')} (IQR)", justify="right")
     for batch in batches if gpu else []:
@@ -79,18 +79,27 @@ def results_table(results: dict[str, Any]) -> Table:
         twin = row.get("scratch", {}).get("top1", base if label.endswith("student") else None)
         gain = None if twin is None else row["top1"] - twin
         cells = [label, row["name"], row["source"], _pct(row["top1"]), _signed_pts(gain)]
-        if has_top5:
-            cells.append(_pct(row.get("top5")))
+        cells += [_pct(row.get("top5"))] if has_top5 else []
         cells += [human_count(row["params"]), human_count(row["flops"]), f"{row['size_mb']:.2f}"]
         cells += [_latency(row, b) for b in batches]
         if gpu:
             on_gpu = row.get("device_latency_ms", {})
             cells += [f"{on_gpu[b]:.3f}" if b in on_gpu else "-" for b in batches]
         table.add_row(*cells)
-    student = results["student"]
+    for cells in _export_rows(results, has_top5, bool(gpu)):
+        table.add_row(*cells)
+    table.caption = _caption(results)
+    return table
+
+
+def _export_rows(results: dict[str, Any], has_top5: bool, gpu: bool) -> list[list[str]]:
+    """A row per exported file, run in its own runtime: accuracy from the parity check, its own
+    latency (an int8 file that could not be made is recorded, not a row)."""
+    student, base = results["student"], results["baseline"]["top1"]
+    batches = list(student["latency_ms"])
+    out = []
     for name, entry in results.get("export", {}).get("formats", {}).items():
-        # The exported file, run in its own runtime: accuracy from the parity check, its own latency.
-        if "parity" not in entry:  # an int8 file that could not be made: recorded, not a row
+        if "parity" not in entry:
             continue
         label = "student (int8)" if name.endswith("_int8") else f"student ({name})"
         cells = [label, student["name"], "export", _pct(entry["parity"]["top1"])]
@@ -100,7 +109,12 @@ def results_table(results: dict[str, Any]) -> Table:
         cells += [human_count(student["params"]), human_count(student["flops"]), f"{entry['file_mb']:.2f}"]
         cells += [_latency(entry, b) for b in batches]
         cells += ["-" for _ in batches] if gpu else []  # exported files run on the CPU
-        table.add_row(*cells)
+        out.append(cells)
+    return out
+
+
+def _caption(results: dict[str, Any]) -> str:
+    """KD gain, gap to the teacher, ratios, speed-ups, the run's seed; a line per int8 file."""
     d = results["deltas"]
     caption = f"KD gain {_signed_pts(d['kd_gain_top1'])} pts over scratch"
     if results["teacher"]:
@@ -113,11 +127,11 @@ def results_table(results: dict[str, Any]) -> Table:
         )
         if speed:  # only between different architectures
             caption += f" · faster: {speed}"
-    table.caption = (
-        f"{caption} · seed {results['seed']}, last-epoch test accuracy on {results['data']['test']} images"
+    caption += (
+        f" · seed {results['seed']}, last-epoch test accuracy on {results['data']['test']} images"
         " · latency: median (IQR) of one measurement per architecture"
     )
     for name, entry in results.get("export", {}).get("formats", {}).items():
         if name.endswith("_int8"):
-            table.caption += "\n" + int8_caption(entry)
-    return table
+            caption += "\n" + int8_caption(entry)
+    return caption

@@ -235,7 +235,6 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
             "input_shape": list(data.input_shape),
             **{split: len(tensors[1]) for split, tensors in data.splits.items()},
             "student_train": len(student_data.splits["train"][1]),
-            "build_threads": data.build_threads,
             **data.summary(),
         },
         "device": placement.record(),
