@@ -33,6 +33,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
     import stems
     import sweep
     import torchdistill_compare
+    import views
 
     return {
         "overhead": overhead.measure,
@@ -43,6 +44,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
         "layout": layout.measure,
         "core": core.measure,
         "data": data.measure,
+        "views": views.measure,
         "stems": stems.measure,
     }
 

@@ -1,5 +1,6 @@
 """Teacher outputs cached per augmented view: exact replay, exact outputs, keys, integrity, resume."""
 
+import json
 import math
 from pathlib import Path
 
@@ -138,6 +139,8 @@ def test_entries_are_keyed_by_teacher_data_policy_views_and_topk(
     assert source() == "computed"
     assert source() == "disk"
     assert source(rest="zero") == "disk"  # applied when read: the same file
+    other_point = STRATEGIES["vanilla"](_model(1), _model(), T=2.0, alpha=0.5)  # another sweep point
+    assert load_or_build(other_point, augmented, cache, _options())["source"] == "disk"
     other = _model()
     with torch.no_grad():
         other[1].weight[0, 0] += 1e-3
@@ -289,3 +292,46 @@ def test_kdrun_cache_lists_the_entry_with_its_views_and_k(
     (entry,) = entries(tmp_path)
     assert entry["kind"] == "views" and entry["origin"].startswith("views 5, top-k 2")
     assert cache_logits(make_cfg("kd.cache_logits=views"), augmented) is False  # not the plain logit cache
+
+
+@pytest.mark.slow
+def test_a_sweep_with_views_records_them_and_leaves_the_shared_data_plain(tmp_path: Path) -> None:
+    """Two runs in one process (as sweep points): views, then a live teacher on the same data."""
+    from conftest import make_cfg
+    from PIL import Image
+
+    from kdrun.train.pipeline import train
+    from kdrun.train.prepare import prepare
+
+    generator = np.random.default_rng(0)
+    for label in ("a", "b", "c"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(20):
+            pixels = generator.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
+    common = [
+        "dataset=imagefolder",
+        f"dataset.root={tmp_path / 'images'}",
+        "dataset.image_size=16",
+        "dataset.augment=cifar",
+        "teacher=mlp",
+        "epochs=1",
+        "teacher.epochs=1",
+        "logger=none",
+        "measure.min_run_time=0.01",
+        f"paths.output_root={tmp_path / 'outputs'}",
+    ]
+    views = train(
+        make_cfg(*common, "kd.cache_logits=views", "kd.cache.views=3", "kd.cache.topk=2"), tmp_path / "a"
+    )
+    record = views["teacher_logits"]
+    assert record["mode"] == "views" and (record["views"], record["topk"], record["rest"]) == (
+        3,
+        2,
+        "uniform",
+    )
+    assert record["source"] == "computed" and record["bytes_per_image"] > 0 and record["build_seconds"] > 0
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["teacher_logits"] == record
+    live = make_cfg(*common, "kd.cache_logits=false")
+    assert prepare(live).student_data.views is None  # the data module both runs share
+    assert train(live, tmp_path / "b")["teacher_logits"] is None
