@@ -14,7 +14,6 @@ from torchvision.transforms import v2
 from kdrun.cache import Cache
 from kdrun.cache.views import dense_logits, load_or_build, summarise
 from kdrun.data import TensorDataModule
-from kdrun.data.memory import ByteImages
 from kdrun.data.replay import Replay, ViewSamples
 from kdrun.data.transforms import SampleAugment
 from kdrun.strategies import STRATEGIES
@@ -33,16 +32,11 @@ def _options(views: int = 3, topk: int | None = None, rest: str = "uniform", see
     return OmegaConf.create({"views": views, "topk": topk, "rest": rest, "seed": seed})
 
 
-@pytest.fixture(params=["float32", "uint8"])
-def augmented(tiny_data: TensorDataModule, request: pytest.FixtureRequest) -> TensorDataModule:
-    """The tiny set with the cifar policy scaled to 8 px: pad-2 random crop + horizontal flip;
-    its images normalised float32 tensors, or 8-bit images normalised per batch."""
+@pytest.fixture
+def augmented(tiny_data: TensorDataModule) -> TensorDataModule:
+    """The tiny set with the cifar policy scaled to 8 px: pad-2 random crop + horizontal flip
+    (8-bit images in memory and streamed files: ``test_image_files_replay_their_views_from_the_files``)."""
     tiny_data.normalization = {"mean": [0.5], "std": [0.25]}
-    if request.param == "uint8":
-        x, y = tiny_data.splits["train"]
-        pixels = torch.randint(0, 256, x.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-        mean, std = torch.tensor([0.5]).view(1, 1, 1, 1), torch.tensor([0.25]).view(1, 1, 1, 1)
-        tiny_data.splits["train"] = (ByteImages(pixels, mean, std), y)
     tiny_data.augment = SampleAugment("crop2", [v2.RandomCrop(8, padding=2), v2.RandomHorizontalFlip()])
     return tiny_data
 
