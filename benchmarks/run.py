@@ -32,8 +32,10 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
     import options
     import overhead
     import storage
+    import stems
     import sweep
     import torchdistill_compare
+    import views
 
     return {
         "overhead": overhead.measure,
@@ -46,6 +48,8 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
         "data": data.measure,
         "loader": loader.measure,
         "storage": storage.measure,
+        "views": views.measure,
+        "stems": stems.measure,
     }
 
 

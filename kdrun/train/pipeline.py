@@ -208,18 +208,21 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     teacher_source = strategy.teacher_member.source if strategy.teacher_member else "none"
     clock.lap("teacher", {"cache": "cached"}.get(teacher_source, teacher_source))
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
-    fit(
-        strategy,
-        phases.student_data,
-        cfg,
-        epochs=strategy.student_epochs(cfg),
-        seed=cfg.seed,
-        log_dir=run_dir,
-        label="student",
-        checkpoint_dir=run_dir / CHECKPOINTS,
-        resume=cfg.resume is not None,
-        loggers=loggers,
-    )
+    try:
+        fit(
+            strategy,
+            phases.student_data,
+            cfg,
+            epochs=strategy.student_epochs(cfg),
+            seed=cfg.seed,
+            log_dir=run_dir,
+            label="student",
+            checkpoint_dir=run_dir / CHECKPOINTS,
+            resume=cfg.resume is not None,
+            loggers=loggers,
+        )
+    finally:
+        phases.student_data.views = None  # stored views are this fit's; the next sweep point shares the data
     if not nodes.is_main():
         return {}
     save_weights(student, run_dir / "student.safetensors")

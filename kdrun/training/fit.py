@@ -6,6 +6,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from omegaconf import DictConfig
 
 from kdrun import nodes, preemption
 from kdrun.data import TensorDataModule
-from kdrun.device import resolve
+from kdrun.device import ACCELERATORS, AUTO, resolve
+from kdrun.schema import MISSING, choice, number
 from kdrun.strategies import Strategy
 from kdrun.training.callbacks import EpochLines, RecalibrateBatchNorm
 from kdrun.training.checkpointing import (
@@ -45,6 +47,23 @@ warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(
 # Keys of the ``trainer`` group that kdrun reads itself; the rest are Lightning Trainer arguments.
 KDRUN_TRAINER_KEYS = ("keep_checkpoint",)
 DDP = ("ddp", "ddp_spawn")  # trainer.strategy values that run one process per device
+
+
+@dataclass
+class TrainerOptions:
+    """The ``trainer`` keys kdrun reads or resolves itself; the group's other keys are Lightning
+    Trainer arguments (checked against its signature by ``kdrun.config``)."""
+
+    accelerator: str = choice(MISSING, *ACCELERATORS)
+    devices: int = number(MISSING, ge=1, integer=True)
+    num_nodes: int = number(MISSING, ge=1, integer=True)  # > 1: under torchrun or srun (kdrun.nodes)
+    strategy: str = choice(MISSING, AUTO, *DDP)
+    precision: Any = MISSING  # auto or Lightning's spellings, old and new (kdrun.config)
+    deterministic: Any = choice(MISSING, AUTO, True, False, "warn")
+    benchmark: Any = choice(MISSING, AUTO, True, False)
+    log_every_n_steps: int = number(MISSING, ge=1, integer=True)
+    num_sanity_val_steps: int = number(MISSING, ge=-1, integer=True)  # -1: the whole val split
+    keep_checkpoint: bool = choice(MISSING, True, False)
 
 
 def fit(
