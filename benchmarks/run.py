@@ -31,8 +31,8 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
     import loader
     import options
     import overhead
-    import storage
     import stems
+    import storage
     import sweep
     import torchdistill_compare
     import views
