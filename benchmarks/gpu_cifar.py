@@ -46,8 +46,8 @@ def _cfg(*overrides: str):
         return compose(
             "train",
             overrides=[
-                "teacher=resnet32x4",
-                "student=resnet8x4",
+                "model@teacher=resnet32x4",
+                "model@student=resnet8x4",
                 "logger=csv",
                 "trainer.accelerator=gpu",
                 "trainer.precision=bf16-mixed",

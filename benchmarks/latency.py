@@ -29,7 +29,7 @@ def _model(name: str) -> torch.nn.Module:
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-        cfg = compose("train", overrides=[f"student={name}"])
+        cfg = compose("train", overrides=[f"model@student={name}"])
     return create_model(model_spec(cfg.student), CLASSES, SHAPE).eval()
 
 

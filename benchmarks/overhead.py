@@ -42,7 +42,8 @@ def _cfg(teacher: str, student: str, *overrides: str):
 
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
         return compose(
-            "train", overrides=[f"teacher={teacher}", f"student={student}", "logger=csv", *overrides]
+            "train",
+            overrides=[f"model@teacher={teacher}", f"model@student={student}", "logger=csv", *overrides],
         )
 
 

@@ -28,10 +28,14 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
     import data
     import latency
     import layout
+    import loader
     import options
     import overhead
+    import stems
+    import storage
     import sweep
     import torchdistill_compare
+    import views
 
     return {
         "overhead": overhead.measure,
@@ -42,6 +46,10 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
         "layout": layout.measure,
         "core": core.measure,
         "data": data.measure,
+        "loader": loader.measure,
+        "storage": storage.measure,
+        "views": views.measure,
+        "stems": stems.measure,
     }
 
 

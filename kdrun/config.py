@@ -9,25 +9,24 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from kdrun import nodes
 from kdrun.cache.views import check_views
 from kdrun.data import DATASETS
-from kdrun.data.settings import check_dataset
-from kdrun.device import ACCELERATORS, AUTO, resolve
+from kdrun.data.settings import DatasetOptions, SplitOptions, check_dataset
+from kdrun.device import AUTO, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
 from kdrun.measure import MeasureOptions
 from kdrun.models.build import ModelOptions
 from kdrun.models.factory import MODELS, STEMS, resolve_name, stem_family
-from kdrun.schema import MISSING, check, choice, number
+from kdrun.schema import MAX_SEED, MISSING, check, choice, number
 from kdrun.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 from kdrun.targets import check_targets
-from kdrun.training.fit import DDP, KDRUN_TRAINER_KEYS
+from kdrun.training.fit import KDRUN_TRAINER_KEYS, TrainerOptions
 from kdrun.training.loggers import check_loggers
+from kdrun.training.module import check_optim
 from kdrun.training.resume import check_run_dir
-
-SCHEDULES = ("cosine", "constant", "multistep")
-MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 
 
 @dataclass
@@ -53,25 +52,15 @@ class KDOptions:
     student_limit: Any = number(MISSING, ge=1, integer=True, optional=True)  # upper bound: prepare
 
 
-def _number(
-    cfg: DictConfig,
-    key: str,
-    lo: float,
-    hi: float = float("inf"),
-    *,
-    lo_open: bool = False,
-    integer: bool = False,
-    hint: str = "",
-) -> None:
+def _number(cfg: DictConfig, key: str, lo: float, hi: float, *, integer: bool = False) -> None:
+    """A number in [lo, hi] at a key no schema covers (a model's ``args``, the teacher's seed)."""
     value = _select(cfg, key)
     kind = "an integer" if integer else "a number"
-    lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
-    hi_txt = "" if hi == float("inf") else f" and <= {int(hi) if integer else f'{hi:g}'}"
-    allowed = f"must be {kind} {lo_txt}{hi_txt}{hint}"
+    allowed = f"must be {kind} >= {lo:g} and <= {int(hi) if integer else f'{hi:g}'}"
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
     if isinstance(value, bool) or not ok_type or not math.isfinite(value):  # nan passes every comparison
         raise KdrunConfigError(key, value, allowed)
-    if (value <= lo if lo_open else value < lo) or value > hi:
+    if value < lo or value > hi:
         raise KdrunConfigError(key, value, allowed)
 
 
@@ -99,12 +88,23 @@ def _stem(cfg: DictConfig, role: str) -> None:
             )
 
 
+def _only(node: DictConfig, schema: type) -> DictConfig:
+    """The keys of ``node`` that ``schema`` describes (the section has others, checked elsewhere)."""
+    return OmegaConf.masked_copy(node, [f.name for f in fields(schema) if f.name in node])
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ``KdrunConfigError`` for the first bad value; return quietly when all is well."""
     check_targets(cfg)
     for role in ("teacher", "student"):
+        if not isinstance(cfg[role], DictConfig):  # Hydra's compose given `student=cnn` untranslated
+            raise KdrunConfigError(
+                role, cfg[role], f"a section; Hydra's compose takes model@{role}=<name> (kdrun.roles)"
+            )
         if role == "teacher" and is_ensemble(cfg.teacher):
             ensemble_members(cfg)  # checks members / checkpoints / model
+        elif is_ensemble(cfg[role]):  # model/ensemble.yaml is in the group both roles choose from
+            raise KdrunConfigError(role, "ensemble", "allowed: a single model; an ensemble only teaches")
         else:
             name = _select(cfg, f"{role}.name")
             resolve_name(name, cfg[role].variant, key=f"{role}.name", library=cfg[role].get("library"))
@@ -124,29 +124,11 @@ def validate(cfg: DictConfig) -> None:
     check(OmegaConf.masked_copy(cfg, [f.name for f in fields(Knobs)]), Knobs)
     check(cfg.kd, KDOptions, "kd")
     _choice(cfg, "dataset.name", sorted(DATASETS))
-    _number(cfg, "dataset.batch_size", 1, integer=True)
-    _number(cfg, "dataset.image_size", 1, integer=True)
-    _choice(cfg, "dataset.channels", [1, 3])
-    _choice(cfg, "dataset.download", [True, False])
-    _number(cfg, "dataset.split.seed", 0, MAX_SEED, integer=True)
-    if cfg.dataset.limit is not None:
-        _number(cfg, "dataset.limit", 1, integer=True)
+    check(_only(cfg.dataset, DatasetOptions), DatasetOptions, "dataset")
+    check(_only(cfg.dataset.split, SplitOptions), SplitOptions, "dataset.split")
     check_dataset(cfg.dataset, cfg.strategy.name)  # storage, loader, augmentation, mixing, bad files
     check_views(cfg)  # kd.cache.*, and what kd.cache_logits=views cannot replay
-    _number(cfg, "optim.optimizer.lr", 0, lo_open=True)
-    _choice(cfg, "optim.schedule", SCHEDULES)
-    if cfg.optim.schedule == "multistep":
-        milestones = cfg.optim.get("milestones")
-        if not milestones or not all(type(m) is int and m >= 1 for m in milestones):
-            raise KdrunConfigError(
-                "optim.milestones", milestones, "a non-empty list of epochs >= 1, e.g. [150, 180, 210]"
-            )
-        _number(cfg, "optim.gamma", 0, 1, lo_open=True)
-    for key, lo, hi in (("weight_decay", 0, float("inf")), ("momentum", 0, 1)):
-        if key in cfg.optim.optimizer:
-            _number(cfg, f"optim.optimizer.{key}", lo, hi)
-    if "nesterov" in cfg.optim.optimizer:
-        _choice(cfg, "optim.optimizer.nesterov", [True, False])
+    check_optim(cfg.optim)
     check(cfg.measure, MeasureOptions, "measure")
     batches = cfg.measure.batch_sizes
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
@@ -177,28 +159,26 @@ LEGACY_PRECISIONS = (32, 16, 64, "32", "16", "bf16")  # Lightning's older spelli
 
 def _trainer(cfg: DictConfig) -> None:
     """The ``trainer`` group: Lightning Trainer arguments kdrun supports, and kdrun's own keys."""
-    # num_nodes: a run spans one node (docs/distributed.md).
-    arguments = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "num_nodes", *SET_BY_KDRUN}
+    arguments = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", *SET_BY_KDRUN}
     for key in cfg.trainer:
         if key not in arguments and key not in KDRUN_TRAINER_KEYS:
-            hint = {"max_epochs": "; set epochs= / teacher.epochs=", "num_nodes": "; see docs/distributed.md"}
+            hint = {"max_epochs": "; set epochs= / teacher.epochs="}
             raise KdrunConfigError(
                 f"trainer.{key}",
                 cfg.trainer[key],
                 f"allowed: Lightning Trainer arguments that kdrun does not set{hint.get(key, '')}",
             )
-    _choice(cfg, "trainer.accelerator", list(ACCELERATORS))
-    _number(cfg, "trainer.devices", 1, integer=True)
-    _choice(cfg, "trainer.strategy", ["auto", *DDP])
+    check(_only(cfg.trainer, TrainerOptions), TrainerOptions, "trainer")
+    if cfg.trainer.get("num_nodes", 1) > 1 and not nodes.launched():
+        raise KdrunConfigError(
+            "trainer.num_nodes",
+            cfg.trainer.num_nodes,
+            "> 1 needs processes started by torchrun or srun (docs/distributed.md); allowed here: 1",
+        )
     precision = cfg.trainer.precision
     if precision != AUTO and precision not in PRECISIONS + LEGACY_PRECISIONS:
         raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join((AUTO, *PRECISIONS))}")
-    _choice(cfg, "trainer.deterministic", [AUTO, True, False, "warn"])
-    _choice(cfg, "trainer.benchmark", [AUTO, True, False])
     resolve(cfg.trainer)  # a GPU asked for on a machine without one
-    _number(cfg, "trainer.log_every_n_steps", 1, integer=True)
-    _number(cfg, "trainer.num_sanity_val_steps", -1, integer=True, hint=" (-1: the whole val split)")
-    _choice(cfg, "trainer.keep_checkpoint", [True, False])
     devices = cfg.trainer.devices
     if devices > 1 and cfg.dataset.batch_size < devices:
         raise KdrunConfigError(

@@ -71,13 +71,19 @@ def latency_of(fn: Any, x: Any, threads: int, min_run_time: float) -> tuple[floa
 
 
 @torch.no_grad()
+def _one_process() -> bool:
+    return False
+
+
 def accuracy(model: nn.Module, batches: Any, num_classes: int) -> dict[str, float]:
     """Top-1 (and top-5 when there are more than 5 classes) over ``(x, y, ...)`` batches, on the
     model's device."""
     device = module_device(model)
-    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro").to(device)}
+    # One process evaluates the whole split: nothing to reduce, even inside a process group.
+    alone = {"distributed_available_fn": _one_process}
+    metrics = {"top1": MulticlassAccuracy(num_classes, top_k=1, average="micro", **alone).to(device)}
     if num_classes > 5:
-        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro").to(device)
+        metrics["top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro", **alone).to(device)
     for x, y, *_ in batches:
         x, y = to_device(x, device), to_device(y, device)
         logits = model(x)

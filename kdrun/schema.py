@@ -15,7 +15,9 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from kdrun.errors import KdrunConfigError
 
-__all__ = ["MISSING", "check", "choice", "number"]
+__all__ = ["MAX_SEED", "MISSING", "check", "choice", "number"]
+
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 
 
 def number(

@@ -54,13 +54,14 @@ def _fake_cifar100(root: Path, per_class: int, seed: int = 0) -> None:
 
 
 @pytest.mark.slow  # resnet56 + resnet20 at 32 px, three phases: minutes on a loaded 2-core machine
-def test_one_epoch_of_a_cifar100_recipe_on_generated_data(tmp_path, monkeypatch):
+@pytest.mark.parametrize("method", ["kd", "crd"])  # crd: its banks, heads and 16,384 negatives too
+def test_one_epoch_of_a_cifar100_recipe_on_generated_data(tmp_path, monkeypatch, method):
     import torchvision.datasets.cifar
 
     _fake_cifar100(tmp_path / "data", per_class=3)
     # The files are ours, not the published ones: skip torchvision's MD5 check of them.
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
-    recipe = load_recipe(FOLDER / "kd_resnet56_resnet20.yaml")
+    recipe = load_recipe(FOLDER / f"{method}_resnet56_resnet20.yaml")
     overrides = [
         f"paths.output_root={tmp_path}",
         f"dataset.root={tmp_path / 'data'}",
@@ -77,3 +78,4 @@ def test_one_epoch_of_a_cifar100_recipe_on_generated_data(tmp_path, monkeypatch)
     assert results["status"] == "ok"
     assert results["teacher"]["name"] == "resnet56" and results["student"]["name"] == "resnet20"
     assert results["student"]["params"] == 278_324
+    assert results["strategy"]["name"] == {"kd": "vanilla", "crd": "crd"}[method]

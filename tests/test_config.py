@@ -77,7 +77,8 @@ BAD = [
     (["trainer.devices=2", "dataset.batch_size=1"], "dataset.batch_size"),
     (["trainer.precision=8-true"], "trainer.precision"),
     (["trainer.accelerator=tpu"], "trainer.accelerator"),
-    (["+trainer.num_nodes=2"], "trainer.num_nodes"),
+    (["trainer.num_nodes=2"], "trainer.num_nodes"),  # without torchrun or srun
+    (["trainer.num_nodes=0"], "trainer.num_nodes"),
     (["+trainer.max_epochs=3"], "trainer.max_epochs"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps"),
     (["trainer.deterministic=sometimes"], "trainer.deterministic"),
@@ -99,6 +100,7 @@ BAD = [
     (["threads=0"], "threads"),
     (["recalibrate_bn=2"], "recalibrate_bn"),
     (["kd.student_limit=abc"], "kd.student_limit"),
+    (["student=ensemble"], "student"),  # the model group holds it; only a teacher can be one
 ]
 
 
@@ -110,3 +112,13 @@ def test_bad_input_names_the_key_and_what_is_allowed(overrides, key):
     message = str(info.value)
     assert message.startswith(f"{key}=") and "\n" not in message
     assert any(word in message for word in ("allowed", "must be", "does not exist"))
+
+
+def test_hydras_compose_given_student_untranslated_is_refused():
+    """Hydra's own compose sets `student=cnn` as a string: validate names the Hydra spelling."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["student=cnn"])
+    with pytest.raises(KdrunConfigError, match="model@student=<name>"):
+        validate(cfg)

@@ -152,8 +152,26 @@ def test_crd_composes_and_validates_with_repdistillers_defaults():
         (["trainer.devices=2"], "trainer.devices"),
         (["trainer.devices=auto"], "trainer.devices"),
         (["teacher=ensemble"], "teacher"),
+        (["kd.cache_logits=views"], "kd.cache_logits"),  # its steps need the teacher's features
     ],
 )
 def test_bad_crd_values_name_their_key(overrides, key):
     with pytest.raises(KdrunConfigError, match=rf"^{key}="):
         validate(make_cfg("strategy=crd", *overrides))
+
+
+def test_the_epoch_checkpoint_carries_the_banks_and_z(tiny_data, tmp_path):
+    x, y = tiny_data.splits["train"]
+    torch.manual_seed(0)
+    strategy = CRD(
+        _net(16), _net(12), y, x[:2], T=4.0, feat_dim=8, nce_k=12, nce_t=0.07, nce_m=0.5,
+        beta=0.8, ce_weight=1.0, kd_weight=0.0,
+    )  # fmt: skip
+    initial = strategy.memory.student_bank.clone()
+    cfg, folder = make_cfg("recalibrate_bn=false"), tmp_path / "ck"
+    fit(strategy, tiny_data, cfg, epochs=1, seed=0, log_dir=tmp_path, label="t", checkpoint_dir=folder)
+    saved = torch.load(folder / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    for key in ("student_bank", "teacher_bank", "z"):  # a resumed fit continues with them
+        assert torch.equal(saved[f"strategy.memory.{key}"], getattr(strategy.memory, key)), key
+    assert not torch.equal(saved["strategy.memory.student_bank"], initial)
+    assert "strategy.memory.labels" not in saved  # rebuilt from the data, not stored

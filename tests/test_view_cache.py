@@ -1,5 +1,6 @@
 """Teacher outputs cached per augmented view: exact replay, exact outputs, keys, integrity, resume."""
 
+import json
 import math
 from pathlib import Path
 
@@ -13,7 +14,6 @@ from torchvision.transforms import v2
 from kdrun.cache import Cache
 from kdrun.cache.views import dense_logits, load_or_build, summarise
 from kdrun.data import TensorDataModule
-from kdrun.data.memory import ByteImages
 from kdrun.data.replay import Replay, ViewSamples
 from kdrun.data.transforms import SampleAugment
 from kdrun.strategies import STRATEGIES
@@ -32,16 +32,11 @@ def _options(views: int = 3, topk: int | None = None, rest: str = "uniform", see
     return OmegaConf.create({"views": views, "topk": topk, "rest": rest, "seed": seed})
 
 
-@pytest.fixture(params=["float32", "uint8"])
-def augmented(tiny_data: TensorDataModule, request: pytest.FixtureRequest) -> TensorDataModule:
-    """The tiny set with the cifar policy scaled to 8 px: pad-2 random crop + horizontal flip;
-    its images normalised float32 tensors, or 8-bit images normalised per batch."""
+@pytest.fixture
+def augmented(tiny_data: TensorDataModule) -> TensorDataModule:
+    """The tiny set with the cifar policy scaled to 8 px: pad-2 random crop + horizontal flip
+    (8-bit images in memory and streamed files: ``test_image_files_replay_their_views_from_the_files``)."""
     tiny_data.normalization = {"mean": [0.5], "std": [0.25]}
-    if request.param == "uint8":
-        x, y = tiny_data.splits["train"]
-        pixels = torch.randint(0, 256, x.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-        mean, std = torch.tensor([0.5]).view(1, 1, 1, 1), torch.tensor([0.25]).view(1, 1, 1, 1)
-        tiny_data.splits["train"] = (ByteImages(pixels, mean, std), y)
     tiny_data.augment = SampleAugment("crop2", [v2.RandomCrop(8, padding=2), v2.RandomHorizontalFlip()])
     return tiny_data
 
@@ -110,6 +105,37 @@ def test_without_augmentation_every_stored_view_is_the_stored_image(
         assert torch.equal(batch, x[index // 2])
 
 
+@pytest.mark.parametrize("storage", ["memory", "stream"])
+def test_image_files_replay_their_views_from_the_files(tmp_path: Path, storage: str) -> None:
+    """An image folder in memory (8-bit) or streamed (a random-resized crop of the decoded file)."""
+    from conftest import make_cfg
+    from PIL import Image
+
+    from kdrun.data import build_datamodule
+    from kdrun.data.replay import policy_transforms
+
+    generator = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = generator.integers(0, 255, (20 + i, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
+    overrides = [f"dataset.root={tmp_path / 'images'}", "dataset.image_size=8", "dataset.augment=imagenet"]
+    cfg = make_cfg("dataset=imagefolder", f"dataset.storage={storage}", "dataset.num_workers=0", *overrides)
+    data = build_datamodule(cfg.dataset)
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 2)).eval()
+    strategy = _vanilla(teacher)
+    load_or_build(strategy, data, Cache(tmp_path / "cache"), _options(views=2))
+    x, y = data.splits["train"]
+    mean, std = (torch.tensor(data.normalization[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
+    built = ViewSamples(x, y, mean, std, Replay(policy_transforms(data.augment, 8)), 2, seed=0)
+    for batch, _, index in data.loader("train", shuffle=True, augment=True):
+        for view, flat in zip(batch, index.tolist(), strict=True):
+            assert torch.equal(view, built.drawn(flat // 2)[0][flat % 2])
+        with torch.no_grad():
+            assert torch.equal(strategy.teacher_outputs(batch, index), teacher(batch).half().float())
+
+
 def test_a_fit_with_views_never_runs_the_teacher(augmented: TensorDataModule, tmp_path: Path) -> None:
     from conftest import make_cfg
 
@@ -138,6 +164,8 @@ def test_entries_are_keyed_by_teacher_data_policy_views_and_topk(
     assert source() == "computed"
     assert source() == "disk"
     assert source(rest="zero") == "disk"  # applied when read: the same file
+    other_point = STRATEGIES["vanilla"](_model(1), _model(), T=2.0, alpha=0.5)  # another sweep point
+    assert load_or_build(other_point, augmented, cache, _options())["source"] == "disk"
     other = _model()
     with torch.no_grad():
         other[1].weight[0, 0] += 1e-3
@@ -289,3 +317,46 @@ def test_kdrun_cache_lists_the_entry_with_its_views_and_k(
     (entry,) = entries(tmp_path)
     assert entry["kind"] == "views" and entry["origin"].startswith("views 5, top-k 2")
     assert cache_logits(make_cfg("kd.cache_logits=views"), augmented) is False  # not the plain logit cache
+
+
+@pytest.mark.slow
+def test_a_sweep_with_views_records_them_and_leaves_the_shared_data_plain(tmp_path: Path) -> None:
+    """Two runs in one process (as sweep points): views, then a live teacher on the same data."""
+    from conftest import make_cfg
+    from PIL import Image
+
+    from kdrun.train.pipeline import train
+    from kdrun.train.prepare import prepare
+
+    generator = np.random.default_rng(0)
+    for label in ("a", "b", "c"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(20):
+            pixels = generator.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
+    common = [
+        "dataset=imagefolder",
+        f"dataset.root={tmp_path / 'images'}",
+        "dataset.image_size=16",
+        "dataset.augment=cifar",
+        "teacher=mlp",
+        "epochs=1",
+        "teacher.epochs=1",
+        "logger=none",
+        "measure.min_run_time=0.01",
+        f"paths.output_root={tmp_path / 'outputs'}",
+    ]
+    views = train(
+        make_cfg(*common, "kd.cache_logits=views", "kd.cache.views=3", "kd.cache.topk=2"), tmp_path / "a"
+    )
+    record = views["teacher_logits"]
+    assert record["mode"] == "views" and (record["views"], record["topk"], record["rest"]) == (
+        3,
+        2,
+        "uniform",
+    )
+    assert record["source"] == "computed" and record["bytes_per_image"] > 0 and record["build_seconds"] > 0
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["teacher_logits"] == record
+    live = make_cfg(*common, "kd.cache_logits=false")
+    assert prepare(live).student_data.views is None  # the data module both runs share
+    assert train(live, tmp_path / "b")["teacher_logits"] is None

@@ -21,6 +21,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from kdrun import nodes
 from kdrun.console import console
 
 CACHE_VERSION = 2  # bump when a change to training makes old entries wrong
@@ -45,8 +46,24 @@ class Cache:
     def get_or_build(
         self, kind: str, name: str, spec: dict[str, Any], build: Callable[[Path], None]
     ) -> tuple[Path, bool]:
-        """Return ``(entry folder, was_cached)``; ``build(tmp_dir)`` fills a new entry."""
+        """Return ``(entry folder, was_cached)``; ``build(tmp_dir)`` fills a new entry.
+
+        In a run of several launched processes (``kdrun.nodes``) rank 0 alone gets or builds the
+        entry while the others wait; then they read it.
+        """
         final = self.path(kind, name, spec)
+
+        def read() -> tuple[Path, bool]:
+            problem = verify(final) if final.is_dir() else "was not built by rank 0"
+            if problem is not None:
+                raise RuntimeError(f"cache: {final} {problem}")
+            return final, True
+
+        return nodes.rank_zero_first(lambda: self._get_or_build(final, spec, build), read)
+
+    def _get_or_build(
+        self, final: Path, spec: dict[str, Any], build: Callable[[Path], None]
+    ) -> tuple[Path, bool]:
         if final.is_dir() and verify(final) is None:
             os.utime(final)  # "last used", for `kdrun cache ls` and `clear --older-than`
             return final, True

@@ -11,6 +11,7 @@ from torch.utils.data import (
     BatchSampler,
     DataLoader,
     Dataset,
+    DistributedSampler,
     RandomSampler,
     Sampler,
     SequentialSampler,
@@ -131,7 +132,7 @@ class TensorDataModule(L.LightningDataModule):
     ) -> DataLoader:
         """A DataLoader over one split; ``shuffle`` draws from a generator seeded by the run.
 
-        ``shard=(rank, world_size)``: this process's share of every batch (``ShardedBatches``).
+        ``shard=(rank, world_size)``: this process's part (see ``_batches``).
         ``augment``: apply a per-sample pipeline (``SampleAugment``) — the training loader only;
         with ``views`` set, show each image as one of its stored views instead (``ViewSampler``).
         Tensors in memory are fetched a batch per call; files, or samples to transform, one by
@@ -142,25 +143,16 @@ class TensorDataModule(L.LightningDataModule):
             self.augment.transforms if augment and isinstance(self.augment, SampleAugment) else None
         )
         views = self.views if augment else None
-        per_sample = isinstance(x, Streamed) or sample_augment is not None or views is not None
+        streamed = isinstance(x, Streamed)
+        per_sample = streamed or sample_augment is not None or views is not None
         if per_sample:
             mean, std = (torch.tensor(self.normalization[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
             dataset = views.samples(x, y, mean, std) if views else Samples(x, y, mean, std, sample_augment)
         else:
             dataset = IndexedTensors(x, y)
-        if shuffle:
-            # One generator per loader; each epoch draws its order from it. A resumed fit restores
-            # its state (kdrun.training.checkpointing.TrainingRandomness).
-            self.shuffle_generator = torch.Generator().manual_seed(self.shuffle_seed)
-            order = (
-                ViewSampler(len(y), views.count, self.shuffle_generator)
-                if views
-                else RandomSampler(dataset, generator=self.shuffle_generator)
-            )
-        else:
-            order = SequentialSampler(dataset)
-        batches = BatchSampler(order, batch_size or self.batch_size, drop_last=False)
-        batches = batches if shard is None else ShardedBatches(batches, *shard)
+        batches = self._batches(
+            dataset, len(y), batch_size or self.batch_size, shuffle, shard, views, streamed
+        )
         if not per_sample:
             return DataLoader(
                 dataset,
@@ -177,6 +169,39 @@ class TensorDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             **(workers if self.num_workers else {}),
         )
+
+    def _batches(
+        self,
+        dataset: Dataset,
+        samples: int,
+        size: int,
+        shuffle: bool,
+        shard: tuple[int, int] | None,
+        views: object,
+        streamed: bool,
+    ) -> Sampler[list[int]]:
+        """The batches of indices a loader reads, in order; ``shard``: this process's part of them.
+
+        In memory, each process takes its share of every batch (``ShardedBatches``). Streamed
+        files take Lightning's DDP path: a ``DistributedSampler`` (Lightning sets its epoch) gives
+        each process its own samples, ``size / world_size`` a step, so the global batch is ``size``.
+        """
+        if shuffle:
+            # One generator per loader; each epoch draws its order from it. A resumed fit restores
+            # its state (kdrun.training.checkpointing.TrainingRandomness).
+            self.shuffle_generator = torch.Generator().manual_seed(self.shuffle_seed)
+        if shard is not None and views is None and streamed:
+            rank, world = shard
+            order = DistributedSampler(dataset, world, rank, shuffle=shuffle, seed=self.shuffle_seed)
+            return BatchSampler(order, max(1, size // world), drop_last=False)
+        if not shuffle:
+            order = SequentialSampler(dataset)
+        elif views:
+            order = ViewSampler(samples, views.count, self.shuffle_generator)
+        else:
+            order = RandomSampler(dataset, generator=self.shuffle_generator)
+        batches = BatchSampler(order, size, drop_last=False)
+        return batches if shard is None else ShardedBatches(batches, *shard)
 
     def train_dataloader(self) -> DataLoader:
         # Several processes (DDP) split each batch; validation runs whole in each (kdrun.training.fit).

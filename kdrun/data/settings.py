@@ -1,11 +1,13 @@
 """Checks of the ``dataset.*`` keys that shape how data is read; ``kdrun.config.validate`` calls them."""
 
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig
 
 from kdrun.data.transforms import build_augment
 from kdrun.errors import KdrunConfigError
+from kdrun.schema import MAX_SEED, MISSING, choice, number
 
 BAD_FILE_ACTIONS = ("error", "skip")
 STORAGE = ("auto", "memory", "stream")
@@ -14,6 +16,24 @@ MIX = ("mixup", "cutmix")
 # Strategies that read a sample's class index (DKD's target mask) or per-sample targets by index
 # (soft-label files): a mixed batch has neither.
 HARD_LABEL_STRATEGIES = ("dkd", "soft_labels")
+
+
+@dataclass
+class DatasetOptions:
+    """The ``dataset`` keys every data set has (a set's own keys are checked by ``check_dataset``)."""
+
+    batch_size: int = number(MISSING, ge=1, integer=True)
+    image_size: int = number(MISSING, ge=1, integer=True)  # inputs are resized to this side
+    channels: int = choice(MISSING, 1, 3)
+    download: bool = choice(MISSING, True, False)
+    limit: Any = number(MISSING, ge=1, integer=True, optional=True)
+
+
+@dataclass
+class SplitOptions:
+    """``dataset.split``: the seed of the fixed split (its sizes are checked against the data)."""
+
+    seed: int = number(MISSING, ge=0, le=MAX_SEED, integer=True)
 
 
 def check_dataset(dataset: DictConfig, strategy: str | None = None) -> None:

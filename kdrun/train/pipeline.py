@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun import __version__, preemption
+from kdrun import __version__, nodes, preemption
 from kdrun.cache.logits import load_or_compute
 from kdrun.cache.views import load_or_build
 from kdrun.console import console, console_log, err_console, fail
@@ -79,7 +79,7 @@ def hydra_task(cfg: DictConfig) -> float | None:
         if not in_sweep:
             sys.exit(1)
         return None
-    return results["student"]["val_top1"]
+    return results["student"]["val_top1"] if nodes.is_main() else None
 
 
 def _rerun_point(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -106,6 +106,7 @@ def train(cfg: DictConfig, run_dir: Path, echo: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     if cfg.resume not in (None, "auto") and Path(cfg.resume).resolve() != run_dir.resolve():
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
+    nodes.start("nccl" if resolve(cfg.trainer).accelerator == "cuda" else "gloo")  # under torchrun / srun
     phases = prepare(cfg)  # bad input is refused here, before the run directory gets a file
     with console_log(run_dir / LOG, echo):
         return _logged_train(cfg, phases, run_dir, started)
@@ -116,6 +117,8 @@ def _logged_train(cfg: DictConfig, phases: Phases, run_dir: Path, started: float
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
         results = _train(cfg, phases, run_dir, loggers)
+        if not nodes.is_main():  # evaluation and results.json are rank 0's
+            return {"status": "ok", "rank": nodes.rank()}
     except (Exception, RunInterrupted) as err:
         if not isinstance(err, RunInterrupted):  # the task records an interruption
             record_failure(cfg, run_dir, err, started)
@@ -205,18 +208,23 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     teacher_source = strategy.teacher_member.source if strategy.teacher_member else "none"
     clock.lap("teacher", {"cache": "cached"}.get(teacher_source, teacher_source))
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
-    fit(
-        strategy,
-        phases.student_data,
-        cfg,
-        epochs=strategy.student_epochs(cfg),
-        seed=cfg.seed,
-        log_dir=run_dir,
-        label="student",
-        checkpoint_dir=run_dir / CHECKPOINTS,
-        resume=cfg.resume is not None,
-        loggers=loggers,
-    )
+    try:
+        fit(
+            strategy,
+            phases.student_data,
+            cfg,
+            epochs=strategy.student_epochs(cfg),
+            seed=cfg.seed,
+            log_dir=run_dir,
+            label="student",
+            checkpoint_dir=run_dir / CHECKPOINTS,
+            resume=cfg.resume is not None,
+            loggers=loggers,
+        )
+    finally:
+        phases.student_data.views = None  # stored views are this fit's; the next sweep point shares the data
+    if not nodes.is_main():
+        return {}
     save_weights(student, run_dir / "student.safetensors")
     clock.lap("student", "trained")
     preemption.enter("evaluate")

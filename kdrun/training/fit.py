@@ -6,6 +6,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
-from kdrun import preemption
+from kdrun import nodes, preemption
 from kdrun.data import TensorDataModule
-from kdrun.device import resolve
+from kdrun.device import ACCELERATORS, AUTO, resolve
+from kdrun.schema import MISSING, choice, number
 from kdrun.strategies import Strategy
 from kdrun.training.callbacks import EpochLines, RecalibrateBatchNorm
 from kdrun.training.checkpointing import (
@@ -45,6 +47,23 @@ warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\(
 # Keys of the ``trainer`` group that kdrun reads itself; the rest are Lightning Trainer arguments.
 KDRUN_TRAINER_KEYS = ("keep_checkpoint",)
 DDP = ("ddp", "ddp_spawn")  # trainer.strategy values that run one process per device
+
+
+@dataclass
+class TrainerOptions:
+    """The ``trainer`` keys kdrun reads or resolves itself; the group's other keys are Lightning
+    Trainer arguments (checked against its signature by ``kdrun.config``)."""
+
+    accelerator: str = choice(MISSING, *ACCELERATORS)
+    devices: int = number(MISSING, ge=1, integer=True)
+    num_nodes: int = number(MISSING, ge=1, integer=True)  # > 1: under torchrun or srun (kdrun.nodes)
+    strategy: str = choice(MISSING, AUTO, *DDP)
+    precision: Any = MISSING  # auto or Lightning's spellings, old and new (kdrun.config)
+    deterministic: Any = choice(MISSING, AUTO, True, False, "warn")
+    benchmark: Any = choice(MISSING, AUTO, True, False)
+    log_every_n_steps: int = number(MISSING, ge=1, integer=True)
+    num_sanity_val_steps: int = number(MISSING, ge=-1, integer=True)  # -1: the whole val split
+    keep_checkpoint: bool = choice(MISSING, True, False)
 
 
 def fit(
@@ -146,11 +165,19 @@ def trainer_args(trainer: DictConfig) -> dict[str, Any]:
     (``ShardedBatches``), so Lightning's sampler injection is off. On GPUs the process group is
     Lightning's default for the accelerator (nccl; gloo on CPU).
 
+    Under torchrun or srun (``trainer.num_nodes``, ``kdrun.nodes``) the launched processes are
+    the workers: Lightning's default launcher, no spawn; a phase rank 0 runs alone is one process.
+
     ``auto`` accelerator, precision, determinism and cudnn.benchmark are resolved for this machine
     (``kdrun.device``).
     """
     args = {key: value for key, value in trainer.items() if key not in KDRUN_TRAINER_KEYS}
     args |= resolve(trainer).trainer_args()
+    if nodes.launched():  # processes started by torchrun / srun (kdrun.nodes)
+        if nodes.is_alone():  # rank 0 trains a cached phase by itself
+            return args | {"devices": 1, "num_nodes": 1, "strategy": "auto"}
+        # Lightning's standard launcher: it uses the launched processes, and the group kdrun made.
+        return args | {"strategy": DDPStrategy(find_unused_parameters=True), "use_distributed_sampler": False}
     if args.get("strategy") in DDP or args.get("devices", 1) > 1:
         # find_unused_parameters: some methods leave parameters out of a step (hints' first stage).
         args["strategy"] = DDPStrategy(start_method="spawn", find_unused_parameters=True)

@@ -1,14 +1,59 @@
 """The one LightningModule: delegates the step to a strategy, owns metrics and logging."""
 
+from dataclasses import dataclass
+from typing import Any
+
 import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from kdrun import nodes
+from kdrun.errors import KdrunConfigError
+from kdrun.schema import MISSING, check, choice, number
 from kdrun.strategies import Strategy
+
+SCHEDULES = ("cosine", "constant", "multistep")
+
+
+@dataclass
+class OptimOptions:
+    """The ``optim`` group: the optimizer (``optimizer``, checked by ``OptimizerOptions``) and the
+    learning-rate schedule."""
+
+    optimizer: Any = MISSING
+    schedule: str = choice(MISSING, *SCHEDULES)
+    milestones: Any = MISSING  # multistep: a non-empty list of epochs >= 1
+    gamma: float = number(MISSING, gt=0, le=1)  # multistep: the factor at each milestone
+
+
+@dataclass
+class OptimizerOptions:
+    """``optim.optimizer``: the keys kdrun checks; any other argument goes to the torch optimizer."""
+
+    lr: float = number(MISSING, gt=0)
+    weight_decay: float = number(MISSING, ge=0)
+    momentum: float = number(MISSING, ge=0, le=1)
+    nesterov: bool = choice(MISSING, True, False)
+
+
+def check_optim(optim: DictConfig) -> None:
+    """``KdrunConfigError`` for the first bad ``optim.*`` value."""
+    check(optim, OptimOptions, "optim")
+    checked = [name for name in OptimizerOptions.__dataclass_fields__ if name in optim.optimizer]
+    check(OmegaConf.masked_copy(optim.optimizer, checked), OptimizerOptions, "optim.optimizer")
+    if "lr" not in optim.optimizer:
+        raise KdrunConfigError("optim.optimizer.lr", None, "must be a number > 0")
+    milestones = optim.get("milestones")
+    if optim.schedule == "multistep" and (
+        not milestones or not all(type(m) is int and m >= 1 for m in milestones)
+    ):
+        raise KdrunConfigError(
+            "optim.milestones", milestones, "a non-empty list of epochs >= 1, e.g. [150, 180, 210]"
+        )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -22,9 +67,11 @@ class DistillModule(L.LightningModule):
         super().__init__()
         self.strategy = strategy
         self.optim = optim
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_loss = MeanMetric()
+        # Reduced over the fit's processes; not in a phase rank 0 trains alone (kdrun.nodes).
+        synced = {"distributed_available_fn": nodes.synced}
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", **synced)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", **synced)
+        self.val_loss = MeanMetric(**synced)
 
     def train(self, mode: bool = True) -> "DistillModule":
         # Lightning switches the whole module to train mode each epoch; teachers must stay in
