@@ -20,9 +20,9 @@ from kdrun.regress.recipe import RecipeError, load_recipe
 from tests.conftest import REPO, run_kdrun
 
 SMOKE = """# @package _global_
-epochs: 2
+epochs: 1
 teacher:
-  epochs: 2
+  epochs: 1
 dataset:
   limit: 512
 measure:
@@ -45,20 +45,21 @@ def _write(folder: Path, name: str, text: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def regress_runs(tmp_path_factory):
+def regress_runs(tmp_path_factory, shared_cache):
     """One recipe that is met (the command in its own process), then the same with its bound
     raised above what it reaches (the command in this process, teacher and baseline cached)."""
     from kdrun.cli import main
 
     cwd = tmp_path_factory.mktemp("regress")
     _write(cwd / "recipes", "met", SMOKE.format(bound=0.3))
-    passed = run_kdrun(["regress", "recipes/met.yaml", "--out", "out_pass"], cwd)
+    cache = f"paths.cache_dir={shared_cache}"  # the smoke teacher and baseline: the recipe's
+    passed = run_kdrun(["regress", "recipes/met.yaml", "--out", "out_pass", "--", cache], cwd)
     _write(cwd / "recipes", "raised", SMOKE.format(bound=0.99))
     stdout, before = io.StringIO(), os.getcwd()
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as info:
-            main(["regress", "recipes", "--out", "out_fail"])
+            main(["regress", "recipes", "--out", "out_fail", "--", cache])
     finally:
         os.chdir(before)
     failed = SimpleNamespace(returncode=info.value.code, stdout=stdout.getvalue(), stderr="")

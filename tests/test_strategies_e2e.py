@@ -13,7 +13,7 @@ from kdrun.training.module import DistillModule
 from tests.conftest import make_cfg
 
 CHANCE = 0.1  # 10 classes
-FAST_TEACHERS = "strategy.teachers=[{name:cnn,epochs:2},{name:mlp,epochs:2}]"
+FAST_TEACHERS = "strategy.teachers=[{name:cnn,epochs:1},{name:mlp,epochs:1}]"  # the cnn: the smoke teacher
 FAST_ASSISTANT = "strategy.assistants=[{name:cnn,epochs:2,args:{channels:[8],hidden:32}}]"
 
 

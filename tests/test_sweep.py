@@ -99,7 +99,7 @@ def test_joblib_launcher_runs_points_in_parallel_processes(tmp_path):
     assert "sweep: 2 points, 0 failed" in run.stdout
 
 
-def test_optuna_search_maximises_validation_accuracy(tmp_path):
+def test_optuna_search_maximises_validation_accuracy(tmp_path, shared_cache):
     run = run_kdrun(
         [
             "train",
@@ -107,6 +107,8 @@ def test_optuna_search_maximises_validation_accuracy(tmp_path):
             "hparams_search=kd_optuna",
             "hydra.sweeper.n_trials=2",
             "debug=smoke",
+            f"paths.cache_dir={shared_cache}",  # the smoke teacher and baseline, not part of a point's name
+            "hydra.job.config.override_dirname.exclude_keys=[paths.cache_dir]",
             "hydra.sweep.dir=outputs/multirun/o",
         ],
         tmp_path,
@@ -117,9 +119,7 @@ def test_optuna_search_maximises_validation_accuracy(tmp_path):
     assert "best_params" in best and "T:" in best and "alpha:" in best
     results = [json.loads(p.read_text()) for p in (tmp_path / "outputs/multirun/o").glob("*/results.json")]
     assert len(results) == 2
-    assert all(
-        1.0 <= r["config"]["T"] <= 16.0 and 0.1 <= r["config"]["alpha"] <= 0.95 for r in results
-    )
+    assert all(1.0 <= r["config"]["T"] <= 16.0 and 0.1 <= r["config"]["alpha"] <= 0.95 for r in results)
     best_value = float(best.split("best_value:")[1].split()[0])
     assert best_value == max(r["student"]["val_top1"] for r in results)  # val, not test
 

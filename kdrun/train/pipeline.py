@@ -15,8 +15,6 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun import __version__, nodes, preemption
-from kdrun.cache.logits import load_or_compute
-from kdrun.cache.views import load_or_build
 from kdrun.console import console, console_log, err_console, fail
 from kdrun.data import TensorDataModule
 from kdrun.device import placed, resolve
@@ -28,8 +26,9 @@ from kdrun.report import results_table, write_json_atomic
 from kdrun.sections import display_name
 from kdrun.strategies import STRATEGIES, Strategy
 from kdrun.train.evaluate import evaluate
-from kdrun.train.phases import Phases, cache_logits
+from kdrun.train.phases import Phases
 from kdrun.train.prepare import prepare
+from kdrun.train.teacher_outputs import teacher_outputs
 from kdrun.training.fit import fit
 from kdrun.training.loggers import build_loggers, log_results
 
@@ -204,7 +203,7 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     strategy = STRATEGIES[cfg.strategy.name].build(phases, student)
     strategy.standardize = bool(cfg.kd.standardize)
     student = strategy.student  # the model that ships (e.g. the student with k heads)
-    logits = _teacher_logits(cfg, strategy, phases, placement.device)
+    logits = teacher_outputs(cfg, strategy, phases, placement.device)
     teacher_source = strategy.teacher_member.source if strategy.teacher_member else "none"
     clock.lap("teacher", {"cache": "cached"}.get(teacher_source, teacher_source))
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")
@@ -231,20 +230,11 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
 
     rows = evaluate(strategy, phases, baseline, strategy.student_name(display_name(cfg.student)))
     clock.lap("evaluate", "accuracy and cost of each model")
-    data, student_data = phases.data, phases.student_data
     return {
         **rows,
         "strategy": strategy.hparams(),
-        "diagnostics": _diagnostics(strategy, data, placement.device),
-        "data": {
-            "name": cfg.dataset.name,
-            "fingerprint": data.fingerprint,
-            "num_classes": data.num_classes,
-            "input_shape": list(data.input_shape),
-            **{split: len(tensors[1]) for split, tensors in data.splits.items()},
-            "student_train": len(student_data.splits["train"][1]),
-            **data.summary(),
-        },
+        "diagnostics": _diagnostics(strategy, phases.data, placement.device),
+        "data": _data_record(cfg, phases),
         "device": placement.record(),
         "timings_s": clock.laps,
         # disk | computed | null (a live teacher, or none to cache) | {mode: views, R, k, bytes, seconds}
@@ -258,32 +248,18 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     }
 
 
-def _teacher_logits(
-    cfg: DictConfig, strategy: Strategy, phases: Phases, device: torch.device
-) -> str | dict[str, Any] | None:
-    """Give the strategy its teacher's train-split logits from the logit cache, when it applies
-    (with ``kd.cache_logits=views``, its outputs on stored views, and the data those views)."""
-    if cfg.kd.cache_logits == "views":
-        views = load_or_build(strategy, phases.student_data, phases.cache, cfg.kd.cache, device)
-        how = "reusing" if views["source"] == "disk" else f"built in {views['build_seconds']:.1f} s,"
-        k = "all classes" if views["topk"] is None else f"top-{views['topk']}, rest {views['rest']}"
-        console.print(
-            f"teacher outputs: {how} {views['views']} stored views per image ({k}, "
-            f"{views['bytes_per_image']:.0f} bytes per image) from {views['entry']}; no teacher forward",
-            markup=False,
-        )
-        return views
-    if cache_logits(cfg, phases.student_data):
-        logits = load_or_compute(strategy, phases.student_data, phases.cache, device)
-        if logits == "disk":
-            console.print("teacher logits: reusing the cached train-split logits (kdrun/cache/logits.py)")
-        return logits
-    if cfg.kd.cache_logits == "auto":  # cached logits would belong to inputs the student never sees
-        console.print(
-            "kd.cache_logits: not used, dataset.augment changes the training inputs every epoch "
-            "(the teacher runs on each augmented batch; kd.cache_logits=true caches un-augmented targets)"
-        )
-    return None
+def _data_record(cfg: DictConfig, phases: Phases) -> dict[str, Any]:
+    """results.json's ``data``: the set, its fingerprint and shape, the size of each split."""
+    data = phases.data
+    return {
+        "name": cfg.dataset.name,
+        "fingerprint": data.fingerprint,
+        "num_classes": data.num_classes,
+        "input_shape": list(data.input_shape),
+        **{split: len(tensors[1]) for split, tensors in data.splits.items()},
+        "student_train": len(phases.student_data.splits["train"][1]),
+        **data.summary(),
+    }
 
 
 def _diagnostics(strategy: Strategy, data: TensorDataModule, device: torch.device) -> dict[str, Any]:
