@@ -56,13 +56,8 @@ ENTRY_POINTS = {
 }
 # The argparse commands: the module whose ``main(args)`` runs each (imported only when run).
 PROGRAMS = {
-    "report": "kdrun.commands.report",
-    "export": "kdrun.commands.export",
-    "regress": "kdrun.commands.regress",
-    "layers": "kdrun.commands.layers",
-    "models": "kdrun.commands.models",
-    "runs": "kdrun.commands.runs",
-    "cache": "kdrun.commands.cache",
+    name: f"kdrun.commands.{name}"
+    for name in ("report", "export", "regress", "layers", "models", "runs", "cache")
 }
 
 

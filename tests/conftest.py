@@ -36,6 +36,14 @@ def run_kdrun(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comp
     return subprocess.run([*KDRUN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder (``paths.cache_dir``) for the whole session: the teachers and scratch
+    students that many runs train the same way (the smoke run's cnn teacher and mlp baseline) are
+    trained once. A test that checks training versus reuse keeps a cache of its own."""
+    return tmp_path_factory.mktemp("shared_cache")
+
+
 @pytest.fixture
 def tiny_data() -> TensorDataModule:
     """40 random 1x8x8 images over 4 classes: enough for a step, fast everywhere."""

@@ -1,8 +1,12 @@
 """The real `kdrun train` command on the embedded data with tiny budgets (debug=smoke)."""
 
+import contextlib
+import io
 import json
+import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -34,13 +38,21 @@ def _results(cwd: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """Two smoke runs in one folder: the first trains teacher and baseline, the second reuses them."""
+    """Two smoke runs in one folder: the first (the command, in its own process) trains teacher and
+    baseline, the second (the same task through the Python API, in this process) reuses them."""
+    from kdrun import train
+
     cwd = tmp_path_factory.mktemp("smoke")
     first = run_kdrun(["train", "debug=smoke", "hydra.run.dir=outputs/runs/first"], cwd)
     assert first.returncode == 0, first.stderr[-3000:]
-    second = run_kdrun(["train", "debug=smoke", "T=2", "alpha=0.7", "hydra.run.dir=outputs/runs/second"], cwd)
-    assert second.returncode == 0, second.stderr[-3000:]
-    return cwd, first, second
+    stdout, before = io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout):
+            train(["debug=smoke", "T=2", "alpha=0.7"], run_dir="outputs/runs/second")
+    finally:
+        os.chdir(before)
+    return cwd, first, SimpleNamespace(stdout=stdout.getvalue())
 
 
 def test_results_json_holds_the_contract(smoke):
@@ -107,37 +119,32 @@ def test_second_run_reuses_cached_teacher_and_baseline(smoke):
 
 
 def test_teacher_checkpoint_is_loaded_instead_of_trained(smoke):
+    from kdrun import train
+
     cwd, _, _ = smoke
     weights = next((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))
-    run = run_kdrun(
-        [
-            "train",
-            "debug=smoke",
-            f"teacher.checkpoint={weights}",
-            "hydra.run.dir=outputs/runs/ckpt",
-        ],
-        cwd,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    a, b = (json.loads((cwd / f"outputs/runs/{n}/results.json").read_text()) for n in ("first", "ckpt"))
+    overrides = ["debug=smoke", f"teacher.checkpoint={weights}", f"paths.output_root={cwd / 'outputs'}"]
+    b = train(overrides, run_dir=cwd / "outputs/runs/ckpt")
+    a = json.loads((cwd / "outputs/runs/first/results.json").read_text())
     assert b["teacher"]["source"] == "checkpoint"
     assert b["teacher"]["top1"] == a["teacher"]["top1"]
 
 
-# One kind of failure each runs in the fast suite (a value, a group option, an unknown key, a
-# missing file); the others (each ~7 s of process start-up) run with `make test-slow`. Every rule
-# is also checked in-process in tests/test_config.py.
+# One failure runs the whole command in the fast suite (a value refused inside the Hydra task);
+# the others (each ~7 s of process start-up) run with `make test-slow`. Every rule is also checked
+# in-process: values and files in tests/test_config.py, group options and unknown keys (refused
+# before Hydra runs) in tests/test_faults.py (test_names_that_are_looked_up_come_with_the_closest_ones).
 _SLOW = pytest.mark.slow
 BAD_INPUT = [
     (["T=0"], "T"),
     pytest.param(["alpha=2"], "alpha", marks=_SLOW),
     pytest.param(["epochs=0"], "student.epochs", marks=_SLOW),
-    (["teacher=foo"], "teacher=foo: no config model/foo"),
+    pytest.param(["teacher=foo"], "teacher=foo: no config model/foo", marks=_SLOW),
     pytest.param(["student.name=bar"], "student.name", marks=_SLOW),
     pytest.param(["strategy.name=nope"], "strategy.name", marks=_SLOW),
-    (["teacher.checkpoint=/no/such/file.ckpt"], "teacher.checkpoint"),
+    pytest.param(["teacher.checkpoint=/no/such/file.ckpt"], "teacher.checkpoint", marks=_SLOW),
     pytest.param(["dataset=cifar10"], "dataset.root", marks=_SLOW),
-    (["not_a_key=1"], "not_a_key"),
+    pytest.param(["not_a_key=1"], "not_a_key", marks=_SLOW),
 ]
 
 
@@ -148,19 +155,30 @@ def test_bad_input_exits_2_with_one_line_and_writes_no_results(tmp_path, overrid
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and key in lines[0], run.stderr
     assert "Traceback" not in run.stderr + run.stdout
+    assert "\x1b[" not in run.stderr  # no colour codes off a terminal
     assert not list(tmp_path.rglob("results.json"))
     assert not (tmp_path / "outputs" / "cache").exists()  # nothing was trained
 
 
-def test_checkpoint_that_does_not_fit_the_model_exits_2(smoke, tmp_path):
+def test_checkpoint_that_does_not_fit_the_model_is_refused_before_training(smoke, tmp_path):
+    from kdrun import KdrunConfigError, train
+
     cwd, _, _ = smoke
     weights = next((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))
-    run = run_kdrun(["train", "debug=smoke", "teacher=mlp", f"teacher.checkpoint={weights}"], tmp_path)
-    assert run.returncode == 2
-    assert "teacher.checkpoint=" in run.stderr and "does not fit" in run.stderr
+    overrides = [
+        "debug=smoke",
+        "teacher=mlp",
+        f"teacher.checkpoint={weights}",
+        f"paths.output_root={tmp_path}",
+    ]
+    with pytest.raises(KdrunConfigError, match=r"^teacher\.checkpoint=.*does not fit"):
+        train(overrides, run_dir=tmp_path / "run")
+    assert not (tmp_path / "cache").exists()  # nothing was trained
 
 
-def test_export_soft_labels_then_train_from_the_file(smoke):
+def test_export_soft_labels_then_train_from_the_file(smoke, monkeypatch):
+    from kdrun import KdrunConfigError, train
+
     cwd, _, _ = smoke
     weights = next((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))
     export = run_kdrun(
@@ -168,31 +186,13 @@ def test_export_soft_labels_then_train_from_the_file(smoke):
     )
     assert export.returncode == 0, export.stderr[-3000:]
     assert "wrote 512 x 10 teacher logits (cnn, checkpoint)" in export.stdout
-    train = run_kdrun(
-        [
-            "train",
-            "debug=smoke",
-            "strategy=soft_labels",
-            "strategy.path=labels.safetensors",
-            "hydra.run.dir=outputs/runs/soft",
-        ],
-        cwd,
-    )
-    assert train.returncode == 0, train.stderr[-3000:]
-    results = json.loads((cwd / "outputs/runs/soft/results.json").read_text())
+    monkeypatch.chdir(cwd)  # strategy.path is relative, as typed on the command line
+    soft = ["strategy=soft_labels", "strategy.path=labels.safetensors"]
+    results = train(["debug=smoke", *soft], run_dir=cwd / "outputs/runs/soft")
     assert results["teacher"] is None and results["strategy"]["soft_labels"]["teacher"] == "cnn"
-    other_data = run_kdrun(
-        [
-            "train",
-            "debug=smoke",
-            "dataset.limit=256",
-            "strategy=soft_labels",
-            "strategy.path=labels.safetensors",
-        ],
-        cwd,
-    )
-    assert other_data.returncode == 2
-    assert other_data.stderr.startswith("error: strategy.path='labels.safetensors': sample ids must be")
+    with pytest.raises(KdrunConfigError) as info:
+        train(["debug=smoke", "dataset.limit=256", *soft], run_dir=cwd / "other")
+    assert str(info.value).startswith("strategy.path='labels.safetensors': sample ids must be")
 
 
 def test_output_says_only_what_is_true(smoke):

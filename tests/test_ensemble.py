@@ -91,8 +91,8 @@ def test_vanilla_distils_the_ensemble_and_reports_each_member(tmp_path):
     assert loaded["extra_models"]["teacher_1"]["source"] == "checkpoint"
 
 
-def test_hydra_heads_trains_one_head_per_member_and_reports_diversity(tmp_path):
-    results = _run(tmp_path, "strategy=hydra_heads")
+def test_hydra_heads_trains_one_head_per_member_and_reports_diversity(tmp_path, shared_cache):
+    results = _run(tmp_path, "strategy=hydra_heads", f"paths.cache_dir={shared_cache}")
     assert results["student"]["name"] == "mlp+2heads" and results["strategy"]["heads"] == 2
     head = 128 * 10 + 10  # the mlp's classifier: Linear(128, 10)
     assert results["student"]["params"] == results["baseline"]["params"] + head

@@ -22,11 +22,13 @@ pytest.importorskip("onnxruntime", reason="the export extra (pip install 'kdrun[
 
 
 @pytest.fixture(scope="module")
-def exported_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exported_run(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> Path:
     """One smoke run that exports to every format (fp32 ONNX, TorchScript, int8 ONNX) at the end
     of training."""
     cwd = tmp_path_factory.mktemp("export")
-    proc = run_kdrun(["train", "debug=smoke", "threads=1", "export=all"], cwd)
+    proc = run_kdrun(
+        ["train", "debug=smoke", "threads=1", "export=all", f"paths.cache_dir={shared_cache}"], cwd
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = (cwd / "outputs" / "runs").iterdir()
     return run_dir
@@ -119,14 +121,17 @@ def test_cli_export_reexports_a_finished_run(exported_run: Path, tmp_path: Path)
     assert "student (torchscript)" in proc.stdout  # a row of the results table
 
 
-def test_export_without_student_weights_fails_clearly(exported_run: Path, tmp_path: Path) -> None:
+def test_export_without_student_weights_fails_clearly(exported_run: Path, tmp_path: Path, capsys) -> None:
+    from kdrun.cli import main
+
     run_dir = tmp_path / "run"
     shutil.copytree(exported_run, run_dir)
     (run_dir / "student.safetensors").unlink()
-    proc = run_kdrun(["export", str(run_dir)], tmp_path)
-    assert proc.returncode == 2
-    assert "has no student.safetensors" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(run_dir)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "has no student.safetensors" in err
     with pytest.raises(KdrunConfigError, match="has no results.json"):
         export_run(tmp_path, {"formats": ["onnx"], "atol": 1e-3, "min_top1_agreement": 0.999})
 

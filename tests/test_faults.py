@@ -132,8 +132,8 @@ def _signal_after_first_checkpoint(
     return proc
 
 
-def test_sigterm_mid_student_phase_records_the_interruption_and_resumes(tmp_path):
-    proc = _signal_after_first_checkpoint(RUN, tmp_path, signal.SIGTERM)
+def test_sigterm_mid_student_phase_records_the_interruption_and_resumes(tmp_path, shared_cache):
+    proc = _signal_after_first_checkpoint([*RUN, f"paths.cache_dir={shared_cache}"], tmp_path, signal.SIGTERM)
     out, err = (s.decode() for s in proc.communicate(timeout=120))
     assert proc.returncode == 143, err[-3000:]
     (run_dir,) = (tmp_path / "out/runs").iterdir()
@@ -377,7 +377,7 @@ def test_a_failure_before_results_json_exists_does_not_point_at_it(tmp_path, mon
     monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # unset again afterwards
     HydraConfig.instance().set_config(cfg)
 
-    def broken(dataset_yaml):
+    def broken(dataset_yaml, cache_dir):
         raise RuntimeError("image 7 cannot be decoded")
 
     monkeypatch.setattr(prepare, "_datamodule", broken)

@@ -12,7 +12,7 @@ from kdrun.errors import KdrunConfigError
 from kdrun.losses import attention_loss, attention_map, hint_loss
 from kdrun.models.taps import check_layer, forward_with_features
 from kdrun.strategies.hints import Hints
-from tests.conftest import make_cfg, run_kdrun
+from tests.conftest import make_cfg
 
 
 def test_hint_loss_is_the_mean_squared_error():
@@ -68,12 +68,13 @@ def test_fitnets_two_stage_schedule_weights():
 
 
 @pytest.mark.parametrize("strategy", ["hints", "attention"])
-def test_feature_strategies_run_end_to_end_and_ship_a_plain_student(tmp_path, strategy):
+def test_feature_strategies_run_end_to_end_and_ship_a_plain_student(tmp_path, shared_cache, strategy):
     cfg = make_cfg(
         "debug=smoke",
         "epochs=3",
         "alpha=0.5",
         f"paths.output_root={tmp_path}",
+        f"paths.cache_dir={shared_cache}",
         f"strategy={strategy}",
         "student=cnn",
         *(["strategy.hint_epochs=0"] if strategy == "hints" else []),
@@ -114,7 +115,9 @@ def test_bad_feature_input_is_refused_before_training(tmp_path, overrides, key, 
     assert info.value.key == key and not (tmp_path / "cache").exists()
 
 
-def test_layers_command_lists_names_and_shapes(tmp_path):
-    run = run_kdrun(["layers", "cnn", "--group", "teacher"], tmp_path)
-    assert run.returncode == 0, run.stderr
-    assert "features.7" in run.stdout and "(1, 64, 7, 7)" in run.stdout
+def test_layers_command_lists_names_and_shapes(capsys):
+    from kdrun.cli import main
+
+    main(["layers", "cnn", "--group", "teacher"])
+    out = capsys.readouterr().out
+    assert "features.7" in out and "(1, 64, 7, 7)" in out

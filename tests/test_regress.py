@@ -1,9 +1,13 @@
 """`kdrun regress`: recipes pass or fail on their metrics; a broken recipe names file and line."""
 
+import contextlib
+import io
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -42,12 +46,22 @@ def _write(folder: Path, name: str, text: str) -> Path:
 
 @pytest.fixture(scope="module")
 def regress_runs(tmp_path_factory):
-    """One recipe that is met, then the same with its bound raised above what it reaches."""
+    """One recipe that is met (the command in its own process), then the same with its bound
+    raised above what it reaches (the command in this process, teacher and baseline cached)."""
+    from kdrun.cli import main
+
     cwd = tmp_path_factory.mktemp("regress")
     _write(cwd / "recipes", "met", SMOKE.format(bound=0.3))
     passed = run_kdrun(["regress", "recipes/met.yaml", "--out", "out_pass"], cwd)
     _write(cwd / "recipes", "raised", SMOKE.format(bound=0.99))
-    failed = run_kdrun(["regress", "recipes", "--out", "out_fail"], cwd)
+    stdout, before = io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as info:
+            main(["regress", "recipes", "--out", "out_fail"])
+    finally:
+        os.chdir(before)
+    failed = SimpleNamespace(returncode=info.value.code, stdout=stdout.getvalue(), stderr="")
     return cwd, passed, failed
 
 
@@ -94,7 +108,8 @@ BROKEN = [
     ),
     (HEAD + "  expect:\n    - median(student.top1) >= 0.9\n", "7: unknown aggregate 'median'"),
     (
-        "# @package _global_\ndefaults:\n  - override /teacher: mlp\n" + HEAD.split("\n", 1)[1]
+        "# @package _global_\ndefaults:\n  - override /teacher: mlp\n"
+        + HEAD.split("\n", 1)[1]
         + "  expect: [student.top1 >= 0.5]\n",
         "2: `override /teacher: mlp`: write `override /model@teacher: mlp`",
     ),
@@ -116,11 +131,15 @@ def test_an_unknown_config_key_in_a_recipe_names_its_line(tmp_path):
         recipe_configs(recipe, [])
 
 
-def test_cli_refuses_a_broken_recipe_with_one_line(tmp_path):
+def test_cli_refuses_a_broken_recipe_with_one_line(tmp_path, monkeypatch, capsys):
+    from kdrun.cli import main
+
     _write(tmp_path / "recipes", "bad", BROKEN[5][0])
-    run = run_kdrun(["regress", "recipes"], tmp_path)
-    assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == [
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["regress", "recipes"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "error: recipes/bad.yaml:7: metric 'studnet.top1' is not in results.json; it starts with one of: "
         "teacher, baseline, student, deltas, extra_models, diagnostics, timings_s, duration_s"
     ]

@@ -1,6 +1,7 @@
 """Every strategy runs end to end on the embedded data (debug=smoke) and reports what it trained."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +17,8 @@ FAST_TEACHERS = "strategy.teachers=[{name:cnn,epochs:2},{name:mlp,epochs:2}]"
 FAST_ASSISTANT = "strategy.assistants=[{name:cnn,epochs:2,args:{channels:[8],hidden:32}}]"
 
 
-def _run(tmp_path, *overrides: str) -> dict:
-    cfg = make_cfg("debug=smoke", f"paths.output_root={tmp_path}", *overrides)
+def _run(tmp_path, cache, *overrides: str) -> dict:
+    cfg = make_cfg("debug=smoke", f"paths.output_root={tmp_path}", f"paths.cache_dir={cache}", *overrides)
     results = run_module.train(cfg, tmp_path / "run")
     assert results == json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "ok"
@@ -25,8 +26,10 @@ def _run(tmp_path, *overrides: str) -> dict:
     return results
 
 
-def test_multi_teacher_reports_the_ensemble_and_each_member(tmp_path):
-    results = _run(tmp_path, "strategy=multi_teacher", FAST_TEACHERS, "strategy.weighting=confidence")
+def test_multi_teacher_reports_the_ensemble_and_each_member(tmp_path, shared_cache):
+    results = _run(
+        tmp_path, shared_cache, "strategy=multi_teacher", FAST_TEACHERS, "strategy.weighting=confidence"
+    )
     assert results["teacher"]["name"] == "ensemble(cnn+mlp)"
     assert [results["extra_models"][r]["name"] for r in ("teacher_1", "teacher_2")] == ["cnn", "mlp"]
     members = results["extra_models"]
@@ -34,22 +37,28 @@ def test_multi_teacher_reports_the_ensemble_and_each_member(tmp_path):
     assert results["strategy"]["weighting"] == "confidence"
 
 
-def test_ta_chain_distils_through_a_cached_assistant(tmp_path):
-    results = _run(tmp_path, "strategy=ta_chain", FAST_ASSISTANT)
+def test_ta_chain_distils_through_a_cached_assistant(tmp_path, shared_cache):
+    results = _run(tmp_path, shared_cache, "strategy=ta_chain", FAST_ASSISTANT)
     assistant = results["extra_models"]["assistant_1"]
     assert assistant["source"] == "trained" and "kd_gain_top1" in assistant["deltas"]
     assert assistant["scratch"]["name"] == "cnn"
     assert results["strategy"]["chain"] == ["cnn"]
     again = run_module.train(
-        make_cfg("debug=smoke", f"paths.output_root={tmp_path}", "strategy=ta_chain", FAST_ASSISTANT),
+        make_cfg(
+            "debug=smoke",
+            f"paths.output_root={tmp_path}",
+            f"paths.cache_dir={shared_cache}",
+            "strategy=ta_chain",
+            FAST_ASSISTANT,
+        ),
         tmp_path / "run2",
     )
     assert again["extra_models"]["assistant_1"]["source"] == "cache"
     assert again["student"]["top1"] == results["student"]["top1"]  # deterministic on CPU
 
 
-def test_mutual_reports_every_peer_and_no_teacher(tmp_path):
-    results = _run(tmp_path, "strategy=mutual", "strategy.peers=[mlp,cnn]")
+def test_mutual_reports_every_peer_and_no_teacher(tmp_path, shared_cache):
+    results = _run(tmp_path, shared_cache, "strategy=mutual", "strategy.peers=[mlp,cnn]")
     assert results["teacher"] is None and results["deltas"]["gap_to_teacher_top1"] is None
     peers = results["extra_models"]
     assert sorted(peers) == ["peer_2", "peer_3"] and peers["peer_3"]["name"] == "cnn"
@@ -57,31 +66,35 @@ def test_mutual_reports_every_peer_and_no_teacher(tmp_path):
     assert results["strategy"]["peers"] == 3
 
 
-def test_online_trains_the_teacher_in_the_run(tmp_path):
-    results = _run(tmp_path, "strategy=online")
+def test_online_trains_the_teacher_in_the_run(tmp_path, shared_cache):
+    results = _run(tmp_path, shared_cache, "strategy=online")
     assert results["teacher"]["source"] == "trained-in-run"
     assert results["teacher"]["top1"] > CHANCE + 0.1
     assert results["strategy"]["weights"] == {"teacher_hard": 1.0, "soft": 0.9, "hard": pytest.approx(0.1)}
 
 
-def test_dkd_logs_its_own_terms(tmp_path):
-    results = _run(tmp_path, "strategy=dkd")
+def test_dkd_logs_its_own_terms(tmp_path, shared_cache):
+    results = _run(tmp_path, shared_cache, "strategy=dkd")
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss_tckd", "train/loss_nckd", "train/loss_hard"} <= set(header)
     assert results["strategy"]["weights"] == {"hard": 1.0, "tckd": 1.0, "nckd": 8.0}
 
 
-def test_soft_label_file_reproduces_vanilla_without_a_teacher(tmp_path):
+def test_soft_label_file_reproduces_vanilla_without_a_teacher(tmp_path, shared_cache):
     from kdrun.commands.export_soft_labels import export_task
 
     out = tmp_path / "labels.safetensors"
     export_task(
         make_cfg(
-            "debug=smoke", f"paths.output_root={tmp_path}", f"out={out}", config_name="export_soft_labels"
+            "debug=smoke",
+            f"paths.output_root={tmp_path}",
+            f"paths.cache_dir={shared_cache}",
+            f"out={out}",
+            config_name="export_soft_labels",
         )
     )
-    from_file = _run(tmp_path, "strategy=soft_labels", f"strategy.path={out}")
-    vanilla = _run(tmp_path / "v")
+    from_file = _run(tmp_path, shared_cache, "strategy=soft_labels", f"strategy.path={out}")
+    vanilla = _run(tmp_path / "v", shared_cache)
     assert from_file["teacher"] is None
     assert from_file["strategy"]["soft_labels"]["teacher"] == "cnn"
     assert from_file["student"]["top1"] == vanilla["student"]["top1"]  # the same soft targets
@@ -147,11 +160,13 @@ def test_every_registered_strategy_has_a_config_and_a_test():
     assert set(STRATEGIES) <= configs
 
 
-def test_student_limit_trains_the_student_side_on_fewer_images_than_the_teacher(tmp_path):
-    results = _run(tmp_path, "kd.student_limit=256")
+def test_student_limit_trains_the_student_side_on_fewer_images_than_the_teacher(tmp_path, shared_cache):
+    results = _run(tmp_path, shared_cache, "kd.student_limit=256")
     assert results["data"]["train"] == 512 and results["data"]["student_train"] == 256
-    teacher_spec = json.loads(next((tmp_path / "cache/teacher").glob("cnn-*/spec.json")).read_text())
-    baseline_spec = json.loads(next((tmp_path / "cache/baseline").glob("mlp-*/spec.json")).read_text())
+    teacher_spec, baseline_spec = (
+        json.loads((Path(results["paths"][role]) / "spec.json").read_text())
+        for role in ("teacher", "baseline")
+    )
     assert teacher_spec["data"] == results["data"]["fingerprint"]  # the teacher saw all 512
     assert baseline_spec["data"] != results["data"]["fingerprint"]  # the scratch student saw 256
 

@@ -1,6 +1,7 @@
 """student=timm / teacher=timm: any timm model by name, built by timm.create_model."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
 from kdrun.models import create_model
-from tests.conftest import make_cfg, run_kdrun
+from tests.conftest import make_cfg
 
 timm = pytest.importorskip("timm", reason="timm is not installed (pip install 'kdrun[timm]')")
 
@@ -42,24 +43,26 @@ def test_missing_timm_names_the_extra(monkeypatch):
         validate(make_cfg("teacher=timm"))
 
 
-def test_timm_student_trains_in_a_smoke_run(tmp_path):
-    run = run_kdrun(
+def test_timm_student_trains_in_a_smoke_run(tmp_path, shared_cache):
+    from kdrun import train
+
+    results = train(
         [
-            "train",
             "debug=smoke",
             "student=timm",
             "student.name=test_efficientnet",
-            "hydra.run.dir=outputs/run",
+            "dataset.limit=64",  # the pipeline, not the accuracy: one step per phase
+            "measure.batch_sizes=[1]",
+            f"paths.output_root={tmp_path}",
+            f"paths.cache_dir={shared_cache}",
         ],
-        tmp_path,
+        run_dir=tmp_path / "run",
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads((tmp_path / "outputs/run/results.json").read_text())
     assert results["student"]["name"] == "test_efficientnet"
     assert results["student"]["params"] == sum(
         p.numel() for p in timm.create_model("test_efficientnet", num_classes=10, in_chans=1).parameters()
     )
-    spec = json.loads(next((tmp_path / "outputs/cache/baseline").glob("*/spec.json")).read_text())
+    spec = json.loads((Path(results["paths"]["baseline"]) / "spec.json").read_text())
     assert spec["model"]["library"] == "timm"  # part of the scratch baseline's cache key
 
 
