@@ -28,7 +28,7 @@ from kdrun.data import build_datamodule  # noqa: E402
 from kdrun.models.build import model_spec  # noqa: E402
 from kdrun.models.factory import create_model  # noqa: E402
 
-IMAGES, BATCH, WORKERS, SIZE, STEPS = 1_000, 64, 2, 64, 12
+IMAGES, BATCH, WORKERS, SIZE, STEPS = 1_600, 64, 2, 64, 12  # 1,120 training images: 17 batches
 MODELS = ("mobilenet_v3", "resnet18")
 OVERRIDES = (
     "dataset=imagefolder",
