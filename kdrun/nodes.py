@@ -100,6 +100,7 @@ def rank_zero_first(build: Callable[[], T], read: Callable[[], T]) -> T:
 
 @contextmanager
 def alone() -> Iterator[None]:
+    """A phase this process runs by itself: its fit is one process, its metrics are not reduced."""
     global _alone
     before, _alone = _alone, True
     try:
