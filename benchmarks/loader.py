@@ -10,6 +10,7 @@ waits in ``next(loader)``. When the loader is slower than the step, the step wai
 """
 
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +29,7 @@ from kdrun.data import build_datamodule  # noqa: E402
 from kdrun.models.build import model_spec  # noqa: E402
 from kdrun.models.factory import create_model  # noqa: E402
 
-IMAGES, BATCH, WORKERS, SIZE, STEPS = 1_000, 64, 2, 64, 12
+IMAGES, BATCH, WORKERS, SIZE, STEPS, WARMUP = 1_600, 64, 2, 64, 12, 3  # 1,120 training images: 17 batches
 MODELS = ("mobilenet_v3", "resnet18")
 OVERRIDES = (
     "dataset=imagefolder",
@@ -57,18 +58,22 @@ def _step(model, optimizer, x, y) -> None:
 
 
 def step_rate(model, optimizer, x, y) -> float:
-    """Images/s of forward + backward + SGD step on one batch held in memory (first step not timed)."""
-    _step(model, optimizer, x, y)
-    started = time.perf_counter()
-    for _ in range(STEPS):
+    """Images/s of forward + backward + SGD step on one batch held in memory: the median step,
+    after ``WARMUP`` untimed ones (the first steps of a model allocate and pick kernels)."""
+    for _ in range(WARMUP):
         _step(model, optimizer, x, y)
-    return STEPS * len(y) / (time.perf_counter() - started)
+    seconds = []
+    for _ in range(STEPS):
+        started = time.perf_counter()
+        _step(model, optimizer, x, y)
+        seconds.append(time.perf_counter() - started)
+    return len(y) / statistics.median(seconds)
 
 
 def waiting(data, model, optimizer) -> tuple[float, float]:
     """(share of the time spent waiting for the next batch, images/s) when the loader feeds steps."""
     batches = iter(data.loader("train", shuffle=True, augment=True))
-    _step(model, optimizer, *next(batches)[:2])  # workers started, first step done
+    _step(model, optimizer, *next(batches)[:2])  # workers started (the model is warm: step_rate ran)
     waited = total = 0.0
     images = 0
     for _ in range(STEPS):
@@ -105,7 +110,8 @@ def measure() -> list[str]:
         "## Streamed loader vs training step (64 px, 2 loader workers)",
         "",
         f"{IMAGES:,} generated 64x64 PNGs, `{' '.join(OVERRIDES)}`; batch {BATCH}, {STEPS} timed",
-        f"batches per figure, SGD, {torch.get_num_threads()} torch threads; load average at the start:",
+        f"batches per figure (the step alone: median step after {WARMUP} untimed), SGD,",
+        f"{torch.get_num_threads()} torch threads; load average at the start:",
         f"{load:.1f} (this machine's cores are shared: the workers and the step compete for them).",
         "",
         "| student | loader alone (img/s) | step alone (img/s) | step fed by the loader (img/s) "

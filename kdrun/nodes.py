@@ -2,7 +2,8 @@
 same ``kdrun train``; cached phases are built by rank 0 alone while the others wait.
 
 A process is *launched* when its launcher set a world of several processes (torchrun's
-``WORLD_SIZE``/``RANK``, or SLURM's ``SLURM_NTASKS``/``SLURM_PROCID`` under ``srun``): Lightning's
+``WORLD_SIZE``/``RANK``, or the ``SLURM_STEP_NUM_TASKS``/``SLURM_PROCID`` that ``srun`` sets for
+its tasks; a batch script's own shell, outside ``srun``, is one process): Lightning's
 standard DDP launcher then uses those processes instead of starting its own. kdrun joins them in
 one process group at the start (``start``), so that a cache entry — a teacher, a scratch baseline,
 teacher logits — is trained or read by rank 0 alone, in a fit of its own (``alone``), while the
@@ -24,7 +25,7 @@ _alone = False  # inside a phase that rank 0 runs by itself
 
 def world_size() -> int:
     """Processes in the run as their launcher set it (1 when kdrun started alone)."""
-    for key in ("WORLD_SIZE", "SLURM_NTASKS"):
+    for key in ("WORLD_SIZE", "SLURM_STEP_NUM_TASKS"):
         if os.environ.get(key, "").isdigit():
             return int(os.environ[key])
     return 1
@@ -33,7 +34,7 @@ def world_size() -> int:
 def rank() -> int:
     """This process's global rank (0 when kdrun started alone)."""
     for key in ("RANK", "SLURM_PROCID"):
-        if os.environ.get(key, "").isdigit():
+        if os.environ.get(key, "").isdigit() and (key == "RANK" or "SLURM_STEP_NUM_TASKS" in os.environ):
             return int(os.environ[key])
     return 0
 
@@ -68,9 +69,8 @@ def start(backend: str) -> None:
     import torch.distributed as dist
 
     if launched() and not dist.is_initialized():
-        if "SLURM_PROCID" in os.environ and "RANK" not in os.environ:
-            os.environ.setdefault("RANK", os.environ["SLURM_PROCID"])
-            os.environ.setdefault("WORLD_SIZE", os.environ["SLURM_NTASKS"])
+        if "RANK" not in os.environ:  # an srun task: env:// reads these
+            os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank()), str(world_size())
         if backend == "nccl":  # each process on its own GPU of the node
             import torch
 
@@ -100,6 +100,7 @@ def rank_zero_first(build: Callable[[], T], read: Callable[[], T]) -> T:
 
 @contextmanager
 def alone() -> Iterator[None]:
+    """A phase this process runs by itself: its fit is one process, its metrics are not reduced."""
     global _alone
     before, _alone = _alone, True
     try:

@@ -121,6 +121,30 @@ def test_kdrun_train_with_two_ddp_processes_writes_the_usual_results(tmp_path):
     assert run.stdout.count("[student] epoch 1/1") == 1  # one line, not one per process
 
 
+def test_launched_processes_come_from_torchrun_or_srun_and_train_cached_phases_alone(monkeypatch):
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from kdrun import nodes
+    from kdrun.training.fit import trainer_args
+
+    for key in ("WORLD_SIZE", "RANK", "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    assert not nodes.launched() and nodes.is_main()
+    assert nodes.rank_zero_first(lambda: "built", lambda: "read") == "built"
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert not nodes.launched() and nodes.is_main()  # a batch script's own shell, outside srun
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    assert nodes.launched() and nodes.rank() == 1 and not nodes.is_main()
+    trainer = make_cfg("trainer.accelerator=cpu", "trainer.num_nodes=4").trainer
+    args = trainer_args(trainer)
+    assert isinstance(args["strategy"], DDPStrategy) and args["strategy"]._start_method != "spawn"
+    assert args["num_nodes"] == 4 and args["use_distributed_sampler"] is False
+    with nodes.alone():  # rank 0 training a cache entry by itself
+        assert (trainer_args(trainer)["strategy"], trainer_args(trainer)["num_nodes"]) == ("auto", 1)
+        assert not nodes.synced()
+
+
 def _free_port() -> int:
     import socket
 

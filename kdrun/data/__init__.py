@@ -1,4 +1,4 @@
-"""Data sets by name -> in-memory tensors with a fixed train/val/test split."""
+"""Data sets by name -> a data module with a fixed train/val/test split, held in memory or streamed."""
 
 from kdrun.data.build import build_datamodule
 from kdrun.data.datamodule import TensorDataModule
