@@ -104,5 +104,45 @@ def test_the_documented_dependency_picture_is_the_real_one():
     assert documented == picture().strip(), stale
 
 
+MAX_FILE_LINES = 300
+MAX_FUNCTION_LINES = 60  # the body of a def, docstring included
+
+
+def long_code(root: Path = PACKAGE) -> list[str]:
+    """Files over ``MAX_FILE_LINES`` lines and functions whose body is over ``MAX_FUNCTION_LINES``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(root.parent)
+        if (lines := len(text.splitlines())) > MAX_FILE_LINES:
+            found.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(text, str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                body = node.end_lineno - node.body[0].lineno + 1
+                if body > MAX_FUNCTION_LINES:
+                    found.append(f"{name}:{node.lineno} {node.name}(): {body} lines")
+    return found
+
+
+def test_no_file_or_function_is_too_long_to_read_at_once():
+    too_long = long_code()
+    assert not too_long, (
+        f"split these (<= {MAX_FILE_LINES} lines a file, {MAX_FUNCTION_LINES} a function): {too_long}"
+    )
+
+
+def test_the_length_check_counts_the_body_of_nested_and_async_functions(tmp_path):
+    (tmp_path / "kdrun").mkdir()
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))  # the most a body may have
+    inner = "    async def inner():\n" + body.replace("    ", "        ") + "        y = 0\n"
+    (tmp_path / "kdrun" / "a.py").write_text(f"def ok():\n{body}\ndef outer():\n{inner}    return inner\n")
+    (tmp_path / "kdrun" / "b.py").write_text("x = 1\n" * (MAX_FILE_LINES + 1))
+    assert long_code(tmp_path / "kdrun") == [
+        "kdrun/a.py:63 outer(): 63 lines",
+        "kdrun/a.py:64 inner(): 61 lines",
+        "kdrun/b.py: 301 lines",
+    ]
+
+
 if __name__ == "__main__":
     print(picture())
