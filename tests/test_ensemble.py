@@ -68,13 +68,16 @@ def _run(tmp_path, *overrides, teacher=("teacher=ensemble", "teacher.members=2")
 
 
 def test_vanilla_distils_the_ensemble_and_reports_each_member(tmp_path):
-    results = _run(tmp_path)
+    small = "dataset.limit=128"  # training, caching and loading the members, not their accuracy
+    results = _run(tmp_path, small)
     assert results["teacher"]["name"] == "ensemble(2xcnn)" and results["teacher"]["source"] == "ensemble"
     members = results["extra_models"]
     assert [members[r]["source"] for r in ("teacher_1", "teacher_2")] == ["trained", "trained"]
     assert results["teacher"]["params"] == 2 * members["teacher_1"]["params"]
     again = run_module.train(
-        make_cfg("debug=smoke", f"paths.output_root={tmp_path}", "teacher=ensemble", "teacher.members=2"),
+        make_cfg(
+            "debug=smoke", small, f"paths.output_root={tmp_path}", "teacher=ensemble", "teacher.members=2"
+        ),
         tmp_path / "run2",
     )
     assert [again["extra_models"][r]["source"] for r in ("teacher_1", "teacher_2")] == ["cache", "cache"]
@@ -82,6 +85,7 @@ def test_vanilla_distils_the_ensemble_and_reports_each_member(tmp_path):
     loaded = run_module.train(
         make_cfg(
             "debug=smoke",
+            small,
             f"paths.output_root={tmp_path}",
             "teacher=ensemble",
             f"teacher.checkpoints=[{weights[0]},{weights[1]}]",

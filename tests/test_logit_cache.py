@@ -83,7 +83,16 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from conftest import run_kdrun
 
     cwd = tmp_path_factory.mktemp("logits")
-    proc = run_kdrun(["train", "-m", "debug=smoke", "threads=1", "T=2,4", "kd.cache_logits=true,false"], cwd)
+    args = [
+        "train",
+        "-m",
+        "debug=smoke",
+        "dataset.limit=128",
+        "threads=1",
+        "T=2,4",
+        "kd.cache_logits=true,false",
+    ]
+    proc = run_kdrun(args, cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return cwd
 

@@ -13,7 +13,15 @@ def sweep(tmp_path_factory):
     """T x alpha = 2 x 2 points plus one invalid alpha: 5 jobs, one teacher, one baseline."""
     cwd = tmp_path_factory.mktemp("sweep")
     run = run_kdrun(
-        ["train", "-m", "debug=smoke", "T=2,4", "alpha=0.3,0.9,1.5", "hydra.sweep.dir=outputs/multirun/s"],
+        [
+            "train",
+            "-m",
+            "debug=smoke",
+            "dataset.limit=128",  # the sweep's mechanics, not its accuracies: 2 steps an epoch
+            "T=2,4",
+            "alpha=0.3,0.9,1.5",
+            "hydra.sweep.dir=outputs/multirun/s",
+        ],
         cwd,
         timeout=600,
     )
