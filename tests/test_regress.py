@@ -126,7 +126,8 @@ def test_a_broken_recipe_is_refused_naming_file_and_line(tmp_path, text, message
 
 
 def test_an_unknown_config_key_in_a_recipe_names_its_line(tmp_path):
-    text = SMOKE.format(bound=0.3).replace("teacher:\n  epochs: 2", "teacher:\n  epocs: 2")
+    text = SMOKE.format(bound=0.3).replace("teacher:\n  epochs: 1", "teacher:\n  epocs: 1")
+    assert "epocs" in text
     recipe = load_recipe(_write(tmp_path / "recipe", "typo", text))
     with pytest.raises(RecipeError, match=r"typo.yaml:4: unknown key 'teacher.epocs'"):
         recipe_configs(recipe, [])
