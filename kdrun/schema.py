@@ -60,9 +60,11 @@ def allowed_text(meta: dict[str, Any]) -> str:
 
 
 def _show(value: Any) -> str:
-    return {True: "true", False: "false", None: "null"}.get(value, str(value)) if not isinstance(
-        value, int | float
-    ) or isinstance(value, bool) else str(value)
+    return (
+        {True: "true", False: "false", None: "null"}.get(value, str(value))
+        if not isinstance(value, int | float) or isinstance(value, bool)
+        else str(value)
+    )
 
 
 def _ok(value: Any, meta: dict[str, Any]) -> bool:

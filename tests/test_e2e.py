@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from tests.conftest import LOGGED, run_kdrun
 
@@ -118,13 +119,19 @@ def test_second_run_reuses_cached_teacher_and_baseline(smoke):
     assert (b["config"]["T"], b["config"]["alpha"]) == (2.0, 0.7)
 
 
-def test_teacher_checkpoint_is_loaded_instead_of_trained(smoke):
+def test_teacher_checkpoint_is_loaded_instead_of_trained_and_threads_are_restored(smoke):
     from kdrun import train
 
     cwd, _, _ = smoke
     weights = next((cwd / "outputs/cache/teacher").glob("cnn-*/model.safetensors"))
     overrides = ["debug=smoke", f"teacher.checkpoint={weights}", f"paths.output_root={cwd / 'outputs'}"]
-    b = train(overrides, run_dir=cwd / "outputs/runs/ckpt")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's count, which `threads=1` must leave as it was
+    try:
+        b = train([*overrides, "threads=1"], run_dir=cwd / "outputs/runs/ckpt")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     a = json.loads((cwd / "outputs/runs/first/results.json").read_text())
     assert b["teacher"]["source"] == "checkpoint"
     assert b["teacher"]["top1"] == a["teacher"]["top1"]

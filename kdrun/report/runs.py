@@ -101,9 +101,7 @@ def select(runs: list[dict[str, Any]], filters: list[str]) -> list[dict[str, Any
     for item in filters:
         key, sep, wanted = item.partition("=")
         if not sep or not key:
-            raise KdrunConfigError(
-                "--filter", item, "key=value, e.g. T=4, teacher=cnn, alpha=0.9, status=ok"
-            )
+            raise KdrunConfigError("--filter", item, "key=value, e.g. T=4, teacher=cnn, alpha=0.9, status=ok")
         paths = [ALIASES[key]] if key in ALIASES else [f"config.{key}", key]
         parsed.append((paths, wanted))
     return [

@@ -4,6 +4,8 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -107,8 +109,21 @@ def train(cfg: DictConfig, run_dir: Path, echo: bool = True) -> dict[str, Any]:
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
     nodes.start("nccl" if resolve(cfg.trainer).accelerator == "cuda" else "gloo")  # under torchrun / srun
     phases = prepare(cfg)  # bad input is refused here, before the run directory gets a file
-    with console_log(run_dir / LOG, echo):
+    with console_log(run_dir / LOG, echo), _torch_threads(cfg.threads):
         return _logged_train(cfg, phases, run_dir, started)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the run, the caller's count restored after
+    (``kdrun.train(threads=1)`` in a notebook leaves the notebook's torch as it was)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _logged_train(cfg: DictConfig, phases: Phases, run_dir: Path, started: float) -> dict[str, Any]:
@@ -191,8 +206,6 @@ def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
 
 
 def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]) -> dict[str, Any]:
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     placement = resolve(cfg.trainer)
     clock = _Clock()
     baseline = phases.scratch(cfg.student, cfg.seed)

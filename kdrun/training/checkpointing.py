@@ -51,12 +51,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class TrainingRandomness(Callback):
     """Checkpoints the random state Lightning does not: the shuffle generator and torch's global RNG.
 
-    Saved at the end of an epoch (with the checkpoint) and restored at the start of the first
-    epoch of a resumed fit, so the resumed epochs draw the same batch orders and dropout masks.
+    Saved at the end of an epoch (with the checkpoint). On resume, torch's global state is put
+    back as the checkpoint loads, before Lightning builds the resumed epoch's loader iterator
+    (which draws its workers' base seed from it, as every epoch's does in an uninterrupted fit);
+    the shuffle generator, which the loader creates afresh, at the start of that epoch. The
+    resumed epochs thus draw the same batch orders and dropout masks.
     """
 
     def __init__(self) -> None:
-        self.pending: dict[str, torch.Tensor] | None = None
+        self.shuffle: torch.Tensor | None = None
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]
@@ -69,16 +72,16 @@ class TrainingRandomness(Callback):
     def on_load_checkpoint(
         self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        self.pending = checkpoint["kdrun_randomness"]
+        state = checkpoint["kdrun_randomness"]
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda"])
+        self.shuffle = state["shuffle"]
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if self.pending is None:
-            return
-        torch.set_rng_state(self.pending["torch"])
-        trainer.datamodule.shuffle_generator.set_state(self.pending["shuffle"])
-        if "cuda" in self.pending:
-            torch.cuda.set_rng_state(self.pending["cuda"])
-        self.pending = None
+        if self.shuffle is not None:
+            trainer.datamodule.shuffle_generator.set_state(self.shuffle)
+            self.shuffle = None
 
 
 def epoch_checkpoint(folder: Path) -> ModelCheckpoint:
