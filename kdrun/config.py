@@ -114,6 +114,7 @@ def validate(cfg: DictConfig) -> None:
         if "dropout" in (cfg[role].get("args") or {}):
             _number(cfg, f"{role}.args.dropout", 0, 1)
     _number(cfg, "teacher.seed", 0, MAX_SEED, integer=True)
+    _precision(cfg.teacher.get("precision"), "teacher.precision", nullable=True)
     checkpoint = cfg.teacher.checkpoint
     if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
         raise KdrunConfigError("teacher.checkpoint", str(checkpoint), "file does not exist")
@@ -157,6 +158,13 @@ PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-t
 LEGACY_PRECISIONS = (32, 16, 64, "32", "16", "bf16")  # Lightning's older spellings
 
 
+def _precision(value: Any, key: str, nullable: bool = False) -> None:
+    if (value is None and nullable) or value == AUTO or value in PRECISIONS + LEGACY_PRECISIONS:
+        return
+    allowed = ("null",) * nullable + (AUTO, *PRECISIONS)
+    raise KdrunConfigError(key, value, f"allowed: {', '.join(allowed)}")
+
+
 def _trainer(cfg: DictConfig) -> None:
     """The ``trainer`` group: Lightning Trainer arguments kdrun supports, and kdrun's own keys."""
     arguments = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", *SET_BY_KDRUN}
@@ -175,9 +183,7 @@ def _trainer(cfg: DictConfig) -> None:
             cfg.trainer.num_nodes,
             "> 1 needs processes started by torchrun or srun (docs/distributed.md); allowed here: 1",
         )
-    precision = cfg.trainer.precision
-    if precision != AUTO and precision not in PRECISIONS + LEGACY_PRECISIONS:
-        raise KdrunConfigError("trainer.precision", precision, f"allowed: {', '.join((AUTO, *PRECISIONS))}")
+    _precision(cfg.trainer.precision, "trainer.precision")
     resolve(cfg.trainer)  # a GPU asked for on a machine without one
     devices = cfg.trainer.devices
     if devices > 1 and cfg.dataset.batch_size < devices:

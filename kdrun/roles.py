@@ -29,8 +29,11 @@ def user_overrides(overrides: Iterable[str]) -> list[str]:
 
 def as_typed(override_dirname: str) -> str:
     """Hydra's ``override_dirname`` (``T=2,model@student=cnn``) in the user's spelling
-    (``T=2,student=cnn``): sweep folders and run names read as the command line was typed."""
-    return ",".join(user_overrides(override_dirname.split(",")))
+    (``T=2,student=cnn``): sweep folders and run names read as the command line was typed.
+
+    A ``/`` in a value (``paths.output_root=/scratch/kd``, ``teacher.checkpoint=ckpt/t.pth``) is
+    written ``%2F``: the point stays one folder, where the sweep's summary looks for it."""
+    return ",".join(user_overrides(override_dirname.split(","))).replace("/", "%2F")
 
 
 def model_configs() -> list[str]:

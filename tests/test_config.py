@@ -30,6 +30,13 @@ def test_epochs_and_seed_reach_the_student_but_not_the_teacher():
     assert (cfg["teacher"]["epochs"], cfg["teacher"]["seed"]) == (2, 0)
 
 
+def test_a_sweep_point_folder_is_one_folder_named_as_typed():
+    from kdrun.roles import as_typed
+
+    assert as_typed("T=2,model@student=cnn") == "T=2,student=cnn"
+    assert as_typed("paths.output_root=/tmp/kd,seed=1") == "paths.output_root=%2Ftmp%2Fkd,seed=1"
+
+
 def test_one_model_group_in_both_roles_and_in_strategy_lists():
     """teacher=, student= and a strategy's model lists read the same model/ configs: a cnn or mlp
     teacher is the wider one (teacher_size/), and the role brings epochs, seed, checkpoint."""
@@ -84,6 +91,7 @@ BAD = [
     (["trainer.deterministic=sometimes"], "trainer.deterministic"),
     (["trainer.benchmark=fast"], "trainer.benchmark"),
     (["teacher.seed=-1"], "teacher.seed"),
+    (["teacher.precision=bf8"], "teacher.precision"),
     (["student.pretrained=maybe"], "student.pretrained"),
     (["teacher.channels_last=1.5"], "teacher.channels_last"),
     (["student.bn_momentum=1.5"], "student.bn_momentum"),

@@ -1,12 +1,15 @@
 """``auto`` trainer settings resolve for the machine: a GPU when there is one, bf16 where it is
 native, deterministic on CPU and "warn" on a GPU; a GPU asked for but absent is a config error."""
 
+import json
+
 import pytest
 import torch
 
 from kdrun import device
 from kdrun.device import Placement, placed, resolve, to_device
 from kdrun.errors import KdrunConfigError
+from kdrun.train import phases as phases_module
 from tests.conftest import make_cfg
 
 
@@ -128,6 +131,41 @@ def test_cache_keys_of_auto_on_cpu_equal_the_explicit_cpu_settings(tiny_data, tm
         "precision": "bf16-mixed",
         "deterministic": "warn",
     }
+
+
+def test_a_teacher_precision_trains_the_teacher_alone_in_it(tiny_data, tmp_path):
+    """``teacher.precision=bf16-mixed``: the teacher trains under Lightning's bf16 autocast and its
+    cache key says so; the scratch student keeps ``trainer.precision`` and its key."""
+    from kdrun.cache import Cache
+    from kdrun.train.phases import Phases
+
+    seen = []
+    real_fit = phases_module.fit
+
+    def fit(strategy, data, cfg, **kwargs):
+        seen.append((kwargs["label"], cfg.trainer.precision))
+        return real_fit(strategy, data, cfg, **kwargs)
+
+    overrides = ("teacher=mlp", "epochs=1", "teacher.epochs=1", "recalibrate_bn=false", "logger=none")
+    specs = {}
+    for precision in ("null", "bf16-mixed"):
+        cache = Cache(tmp_path / precision)
+        phases = Phases(make_cfg(*overrides, f"teacher.precision={precision}"), tiny_data, cache)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(phases_module, "fit", fit)
+            phases.teacher()
+            phases.scratch(phases.cfg.student, 0)
+        entries = cache.root.glob("*/*/spec.json")
+        specs[precision] = {p.parent.parent.name: json.loads(p.read_text()) for p in entries}
+    run = make_cfg().trainer.precision  # the trainer group's own (auto)
+    assert seen == [("teacher", run), ("baseline", run), ("teacher", "bf16-mixed"), ("baseline", run)]
+    assert phases.cfg.trainer.precision == run  # the run's own config is left as it was
+    default, bf16 = specs["null"], specs["bf16-mixed"]
+    assert default["baseline"] == bf16["baseline"]
+    assert (default["teacher"]["trainer"]["precision"], bf16["teacher"]["trainer"]["precision"]) == (
+        "32-true",
+        "bf16-mixed",
+    )
 
 
 def test_placed_moves_a_model_for_the_block_and_back():

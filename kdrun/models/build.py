@@ -25,6 +25,7 @@ class ModelOptions:
     stem: Any = MISSING  # torchvision models: how the stem meets small inputs
     epochs: int = number(MISSING, ge=1, integer=True)
     seed: Any = MISSING  # teacher.seed: checked by kdrun.config; the student's is the top-level seed
+    precision: Any = MISSING  # teacher only: its trainer.precision (checked by kdrun.config)
     checkpoint: Any = MISSING  # teacher only
     members: Any = MISSING  # teacher=ensemble only: k, the architecture, the member checkpoints
     model: Any = MISSING

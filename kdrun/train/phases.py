@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from kdrun.cache import Cache
@@ -104,8 +104,8 @@ class Phases:
         extra: dict[str, Any] | None = None,
         data: TensorDataModule | None = None,
     ) -> Asset:
-        cfg, data = self.cfg, data or self.student_data
-        spec = self._spec(section, seed, data, extra or {})
+        cfg, data = self._trained_under(section), data or self.student_data
+        spec = self._spec(cfg, section, seed, data, extra or {})
         name = display_name(section)
 
         def train_entry(folder: Path) -> None:
@@ -125,11 +125,22 @@ class Phases:
         model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
         return Asset(model.eval(), name, "cache" if hit else "trained", str(folder))
 
+    def _trained_under(self, section: DictConfig) -> DictConfig:
+        """The root config ``section``'s model trains under: a teacher's ``precision``, when set,
+        replaces ``trainer.precision`` (a large teacher in bf16, its small student in float32)."""
+        precision = section.get("precision")
+        if precision is None:
+            return self.cfg
+        cfg = self.cfg.copy()
+        with open_dict(cfg):
+            cfg.trainer.precision = precision
+        return cfg
+
+    @staticmethod
     def _spec(
-        self, section: DictConfig, seed: int, data: TensorDataModule, extra: dict[str, Any]
+        cfg: DictConfig, section: DictConfig, seed: int, data: TensorDataModule, extra: dict[str, Any]
     ) -> dict[str, Any]:
         """What determines a trained model: its cache key hashes this."""
-        cfg = self.cfg
         # The resolved device settings: `auto` on a CPU hashes as the explicit CPU settings did.
         resolved = OmegaConf.to_container(cfg.trainer) | resolve(cfg.trainer).trainer_args()
         trainer = {
