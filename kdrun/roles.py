@@ -7,6 +7,7 @@ so the documented spelling ``teacher=resnet50`` is translated here, once, wherev
 (the CLI, the Python API, ``kdrun regress``, resume), and translated back where they are shown.
 """
 
+import hashlib
 import re
 from collections.abc import Iterable
 from importlib.resources import files
@@ -15,6 +16,7 @@ ROLES = ("teacher", "student")
 MODEL_GROUP = "model"
 _USER = re.compile(r"^(teacher|student)=")
 _HYDRA = re.compile(rf"^{MODEL_GROUP}@(teacher|student)=")
+MAX_FOLDER_NAME = 255  # bytes: ext4, xfs, apfs, ntfs
 
 
 def hydra_overrides(overrides: Iterable[str]) -> list[str]:
@@ -32,8 +34,14 @@ def as_typed(override_dirname: str) -> str:
     (``T=2,student=cnn``): sweep folders and run names read as the command line was typed.
 
     A ``/`` in a value (``paths.output_root=/scratch/kd``, ``teacher.checkpoint=ckpt/t.pth``) is
-    written ``%2F``: the point stays one folder, where the sweep's summary looks for it."""
-    return ",".join(user_overrides(override_dirname.split(","))).replace("/", "%2F")
+    written ``%2F``: the point stays one folder, where the sweep's summary looks for it. A name
+    longer than file systems allow (255 bytes) keeps its first 200 bytes and a hash of the whole.
+    """
+    name = ",".join(user_overrides(override_dirname.split(","))).replace("/", "%2F")
+    if len(name.encode()) <= MAX_FOLDER_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name.encode()[:200].decode(errors="ignore") + f"...{digest}"
 
 
 def model_configs() -> list[str]:

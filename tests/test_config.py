@@ -35,6 +35,10 @@ def test_a_sweep_point_folder_is_one_folder_named_as_typed():
 
     assert as_typed("T=2,model@student=cnn") == "T=2,student=cnn"
     assert as_typed("paths.output_root=/tmp/kd,seed=1") == "paths.output_root=%2Ftmp%2Fkd,seed=1"
+    long = ",".join(f"+trainer.option_{i}=value_{i}" for i in range(20))
+    names = {as_typed(long), as_typed(long + ",seed=1")}
+    assert len(names) == 2  # the hash of the whole name tells them apart
+    assert all(len(n.encode()) <= 255 and n.startswith("+trainer.option_0=") for n in names)
 
 
 def test_one_model_group_in_both_roles_and_in_strategy_lists():
