@@ -130,6 +130,9 @@ def _explain(message: str, config_name: str, overrides: list[str]) -> str:
     from hydra import compose, initialize_config_module
 
     if key := re.match(r"Could not override '([^']+)'", message):
+        if key[1].startswith(OPEN_KEYS) and not key[1].startswith("hydra."):
+            # A model's, optimizer's, trainer's or logger's own argument: added, not overridden.
+            return f"{key[1]}: not a config key; an argument not in the config is added with +{key[1]}=…"
         with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
             known = _leaf_keys(OmegaConf.to_container(compose(config_name=config_name)))
         close = get_close_matches(key[1], known, n=2, cutoff=0.7)

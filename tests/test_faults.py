@@ -329,6 +329,11 @@ def test_names_that_are_looked_up_come_with_the_closest_ones(capsys):
             "student=mobilenetv3: no config model/mobilenetv3; did you mean mobilenet_v3",
         ),
         (["teacher.nmae=cnn"], "teacher.nmae: not a config key; did you mean teacher.name"),
+        (  # a model's own argument: not the default model's keys, but how to add one
+            ["student=mobilenet_v3", "student.args.width_mult=0.5"],
+            "student.args.width_mult: not a config key; an argument not in the config is added with "
+            "+student.args.width_mult=",
+        ),
     ]:
         with pytest.raises(SystemExit) as info:
             _check_overrides(args)
