@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from kdrun.commands import COMMANDS
 from kdrun.console import fail
 from kdrun.errors import KdrunConfigError
-from kdrun.roles import MODEL_GROUP, ROLES, hydra_overrides, user_overrides
+from kdrun.roles import MODEL_GROUP, OPEN_KEYS, ROLES, hydra_overrides, user_overrides
 from kdrun.targets import check_targets
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
@@ -148,10 +148,6 @@ def _explain(message: str, config_name: str, overrides: list[str]) -> str:
             key = next((k for k in named if k in ("teacher", "student")), group)
         return f"{key}={option}: no config {group}/{option}; {hint}allowed: {', '.join(options)}"
     return message
-
-
-# Where `+key=value` may add a key: argument lists that take what the class behind them takes.
-OPEN_KEYS = ("trainer.", "optim.optimizer.", "teacher.args.", "student.args.", "logger.", "hydra.")
 
 
 def _check_added_keys(parsed: list[Any], cfg: DictConfig) -> None:

@@ -14,6 +14,9 @@ from importlib.resources import files
 
 ROLES = ("teacher", "student")
 MODEL_GROUP = "model"
+# Where a key not in the config may be added (`+key=value` on the command line, a plain key in a
+# recipe): argument lists that take what the class behind them takes.
+OPEN_KEYS = ("trainer.", "optim.optimizer.", "teacher.args.", "student.args.", "logger.", "hydra.")
 _USER = re.compile(r"^(teacher|student)=")
 _HYDRA = re.compile(rf"^{MODEL_GROUP}@(teacher|student)=")
 MAX_FOLDER_NAME = 255  # bytes: ext4, xfs, apfs, ntfs

@@ -133,6 +133,23 @@ def test_an_unknown_config_key_in_a_recipe_names_its_line(tmp_path):
         recipe_configs(recipe, [])
 
 
+def test_a_recipe_may_set_a_model_argument_its_config_does_not_list(tmp_path):
+    # `student.args` takes what the model's constructor takes (the CLI's `+student.args.X=…`);
+    # a key beside it is still refused.
+    text = SMOKE.format(bound=0.3).replace(
+        "epochs: 1\nteacher:",
+        "defaults:\n  - override /model@student: mobilenet_v3\nstudent:\n  args:\n    width_mult: 0.25\n"
+        "epochs: 1\nteacher:",
+        1,
+    )
+    recipe = load_recipe(_write(tmp_path / "recipe", "args", text))
+    (config,) = recipe_configs(recipe, []).values()
+    assert config.student.name == "mobilenet_v3" and config.student.args.width_mult == 0.25
+    typo = text.replace("  args:\n    width_mult", "  argz:\n    width_mult")
+    with pytest.raises(RecipeError, match=r"args.yaml:6: unknown key 'student.argz.width_mult'"):
+        recipe_configs(load_recipe(_write(tmp_path / "recipe", "args", typo)), [])
+
+
 def test_cli_refuses_a_broken_recipe_with_one_line(tmp_path, monkeypatch, capsys):
     from kdrun.cli import main
 
