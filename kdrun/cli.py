@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from kdrun.commands import COMMANDS
 from kdrun.console import fail
 from kdrun.errors import KdrunConfigError
-from kdrun.roles import MODEL_GROUP, OPEN_KEYS, ROLES, hydra_overrides, user_overrides
+from kdrun.roles import MODEL_GROUP, OPEN_KEYS, ROLES, hydra_overrides, is_argument, user_overrides
 from kdrun.targets import check_targets
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
@@ -130,8 +130,7 @@ def _explain(message: str, config_name: str, overrides: list[str]) -> str:
     from hydra import compose, initialize_config_module
 
     if key := re.match(r"Could not override '([^']+)'", message):
-        if key[1].startswith(OPEN_KEYS) and not key[1].startswith("hydra."):
-            # A model's, optimizer's, trainer's or logger's own argument: added, not overridden.
+        if is_argument(key[1]):  # added, not overridden
             return f"{key[1]}: not a config key; an argument not in the config is added with +{key[1]}=…"
         with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
             known = _leaf_keys(OmegaConf.to_container(compose(config_name=config_name)))

@@ -14,9 +14,10 @@ from importlib.resources import files
 
 ROLES = ("teacher", "student")
 MODEL_GROUP = "model"
-# Where a key not in the config may be added (`+key=value` on the command line, a plain key in a
-# recipe): argument lists that take what the class behind them takes.
-OPEN_KEYS = ("trainer.", "optim.optimizer.", "teacher.args.", "student.args.", "logger.", "hydra.")
+# Argument lists that take what the class behind them takes: a key not in the config may be added
+# there (`+key=value` on the command line, a plain key in a recipe). `+` may also add hydra. keys.
+ARGUMENT_SECTIONS = ("trainer.", "optim.optimizer.", "teacher.args.", "student.args.", "logger.")
+OPEN_KEYS = (*ARGUMENT_SECTIONS, "hydra.")
 _USER = re.compile(r"^(teacher|student)=")
 _HYDRA = re.compile(rf"^{MODEL_GROUP}@(teacher|student)=")
 MAX_FOLDER_NAME = 255  # bytes: ext4, xfs, apfs, ntfs
@@ -51,3 +52,8 @@ def model_configs() -> list[str]:
     """The names ``teacher=`` and ``student=`` accept: the configs of ``model/``."""
     folder = files("kdrun.conf") / MODEL_GROUP
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def is_argument(key: str) -> bool:
+    """``key`` names a model's, optimizer's, trainer's or logger's own argument (``ARGUMENT_SECTIONS``)."""
+    return key.startswith(ARGUMENT_SECTIONS)

@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.regress.recipe import Recipe, RecipeError
-from kdrun.roles import OPEN_KEYS, hydra_overrides
+from kdrun.roles import hydra_overrides, is_argument
 
 IGNORED = ("defaults", "regress")
 
@@ -42,8 +42,8 @@ def recipe_configs(recipe: Recipe, extra: list[str], folder: Path | None = None)
     base = _compose([search, *recipe.group_overrides])
     data = OmegaConf.to_container(OmegaConf.load(recipe.path))
     for leaf in _leaves({k: v for k, v in data.items() if k not in IGNORED}):
-        if leaf.startswith(OPEN_KEYS) and not leaf.startswith("hydra."):
-            continue  # a model's, optimizer's, trainer's or logger's own argument: added
+        if is_argument(leaf):
+            continue  # added, as `+key=…` on the command line
         if OmegaConf.select(base, leaf, default="__missing__") == "__missing__":
             raise RecipeError(f"{recipe.path}:{recipe.lines.get(leaf, 1)}: unknown key {leaf!r}")
     try:
