@@ -70,11 +70,11 @@ def latency_of(fn: Any, x: Any, threads: int, min_run_time: float) -> tuple[floa
     return m.median * 1e3, (m.iqr * 1e3 if len(m.times) >= 4 else None)
 
 
-@torch.no_grad()
 def _one_process() -> bool:
     return False
 
 
+@torch.no_grad()
 def accuracy(model: nn.Module, batches: Any, num_classes: int) -> dict[str, float]:
     """Top-1 (and top-5 when there are more than 5 classes) over ``(x, y, ...)`` batches, on the
     model's device."""
@@ -90,6 +90,21 @@ def accuracy(model: nn.Module, batches: Any, num_classes: int) -> dict[str, floa
         for metric in metrics.values():
             metric.update(logits, y)
     return {name: float(metric.compute()) for name, metric in metrics.items()}
+
+
+@torch.no_grad()
+def paired_correct(first: nn.Module, second: nn.Module, batches: Any) -> tuple[int, int, int]:
+    """``(images, only first right, only second right)`` over ``(x, y, ...)`` batches: the counts a
+    paired comparison of two models on the same images needs. Both models on the same device."""
+    device = module_device(first)
+    images = first_only = second_only = 0
+    for x, y, *_ in batches:
+        x, y = to_device(x, device), to_device(y, device)
+        a, b = first(x).argmax(1) == y, second(x).argmax(1) == y
+        images += len(y)
+        first_only += int((a & ~b).sum())
+        second_only += int((b & ~a).sum())
+    return images, first_only, second_only
 
 
 def profile(model: nn.Module, input_shape: tuple[int, ...], cfg: Any) -> dict[str, Any]:

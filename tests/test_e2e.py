@@ -67,6 +67,11 @@ def test_results_json_holds_the_contract(smoke):
     assert set(results["deltas"]) >= DELTA_KEYS
     gain = results["student"]["top1"] - results["baseline"]["top1"]
     assert results["deltas"]["kd_gain_top1"] == pytest.approx(gain, abs=1e-6)
+    # The paired count over the test images gives the same gain, and its standard error.
+    test = results["deltas"]["kd_gain_test"]
+    assert test["images"] == results["data"]["test"]
+    assert (test["student_only"] - test["baseline_only"]) / test["images"] == pytest.approx(gain, abs=1e-6)
+    assert 0 < results["deltas"]["kd_gain_top1_se"] < 0.05 and 0 < test["p_value"] <= 1
     assert (results["config"]["T"], results["config"]["alpha"]) == (
         4.0,
         0.9,
@@ -92,6 +97,7 @@ def test_run_directory_has_metrics_weights_and_config(smoke):
     assert (run / "student.safetensors").is_file()
     assert (run / ".hydra" / "config.yaml").is_file()
     assert "distilled student" in first.stdout and "KD gain" in first.stdout
+    assert re.search(r"KD gain [+-]\d+\.\d\d ± \d+\.\d\d\s+\(test-set\s+SE", first.stdout)
 
 
 def test_run_says_and_records_its_device_precision_and_determinism(smoke):

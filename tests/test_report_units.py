@@ -1,10 +1,16 @@
 """What the tables and summary files say: shared latency, speed-ups, units."""
 
 import csv
+import math
 
+import pytest
+import torch
+import torch.nn.functional as F
 from rich.console import Console
+from torch import nn
 
-from kdrun.report.results import deltas
+from kdrun.measure import accuracy, paired_correct
+from kdrun.report.results import deltas, paired_gain
 from kdrun.report.summary import write_csv, write_markdown
 from kdrun.report.table import results_table
 
@@ -75,3 +81,47 @@ def test_summary_files_speak_percent_points_and_seeds(tmp_path):
     write_markdown([row], tmp_path / "summary.md", "note")
     header, _, line = (tmp_path / "summary.md").read_text().splitlines()[:3]
     assert "| seeds |" in header and "| 0 1 |" in line and "94.43 ± 0.55" in line
+
+
+def test_the_gain_comes_with_its_test_set_standard_error_and_mcnemar_p():
+    # 1,000 test images; the student alone right on 30, the scratch student alone on 23.
+    noise = paired_gain(1000, 30, 23)
+    gain = (30 - 23) / 1000
+    assert noise["kd_gain_top1_se"] == pytest.approx(math.sqrt((53 / 1000 - gain**2) / 1000))
+    assert noise["kd_gain_top1_se"] == pytest.approx(0.0072767, abs=1e-6)
+    tail = sum(math.comb(53, k) for k in range(30, 54)) / 2**53  # P(X >= 30), X ~ Bin(53, 1/2)
+    assert noise["kd_gain_test"] == {
+        "images": 1000,
+        "student_only": 30,
+        "baseline_only": 23,
+        "p_value": pytest.approx(2 * tail),
+    }
+    assert paired_gain(1000, 40, 0)["kd_gain_test"]["p_value"] < 1e-11  # 40 of 40: not chance
+    assert paired_gain(500, 0, 0) == {
+        "kd_gain_top1_se": 0.0,
+        "kd_gain_test": {"images": 500, "student_only": 0, "baseline_only": 0, "p_value": 1.0},
+    }
+
+
+class _Fixed(nn.Module):
+    """Predicts ``answers[i]`` for the i-th image (its index is the input), without autograd."""
+
+    def __init__(self, answers: list[int]) -> None:
+        super().__init__()
+        self.answers = torch.tensor(answers)
+        self.weight = nn.Parameter(torch.ones(()))
+        self.grad_modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.grad_modes.append(torch.is_grad_enabled())
+        return F.one_hot(self.answers[x.long()], 3).float() * self.weight
+
+
+def test_paired_counts_and_accuracy_run_without_autograd():
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    batches = [(torch.arange(0, 4), labels[:4]), (torch.arange(4, 6), labels[4:])]
+    student = _Fixed([0, 1, 2, 1, 1, 0])  # right on 0, 1, 2, 4
+    scratch = _Fixed([0, 2, 2, 0, 0, 0])  # right on 0, 2, 3
+    assert paired_correct(student, scratch, batches) == (6, 2, 1)  # only the student: 1, 4; only scratch: 3
+    assert accuracy(student, batches, 3)["top1"] == pytest.approx(4 / 6)
+    assert student.grad_modes and not any(student.grad_modes + scratch.grad_modes)

@@ -9,10 +9,10 @@ import types
 from pathlib import Path
 from typing import Any
 
-from kdrun.report.results import deltas, write_json_atomic
+from kdrun.report.results import deltas, paired_gain, write_json_atomic
 from kdrun.report.table import results_table
 
-__all__ = ["deltas", "results_table", "summarise", "write_json_atomic"]
+__all__ = ["deltas", "paired_gain", "results_table", "summarise", "write_json_atomic"]
 
 
 def summarise(path: str | Path, metric: str = "gain") -> list[dict[str, Any]]:

@@ -64,6 +64,34 @@ def deltas(
     return {k: _clean(v) for k, v in out.items()}
 
 
+def paired_gain(images: int, student_only: int, baseline_only: int) -> dict[str, Any]:
+    """How much of ``kd_gain_top1`` the test images alone could explain.
+
+    The gain is the mean over the test images of (student right) - (scratch right), each -1, 0 or
+    1; only the images where exactly one of the two is right count. ``kd_gain_top1_se`` is the
+    standard error of that mean; ``p_value`` is McNemar's exact test (two-sided binomial test of
+    ``student_only`` among the disagreements): the chance of a split at least this uneven if
+    neither model were better on these images. A new seed adds its own variation on top.
+    """
+    disagree = student_only + baseline_only
+    mean = (student_only - baseline_only) / images if images else 0.0
+    variance = disagree / images - mean**2 if images else 0.0
+    p_value = 1.0
+    if disagree:
+        from scipy.stats import binomtest  # scikit-learn's dependency; imported when used
+
+        p_value = float(binomtest(student_only, disagree, 0.5).pvalue)
+    return {
+        "kd_gain_top1_se": math.sqrt(max(variance, 0.0) / images) if images else None,
+        "kd_gain_test": {
+            "images": images,
+            "student_only": student_only,
+            "baseline_only": baseline_only,
+            "p_value": p_value,
+        },
+    }
+
+
 def _different_architectures(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """A speed-up between two measurements of one architecture would report timing noise."""
     return a.get("arch_id") is None or a.get("arch_id") != b.get("arch_id")

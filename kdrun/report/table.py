@@ -113,10 +113,17 @@ def _export_rows(results: dict[str, Any], has_top5: bool, gpu: bool) -> list[lis
     return out
 
 
+def _noise(d: dict[str, Any]) -> str:
+    """`` ± SE (p …)`` of the KD gain over the test images; empty for results without it."""
+    if d.get("kd_gain_top1_se") is None:
+        return ""
+    return f" ± {100 * d['kd_gain_top1_se']:.2f} (test-set SE, McNemar p {d['kd_gain_test']['p_value']:.2g})"
+
+
 def _caption(results: dict[str, Any]) -> str:
     """KD gain, gap to the teacher, ratios, speed-ups, the run's seed; a line per int8 file."""
     d = results["deltas"]
-    caption = f"KD gain {_signed_pts(d['kd_gain_top1'])} pts over scratch"
+    caption = f"KD gain {_signed_pts(d['kd_gain_top1'])}{_noise(d)} pts over scratch"
     if results["teacher"]:
         speed = ", ".join(
             f"{v:.1f}x @{k.removeprefix('batch')}" for k, v in d["latency_speedup"].items() if v

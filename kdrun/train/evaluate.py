@@ -9,9 +9,9 @@ from torch import nn
 
 from kdrun.data import TensorDataModule
 from kdrun.device import placed, resolve
-from kdrun.measure import accuracy, architecture_id, profile
+from kdrun.measure import accuracy, architecture_id, paired_correct, profile
 from kdrun.models.asset import Asset
-from kdrun.report import deltas
+from kdrun.report import deltas, paired_gain
 from kdrun.strategies import Strategy
 from kdrun.train.phases import Phases
 
@@ -36,9 +36,20 @@ def evaluate(strategy: Strategy, phases: Phases, baseline: Asset, student_name: 
         "teacher": teacher_row,
         "baseline": baseline_row,
         "student": student_row,
-        "deltas": deltas(teacher_row, baseline_row, student_row),
+        "deltas": deltas(teacher_row, baseline_row, student_row) | gain_noise(baseline, strategy, phases),
         "extra_models": extra,
     }
+
+
+def gain_noise(baseline: Asset, strategy: Strategy, phases: Phases) -> dict[str, Any]:
+    """The KD gain's standard error and McNemar test over the test images (``paired_gain``)."""
+    student, scratch = strategy.student, baseline.model
+    device = resolve(phases.cfg.trainer).device
+    student.eval()
+    scratch.eval()
+    with placed(student, device), placed(scratch, device):
+        counts = paired_correct(student, scratch, phases.data.loader("test", batch_size=512))
+    return paired_gain(*counts)
 
 
 def member_row(member: Asset, phases: Phases) -> dict[str, Any]:

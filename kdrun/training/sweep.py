@@ -46,10 +46,10 @@ class SweepProgress(Callback):
         label = f"[point {number}/{self.total or '?'}] {overrides}"
         results = _read(Path(config.hydra.runtime.output_dir) / "results.json")
         if results and results.get("status") == "ok":
-            gain = 100 * results["deltas"]["kd_gain_top1"]
-            console.print(
-                f"{label}: top-1 {100 * results['student']['top1']:.2f}% ({gain:+.2f} pts)", markup=False
-            )
+            gain, se = 100 * results["deltas"]["kd_gain_top1"], results["deltas"].get("kd_gain_top1_se")
+            noise = f" ± {100 * se:.2f}" if se is not None else ""
+            top1 = 100 * results["student"]["top1"]
+            console.print(f"{label}: top-1 {top1:.2f}% ({gain:+.2f}{noise} pts)", markup=False)
         else:
             error = (results or {}).get("error", "no results.json")
             console.print(f"{label}: FAILED: {error}", markup=False)
