@@ -136,3 +136,42 @@ def test_8bit_images_are_held_as_bytes_and_give_the_float32_inputs_bitwise(monke
         batches = zip(stored.loader(split, batch_size=64), floats.loader(split, batch_size=64), strict=True)
         assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in batches)
     assert torch.equal(stored.head(7).splits["train"][0][:], floats.splits["train"][0][:7])
+
+
+SETS = ["mnist_subset", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagefolder"]
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_every_data_set_takes_the_batch_augmentation_and_mixing_by_its_own_keys(name):
+    from kdrun.data.settings import check_dataset
+
+    cfg = make_cfg(f"dataset={name}", "dataset.augment=batch", "dataset.mix=mixup")
+    check_dataset(cfg.dataset)  # no `+`/`++` needed, nothing raised
+    assert set(cfg.dataset.batch_augment) == {"crop_padding", "flip", "color_jitter"}
+    if name in ("mnist_subset", "digits", "mnist"):
+        assert cfg.dataset.batch_augment.flip is False  # a mirrored digit is another glyph
+
+
+def test_the_default_set_shifts_digits_without_mirroring_them():
+    data = build_datamodule(make_cfg("dataset.augment=batch").dataset)
+    assert data.augment.settings == {"crop_padding": 2, "flip": False, "color_jitter": 0.0}
+    x = data.splits["train"][0][:8]  # normalised float inputs, as the training batches reach the device
+    shifted = data.augment(x)
+    assert shifted.shape == x.shape and not torch.equal(shifted, x)
+    # A shift keeps each digit's ink: the 2-px border it moves out of holds none.
+    background = x.amin()
+    ink = (x - background).sum(dim=(1, 2, 3))
+    assert torch.allclose((shifted - background).sum(dim=(1, 2, 3)), ink, rtol=1e-4)
+
+
+def test_batch_augmentation_without_its_settings_is_one_line():
+    from omegaconf import OmegaConf
+
+    from kdrun.data.settings import check_dataset
+
+    dataset = make_cfg().dataset
+    OmegaConf.set_struct(dataset, False)
+    dataset.augment = "batch"
+    del dataset["batch_augment"]
+    with pytest.raises(KdrunConfigError, match=r"dataset\.batch_augment.*crop_padding"):
+        check_dataset(dataset)

@@ -78,7 +78,14 @@ def check_dataset(dataset: DictConfig, strategy: str | None = None) -> None:
         raise KdrunConfigError("dataset.mean", dataset.get("mean"), "give mean and std together, or neither")
     augment = dataset.get("augment")
     if augment == "batch":  # the batch augmentation on the device
-        batch = dataset.batch_augment
+        batch = dataset.get("batch_augment")
+        if batch is None:
+            raise KdrunConfigError(
+                "dataset.batch_augment",
+                None,
+                "dataset.augment=batch needs {crop_padding: N, flip: true|false, color_jitter: J} "
+                "(see dataset/imagefolder.yaml)",
+            )
         _number(batch, "crop_padding", 0, integer=True, prefix="dataset.batch_augment.")
         _choice(batch, "flip", (True, False), prefix="dataset.batch_augment.")
         _number(batch, "color_jitter", 0, 1, prefix="dataset.batch_augment.")
