@@ -251,6 +251,7 @@ def test_runs_lists_filters_and_compares_the_smoke_runs(smoke, capsys, monkeypat
     main(["runs", "--compare", "outputs/runs/first", "outputs/runs/second"])
     out = capsys.readouterr().out
     assert re.search(r"│ T +│", out) and re.search(r"│ alpha +│", out) and "KD gain (pts)" in out
+    assert "KD gain test-set SE (pts)" in out
     assert "dataset.name" not in out  # only the keys that differ
 
 
@@ -317,6 +318,7 @@ def test_report_writes_curves_and_a_self_contained_html_page(smoke):
     runs = [a for t, a in parts.tags if t == "details"]
     assert len(runs) == len(list(root.glob("*/results.json")))  # one section per run, its config
     assert "alpha: 0.7" in text and "kd:" in text
+    assert re.search(r"KD gain [+-]\d+\.\d\d ± \d+\.\d\d pts", text)  # each run's gain with its SE
     # Self-contained: nothing to fetch, nothing to run.
     assert not any(t in ("script", "link", "iframe") for t, _ in parts.tags)
     assert "http://" not in page and "https://" not in page

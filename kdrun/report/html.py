@@ -65,8 +65,10 @@ def render(
         if status == "ok":
             line += (
                 f" · student top-1 {100 * results['student']['top1']:.2f}%"
-                f" · KD gain {100 * results['deltas']['kd_gain_top1']:+.2f} pts"
+                f" · KD gain {100 * results['deltas']['kd_gain_top1']:+.2f}"
             )
+            se = results["deltas"].get("kd_gain_top1_se")
+            line += (f" ± {100 * se:.2f}" if se is not None else "") + " pts"
         elif results.get("error"):
             line += f" · {results['error']}"
         text = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)

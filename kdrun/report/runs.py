@@ -32,6 +32,7 @@ METRICS = (
     ("scratch top-1 %", "baseline.top1", 100, False),
     ("student top-1 %", "student.top1", 100, False),
     ("KD gain (pts)", "deltas.kd_gain_top1", 100, True),
+    ("KD gain test-set SE (pts)", "deltas.kd_gain_top1_se", 100, False),
     ("gap to teacher (pts)", "deltas.gap_to_teacher_top1", 100, True),
     ("student params", "student.params", 1, False),
     ("student ms @1", "student.latency_ms.batch1", 1, False),
