@@ -81,7 +81,7 @@ def _cfg(root: Path, out: Path):
         "logger=none",
         f"paths.output_root={out}",
     ]
-    from kdrun.roles import hydra_overrides
+    from kdrun.config.roles import hydra_overrides
 
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
         return compose("train", overrides=hydra_overrides(overrides))

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from kdrun.roles import as_typed
+from kdrun.config.roles import as_typed
 
 __version__ = "0.1.0"
 __all__ = ["KdrunConfigError", "KdrunRunError", "__version__", "report", "train"]
@@ -18,7 +18,7 @@ __all__ = ["KdrunConfigError", "KdrunRunError", "__version__", "report", "train"
 # resolver cache of the sweep's config) agree on one sweep directory.
 OmegaConf.register_new_resolver("kdrun.unique", lambda: secrets.token_hex(3), use_cache=True, replace=True)
 # `${kdrun.as_typed:${hydra.job.override_dirname}}`: a sweep point's folder says `student=cnn`, as
-# typed, not Hydra's `model@student=cnn` (kdrun.roles).
+# typed, not Hydra's `model@student=cnn` (kdrun.config.roles).
 OmegaConf.register_new_resolver("kdrun.as_typed", as_typed, replace=True)
 
 

@@ -22,10 +22,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.commands import COMMANDS
+from kdrun.config.roles import MODEL_GROUP, OPEN_KEYS, ROLES, hydra_overrides, is_argument, user_overrides
+from kdrun.config.targets import check_targets
 from kdrun.console import fail
 from kdrun.errors import KdrunConfigError
-from kdrun.roles import MODEL_GROUP, OPEN_KEYS, ROLES, hydra_overrides, is_argument, user_overrides
-from kdrun.targets import check_targets
 
 # torch warns at import that no CUDA runtime exists; on a CPU machine that is expected.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
@@ -276,7 +276,7 @@ def _main(args: list[str]) -> None:
             fail(str(err))
         return
     config_name, entry = ENTRY_POINTS[command]
-    rest = hydra_overrides(rest)  # teacher=resnet50 -> model@teacher=resnet50 (kdrun.roles)
+    rest = hydra_overrides(rest)  # teacher=resnet50 -> model@teacher=resnet50 (kdrun.config.roles)
     if command == "train":
         from kdrun.training.resume import resume_args
 

@@ -10,8 +10,8 @@ from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.classification import MulticlassAccuracy
 
-from kdrun.device import module_device, placed, to_device
-from kdrun.schema import MISSING, number
+from kdrun.config.schema import MISSING, number
+from kdrun.runtime.device import module_device, placed, to_device
 
 
 @dataclass

@@ -10,8 +10,8 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
+from kdrun.config.roles import hydra_overrides
 from kdrun.data import TensorDataModule
-from kdrun.roles import hydra_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 KDRUN = [sys.executable, "-m", "kdrun"]

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import kdrun.train.pipeline as run_module
-from kdrun.config import validate
 from kdrun.regress.command import regress
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.recipe import RecipeError, find_recipes, load_recipe
+from kdrun.train.validate import validate
 
 FOLDER = Path(__file__).parents[1] / "recipes" / "cifar100"
 RECIPES = sorted(FOLDER.glob("*.yaml"))

@@ -3,9 +3,9 @@
 import pytest
 from omegaconf import OmegaConf
 
-from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
-from kdrun.sections import model_section
+from kdrun.models.sections import model_section
+from kdrun.train.validate import validate
 from tests.conftest import make_cfg
 
 
@@ -31,7 +31,7 @@ def test_epochs_and_seed_reach_the_student_but_not_the_teacher():
 
 
 def test_a_sweep_point_folder_is_one_folder_named_as_typed():
-    from kdrun.roles import as_typed
+    from kdrun.config.roles import as_typed
 
     assert as_typed("T=2,model@student=cnn") == "T=2,student=cnn"
     assert as_typed("paths.output_root=/tmp/kd,seed=1") == "paths.output_root=%2Ftmp%2Fkd,seed=1"

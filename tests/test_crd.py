@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
 from kdrun.models.factory import create_model
 from kdrun.models.taps import forward_with_penultimate
 from kdrun.strategies import STRATEGIES
 from kdrun.strategies.crd import CRD
+from kdrun.train.validate import validate
 from kdrun.training.fit import fit
 from tests.conftest import make_cfg
 

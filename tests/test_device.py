@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from kdrun import device
-from kdrun.device import Placement, placed, resolve, to_device
 from kdrun.errors import KdrunConfigError
+from kdrun.runtime import device
+from kdrun.runtime.device import Placement, placed, resolve, to_device
 from kdrun.train import phases as phases_module
 from tests.conftest import make_cfg
 

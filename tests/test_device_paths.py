@@ -20,8 +20,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from kdrun.data.augment import Augment
-from kdrun.device import resolve
 from kdrun.models.ensemble import TeacherEnsemble
+from kdrun.runtime.device import resolve
 from kdrun.strategies import STRATEGIES, Strategy
 from kdrun.strategies.hints import regressor
 from kdrun.strategies.hydra_heads import HydraStudent, split_classifier

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 import kdrun.train.pipeline as run_module
-from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import dist_terms, kd_loss, standardize
 from kdrun.strategies import STRATEGIES
+from kdrun.train.validate import validate
 from tests.conftest import make_cfg
 
 

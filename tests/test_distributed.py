@@ -124,7 +124,7 @@ def test_kdrun_train_with_two_ddp_processes_writes_the_usual_results(tmp_path):
 def test_launched_processes_come_from_torchrun_or_srun_and_train_cached_phases_alone(monkeypatch):
     from lightning.pytorch.strategies import DDPStrategy
 
-    from kdrun import nodes
+    from kdrun.runtime import nodes
     from kdrun.training.fit import trainer_args
 
     for key in ("WORLD_SIZE", "RANK", "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_NTASKS"):

@@ -214,7 +214,7 @@ def test_bad_export_settings_are_refused(settings: dict, message: str) -> None:
 
 def test_missing_onnx_packages_name_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without onnxruntime, `kdrun train export=onnx` stops at validation with the pip command."""
-    from kdrun.config import validate
+    from kdrun.train.validate import validate
 
     real_find_spec = formats_module.importlib.util.find_spec
     monkeypatch.setattr(

@@ -23,23 +23,23 @@ from torch import nn
 
 import kdrun.training.checkpointing as checkpointing
 import kdrun.training.fit as fit_module
-from kdrun import preemption
 from kdrun.cache import Cache
 from kdrun.cache.logits import load_or_compute
 from kdrun.cli import _check_overrides, main
-from kdrun.config import validate
 from kdrun.data import build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export.command import load_run
 from kdrun.measure import accuracy
 from kdrun.models import save_weights
 from kdrun.models.build import build
-from kdrun.preemption import RunInterrupted
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.recipe import load_recipe
 from kdrun.report.command import report
+from kdrun.runtime import preemption
+from kdrun.runtime.preemption import RunInterrupted
 from kdrun.strategies import STRATEGIES
 from kdrun.strategies.scratch import Scratch
+from kdrun.train.validate import validate
 from kdrun.training.checkpointing import LAST, AtomicCheckpointIO
 from kdrun.training.fit import fit
 from tests.conftest import KDRUN, make_cfg, run_kdrun

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from kdrun.config import validate
 from kdrun.data import build_datamodule
 from kdrun.data.augment import Augment
 from kdrun.errors import KdrunConfigError
 from kdrun.train.phases import cache_logits
+from kdrun.train.validate import validate
 from tests.conftest import make_cfg, run_kdrun
 
 # One dominant colour channel per class: labels can be checked against pixels.

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
+from kdrun.train.validate import validate
 from tests.conftest import make_cfg, run_kdrun
 
 tensorboard = pytest.importorskip("tensorboard", reason="the `tensorboard` extra is not installed")

@@ -143,8 +143,8 @@ def test_cache_mode_follows_kd_cache_logits_and_augmentation(
 def test_bad_cache_mode_is_refused() -> None:
     from conftest import make_cfg
 
-    from kdrun.config import validate
     from kdrun.errors import KdrunConfigError
+    from kdrun.train.validate import validate
 
     with pytest.raises(KdrunConfigError, match=r"kd.cache_logits='sometimes': allowed: auto, true, false"):
         validate(make_cfg("kd.cache_logits=sometimes"))

@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from kdrun.config import validate
 from kdrun.data.datamodule import Mix
 from kdrun.errors import KdrunConfigError
 from kdrun.strategies import STRATEGIES
+from kdrun.train.validate import validate
 from kdrun.training.fit import fit
 from tests.conftest import make_cfg
 

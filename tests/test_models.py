@@ -126,7 +126,7 @@ def test_small_input_stem_of_mobilenet_and_efficientnet_keeps_the_first_conv_at_
 
 
 def test_cifar_stem_on_a_model_without_one_is_rejected(cfg_factory):
-    from kdrun.config import validate
+    from kdrun.train.validate import validate
 
     with pytest.raises(KdrunConfigError, match=r"^teacher.stem='cifar': no small-input stem for squeez"):
         validate(cfg_factory("teacher=resnet18", "teacher.name=squeezenet1_0", "teacher.stem=cifar"))

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import make_cfg, run_kdrun
 
-from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
 from kdrun.models.small import MLP
 from kdrun.strategies.qat_kd import exportable_qat, quantization_aware
+from kdrun.train.validate import validate
 
 pytest.importorskip("onnxruntime", reason="the export extra (pip install 'kdrun[export]') is not installed")
 

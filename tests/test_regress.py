@@ -11,12 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from kdrun.config import validate
 from kdrun.regress.bounds import SLACK, Expectation, Reference, Z, allowed_bound
 from kdrun.regress.check import check
 from kdrun.regress.command import select
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.recipe import RecipeError, load_recipe
+from kdrun.train.validate import validate
 from tests.conftest import REPO, run_kdrun
 
 SMOKE = """# @package _global_

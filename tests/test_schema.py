@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
+from kdrun.config.schema import MISSING, check, choice, number
 from kdrun.errors import KdrunConfigError
-from kdrun.schema import MISSING, check, choice, number
 from kdrun.strategies import STRATEGIES
 from tests.conftest import make_cfg
 

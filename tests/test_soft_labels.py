@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from kdrun.data.soft_labels import read_soft_labels, write_soft_labels
 from kdrun.errors import KdrunConfigError
-from kdrun.soft_labels import read_soft_labels, write_soft_labels
 
 
 def _logits(n: int = 40, classes: int = 4) -> torch.Tensor:

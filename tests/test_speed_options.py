@@ -49,8 +49,8 @@ def test_compile_trains_then_leaves_an_eager_model_with_the_same_keys(tiny_data,
 
 
 def test_bad_compile_value_is_refused() -> None:
-    from kdrun.config import validate
     from kdrun.errors import KdrunConfigError
+    from kdrun.train.validate import validate
 
     with pytest.raises(KdrunConfigError, match=r"^compile='yes': allowed: true, false"):
         validate(make_cfg("compile=yes"))

@@ -110,7 +110,7 @@ def test_a_truncated_idx_file_is_named(tmp_path):
 
 
 def test_stream_is_refused_for_the_embedded_sets():
-    from kdrun.config import validate
+    from kdrun.train.validate import validate
 
     with pytest.raises(KdrunConfigError, match=r"^dataset\.storage='stream': only for imagefolder, mnist"):
         validate(make_cfg("dataset=digits", "+dataset.storage=stream"))

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdrun.config import validate
 from kdrun.errors import KdrunConfigError
 from kdrun.models import create_model
+from kdrun.train.validate import validate
 from tests.conftest import make_cfg
 
 timm = pytest.importorskip("timm", reason="timm is not installed (pip install 'kdrun[timm]')")

@@ -288,8 +288,8 @@ def test_a_killed_build_resumes_at_its_first_missing_chunk(
 def test_what_views_cannot_serve_is_refused_in_one_line(overrides: list[str], message: str) -> None:
     from conftest import make_cfg
 
-    from kdrun.config import validate
     from kdrun.errors import KdrunConfigError
+    from kdrun.train.validate import validate
 
     cfg = make_cfg("dataset=cifar10", "kd.cache_logits=views", *overrides)
     with pytest.raises(KdrunConfigError, match=message):
@@ -299,7 +299,7 @@ def test_what_views_cannot_serve_is_refused_in_one_line(overrides: list[str], me
 def test_replayable_policies_pass_validation() -> None:
     from conftest import make_cfg
 
-    from kdrun.config import validate
+    from kdrun.train.validate import validate
 
     for augment in ("cifar", "imagenet", "none", "null"):
         validate(make_cfg("dataset=cifar10", "kd.cache_logits=views", f"dataset.augment={augment}"))

@@ -23,7 +23,7 @@ from torch import nn
 
 from kdrun.cache import Cache
 from kdrun.data import TensorDataModule
-from kdrun.device import placed
+from kdrun.runtime.device import placed
 from kdrun.strategies import Strategy
 
 FILE = "logits.safetensors"

@@ -21,8 +21,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from kdrun import nodes
 from kdrun.console import console
+from kdrun.runtime import nodes
 
 CACHE_VERSION = 2  # bump when a change to training makes old entries wrong
 DIGEST = "digest.json"
@@ -48,7 +48,7 @@ class Cache:
     ) -> tuple[Path, bool]:
         """Return ``(entry folder, was_cached)``; ``build(tmp_dir)`` fills a new entry.
 
-        In a run of several launched processes (``kdrun.nodes``) rank 0 alone gets or builds the
+        In a run of several launched processes (``kdrun.runtime.nodes``) rank 0 alone gets or builds the
         entry while the others wait; then they read it.
         """
         final = self.path(kind, name, spec)

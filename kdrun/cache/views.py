@@ -36,13 +36,13 @@ from torch.utils.data import DataLoader, Subset
 from kdrun.cache import Cache
 from kdrun.cache.logits import CPU, cache_spec
 from kdrun.cache.view_format import dense_logits, summarise
+from kdrun.config.schema import MISSING, check, choice, number
 from kdrun.console import console
 from kdrun.data import TensorDataModule
 from kdrun.data.replay import REPLAYABLE, NotReplayable, Replay, StoredViews, ViewSamples, policy_transforms
 from kdrun.data.transforms import build_augment, is_sample_augment
-from kdrun.device import module_device, placed, to_device
 from kdrun.errors import KdrunConfigError
-from kdrun.schema import MISSING, check, choice, number
+from kdrun.runtime.device import module_device, placed, to_device
 from kdrun.strategies import STRATEGIES, Strategy
 
 FILE = "views.safetensors"
@@ -177,6 +177,20 @@ def load_or_build(
 
     folder, hit = cache.get_or_build("views", name, spec, build)
     shutil.rmtree(partial, ignore_errors=True)
+    return _attach(strategy, data, folder, replay, options, topk, hit)
+
+
+def _attach(
+    strategy: Strategy,
+    data: TensorDataModule,
+    folder: Path,
+    replay: Replay,
+    options: DictConfig,
+    topk: int | None,
+    hit: bool,
+) -> dict[str, Any]:
+    """Hand the stored entry in ``folder`` to ``strategy`` (targets) and ``data`` (views)."""
+    views, num_classes = int(options.views), data.num_classes
     stored = load_file(str(folder / FILE))
     record = json.loads((folder / BUILD).read_text())
     images = len(data.splits["train"][1])

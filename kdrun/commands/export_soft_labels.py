@@ -7,9 +7,9 @@ import torch
 from omegaconf import DictConfig
 
 from kdrun.console import console, fail
-from kdrun.device import placed, resolve, to_device
+from kdrun.data.soft_labels import write_soft_labels
 from kdrun.errors import KdrunConfigError
-from kdrun.soft_labels import write_soft_labels
+from kdrun.runtime.device import placed, resolve, to_device
 from kdrun.train.prepare import prepare
 
 

@@ -4,10 +4,10 @@ import torch
 from omegaconf import OmegaConf
 from rich.table import Table
 
+from kdrun.config.roles import MODEL_GROUP, model_configs
 from kdrun.console import console
 from kdrun.models import create_model
-from kdrun.roles import MODEL_GROUP, model_configs
-from kdrun.sections import role_base
+from kdrun.models.sections import role_base
 
 
 def layers(name: str, image_size: int, channels: int, num_classes: int, group: str = "student") -> Table:

@@ -5,9 +5,9 @@ from fnmatch import fnmatch
 from importlib.util import find_spec
 
 from kdrun.commands import COMMANDS
+from kdrun.config.roles import model_configs
 from kdrun.models.cifar import CIFAR_MODELS
 from kdrun.models.factory import ALIASES, MODELS, torchvision_names
-from kdrun.roles import model_configs
 
 
 def main(args: list[str]) -> None:

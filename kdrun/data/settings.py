@@ -5,9 +5,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from kdrun.config.schema import MAX_SEED, MISSING, choice, number
 from kdrun.data.transforms import build_augment
 from kdrun.errors import KdrunConfigError
-from kdrun.schema import MAX_SEED, MISSING, choice, number
 
 BAD_FILE_ACTIONS = ("error", "skip")
 STORAGE = ("auto", "memory", "stream")

@@ -6,9 +6,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from kdrun.config.schema import MISSING, choice, number
 from kdrun.data import TensorDataModule
 from kdrun.models.factory import MODELS, create_model
-from kdrun.schema import MISSING, choice, number
 
 
 @dataclass
@@ -24,8 +24,8 @@ class ModelOptions:
     library: Any = MISSING
     stem: Any = MISSING  # torchvision models: how the stem meets small inputs
     epochs: int = number(MISSING, ge=1, integer=True)
-    seed: Any = MISSING  # teacher.seed: checked by kdrun.config; the student's is the top-level seed
-    precision: Any = MISSING  # teacher only: its trainer.precision (checked by kdrun.config)
+    seed: Any = MISSING  # teacher.seed: checked by kdrun.train.validate; the student's is the top-level seed
+    precision: Any = MISSING  # teacher only: its trainer.precision (checked by kdrun.train.validate)
     checkpoint: Any = MISSING  # teacher only
     members: Any = MISSING  # teacher=ensemble only: k, the architecture, the member checkpoints
     model: Any = MISSING

@@ -15,7 +15,6 @@ from typing import Any
 
 from rich.table import Table
 
-from kdrun.config import validate
 from kdrun.console import console
 from kdrun.errors import KdrunConfigError
 from kdrun.regress.check import Verdict, check
@@ -23,6 +22,7 @@ from kdrun.regress.compose import recipe_configs
 from kdrun.regress.markdown import write_results_markdown
 from kdrun.regress.recipe import Recipe, RecipeError, find_recipes, load_recipe
 from kdrun.report import write_json_atomic
+from kdrun.train.validate import validate
 
 
 def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str, Any]]:

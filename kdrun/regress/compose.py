@@ -6,8 +6,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
+from kdrun.config.roles import hydra_overrides, is_argument
 from kdrun.regress.recipe import Recipe, RecipeError
-from kdrun.roles import hydra_overrides, is_argument
 
 IGNORED = ("defaults", "regress")
 

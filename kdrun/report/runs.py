@@ -7,8 +7,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from rich.table import Table
 
+from kdrun.config.roles import user_overrides
 from kdrun.errors import KdrunConfigError
-from kdrun.roles import user_overrides
 
 # Short names a user types for the keys they filter on most.
 ALIASES = {

@@ -7,8 +7,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.config.schema import MISSING
 from kdrun.losses import attention_loss
-from kdrun.schema import MISSING
 from kdrun.strategies.base import register
 from kdrun.strategies.features import FeatureDistill, FeatureOptions, layer_pairs
 

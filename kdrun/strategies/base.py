@@ -18,12 +18,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.config.schema import MISSING
 from kdrun.data import TensorDataModule
-from kdrun.device import module_device, to_device
 from kdrun.losses import standardize
 from kdrun.models.asset import Asset
 from kdrun.models.ensemble import TeacherEnsemble
-from kdrun.schema import MISSING
+from kdrun.runtime.device import module_device, to_device
 
 STRATEGIES: dict[str, type["Strategy"]] = {}
 

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.config.schema import MISSING, number
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import contrast_nce_loss, kd_loss
 from kdrun.models.build import build
+from kdrun.models.sections import display_name, is_ensemble
 from kdrun.models.taps import classifier_name, forward_with_penultimate
-from kdrun.schema import MISSING, number
-from kdrun.sections import display_name, is_ensemble
 from kdrun.strategies.base import Options, Strategy, pretrained_teacher, register
 
 

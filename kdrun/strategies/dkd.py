@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdrun.config.schema import MISSING, number
 from kdrun.losses import dkd_terms
-from kdrun.schema import MISSING, number
 from kdrun.strategies.base import Options, Strategy, pretrained_teacher, register
 
 

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from kdrun.config.schema import MISSING, number
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import kd_loss
 from kdrun.models.build import build
+from kdrun.models.sections import display_name, is_ensemble
 from kdrun.models.taps import check_layer, forward_with_features
-from kdrun.schema import MISSING, number
-from kdrun.sections import display_name, is_ensemble
 from kdrun.strategies.base import Options, pretrained_teacher
 from kdrun.strategies.vanilla import Vanilla
 

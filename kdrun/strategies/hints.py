@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.config.schema import MISSING
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import hint_loss
-from kdrun.schema import MISSING
 from kdrun.strategies.base import register
 from kdrun.strategies.features import FeatureDistill, FeatureOptions, layer_pairs
 

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from kdrun.device import module_device, to_device
+from kdrun.config.schema import MISSING
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import kd_loss
-from kdrun.schema import MISSING
-from kdrun.sections import ensemble_members, is_ensemble
+from kdrun.models.sections import ensemble_members, is_ensemble
+from kdrun.runtime.device import module_device, to_device
 from kdrun.strategies.base import Options, Strategy, pretrained_teacher, register
 
 

@@ -6,18 +6,18 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.config.schema import MISSING, choice
 from kdrun.errors import KdrunConfigError
 from kdrun.models.asset import Asset
 from kdrun.models.ensemble import WEIGHTINGS, TeacherEnsemble
-from kdrun.schema import MISSING, choice
-from kdrun.sections import model_sections
+from kdrun.models.sections import model_sections
 from kdrun.strategies.base import Options, register
 from kdrun.strategies.vanilla import Vanilla
 
 
 @dataclass
 class MultiTeacherOptions(Options):
-    teachers: Any = MISSING  # teacher config names or mappings (kdrun.sections)
+    teachers: Any = MISSING  # teacher config names or mappings (kdrun.models.sections)
     weighting: str = choice(MISSING, *WEIGHTINGS)
     weights: Any = MISSING  # with weighting=fixed: one number >= 0 per teacher
 

@@ -12,16 +12,16 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.config.schema import MISSING, number
 from kdrun.losses import mutual_loss
 from kdrun.models.asset import Asset
-from kdrun.schema import MISSING, number
-from kdrun.sections import display_name, model_sections
+from kdrun.models.sections import display_name, model_sections
 from kdrun.strategies.base import Options, Strategy, register
 
 
 @dataclass
 class MutualOptions(Options):
-    peers: Any = MISSING  # student config names or mappings (kdrun.sections)
+    peers: Any = MISSING  # student config names or mappings (kdrun.models.sections)
     peer_temperature: float = number(MISSING, gt=0)
     peer_weight: float = number(MISSING, gt=0)
 

@@ -11,7 +11,7 @@ from torch import nn
 from kdrun.errors import KdrunConfigError
 from kdrun.losses import kd_loss
 from kdrun.models.asset import Asset
-from kdrun.sections import display_name, is_ensemble
+from kdrun.models.sections import display_name, is_ensemble
 from kdrun.strategies.base import Strategy, register
 
 

@@ -18,9 +18,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from kdrun.config.schema import MISSING, choice, number
 from kdrun.data import TensorDataModule
 from kdrun.errors import KdrunConfigError
-from kdrun.schema import MISSING, choice, number
 from kdrun.strategies.base import Assets, Options, pretrained_teacher, register
 from kdrun.strategies.vanilla import Vanilla
 

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from kdrun.config.schema import MISSING, choice
+from kdrun.data.soft_labels import KEY, describe, read_soft_labels
 from kdrun.errors import KdrunConfigError
-from kdrun.schema import MISSING, choice
-from kdrun.soft_labels import KEY, describe, read_soft_labels
 from kdrun.strategies.base import Options, register
 from kdrun.strategies.vanilla import Vanilla
 

@@ -10,8 +10,8 @@ from typing import Any
 from omegaconf import DictConfig
 from torch import nn
 
-from kdrun.schema import MISSING
-from kdrun.sections import model_sections
+from kdrun.config.schema import MISSING
+from kdrun.models.sections import model_sections
 from kdrun.strategies.base import Options, pretrained_teacher, register
 from kdrun.strategies.vanilla import Vanilla
 

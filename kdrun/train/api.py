@@ -4,8 +4,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kdrun.config.roles import hydra_overrides
 from kdrun.errors import KdrunConfigError
-from kdrun.roles import hydra_overrides
 
 
 class KdrunRunError(RuntimeError):

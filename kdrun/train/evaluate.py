@@ -8,10 +8,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kdrun.data import TensorDataModule
-from kdrun.device import placed, resolve
 from kdrun.measure import accuracy, architecture_id, paired_correct, profile
 from kdrun.models.asset import Asset
 from kdrun.report import deltas, paired_gain
+from kdrun.runtime.device import placed, resolve
 from kdrun.strategies import Strategy
 from kdrun.train.phases import Phases
 

@@ -16,12 +16,12 @@ from kdrun.cache import Cache
 from kdrun.cache.logits import load_or_compute
 from kdrun.console import console
 from kdrun.data import TensorDataModule
-from kdrun.device import resolve
 from kdrun.models import load_weights, save_weights
 from kdrun.models.asset import Asset
 from kdrun.models.build import build, model_spec
 from kdrun.models.ensemble import TeacherEnsemble
-from kdrun.sections import display_name, ensemble_members, is_ensemble
+from kdrun.models.sections import display_name, ensemble_members, is_ensemble
+from kdrun.runtime.device import resolve
 from kdrun.strategies.base import Strategy
 from kdrun.strategies.scratch import Scratch
 from kdrun.strategies.vanilla import Vanilla

@@ -16,16 +16,16 @@ from hydra.types import RunMode
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun import __version__, nodes, preemption
+from kdrun import __version__
 from kdrun.console import console, console_log, err_console, fail
 from kdrun.data import TensorDataModule
-from kdrun.device import placed, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export import EXPORT_DIR, ExportParityError, export_run, export_table
 from kdrun.models import save_weights
-from kdrun.preemption import RunInterrupted
+from kdrun.models.sections import display_name
 from kdrun.report import results_table, write_json_atomic
-from kdrun.sections import display_name
+from kdrun.runtime import nodes, preemption
+from kdrun.runtime.device import placed, resolve
 from kdrun.strategies import STRATEGIES, Strategy
 from kdrun.train.evaluate import evaluate
 from kdrun.train.phases import Phases
@@ -53,7 +53,7 @@ def hydra_task(cfg: DictConfig) -> float | None:
     try:
         with preemption.stop_on_signals():
             results = train(cfg, run_dir, echo=not in_sweep)
-    except RunInterrupted as err:
+    except preemption.RunInterrupted as err:
         record_failure(cfg, run_dir, err, started)
         preemption.report(err, run_dir, Path(HydraConfig.get().sweep.dir) if in_sweep else None)
     except KdrunConfigError as err:
@@ -133,8 +133,8 @@ def _logged_train(cfg: DictConfig, phases: Phases, run_dir: Path, started: float
         results = _train(cfg, phases, run_dir, loggers)
         if not nodes.is_main():  # evaluation and results.json are rank 0's
             return {"status": "ok", "rank": nodes.rank()}
-    except (Exception, RunInterrupted) as err:
-        if not isinstance(err, RunInterrupted):  # the task records an interruption
+    except (Exception, preemption.RunInterrupted) as err:
+        if not isinstance(err, preemption.RunInterrupted):  # the task records an interruption
             record_failure(cfg, run_dir, err, started)
         for logger in loggers:
             logger.finalize("failed")
@@ -174,7 +174,7 @@ def show_results(results: dict[str, Any], run_dir: Path) -> None:
 def record_failure(cfg: DictConfig, run_dir: Path, err: BaseException, started: float) -> None:
     """Write results.json with ``status: "failed"``, the error and the traceback; or, for a signal,
     ``status: "interrupted"`` with the signal and the phase it stopped."""
-    if isinstance(err, RunInterrupted):
+    if isinstance(err, preemption.RunInterrupted):
         what = {"status": "interrupted", "signal": err.signal, "phase": err.phase, "error": str(err)}
     else:
         what = {

@@ -7,14 +7,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.cache import Cache
 from kdrun.cache.stats import cached_stats
-from kdrun.config import validate
 from kdrun.data import TensorDataModule, build_datamodule
 from kdrun.errors import KdrunConfigError
 from kdrun.export import check_settings
 from kdrun.models.build import build
-from kdrun.sections import ensemble_members, is_ensemble
+from kdrun.models.sections import ensemble_members, is_ensemble
 from kdrun.strategies import STRATEGIES
 from kdrun.train.phases import Phases
+from kdrun.train.validate import validate
 
 
 @functools.lru_cache(maxsize=2)

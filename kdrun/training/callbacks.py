@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from kdrun.console import console
-from kdrun.device import module_device, to_device
+from kdrun.runtime.device import module_device, to_device
 
 
 class EpochLines(Callback):

@@ -17,10 +17,10 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
 
-from kdrun import nodes, preemption
+from kdrun.config.schema import MISSING, choice, number
 from kdrun.data import TensorDataModule
-from kdrun.device import ACCELERATORS, AUTO, resolve
-from kdrun.schema import MISSING, choice, number
+from kdrun.runtime import nodes, preemption
+from kdrun.runtime.device import ACCELERATORS, AUTO, resolve
 from kdrun.strategies import Strategy
 from kdrun.training.callbacks import EpochLines, RecalibrateBatchNorm
 from kdrun.training.checkpointing import (
@@ -52,13 +52,13 @@ DDP = ("ddp", "ddp_spawn")  # trainer.strategy values that run one process per d
 @dataclass
 class TrainerOptions:
     """The ``trainer`` keys kdrun reads or resolves itself; the group's other keys are Lightning
-    Trainer arguments (checked against its signature by ``kdrun.config``)."""
+    Trainer arguments (checked against its signature by ``kdrun.train.validate``)."""
 
     accelerator: str = choice(MISSING, *ACCELERATORS)
     devices: int = number(MISSING, ge=1, integer=True)
-    num_nodes: int = number(MISSING, ge=1, integer=True)  # > 1: under torchrun or srun (kdrun.nodes)
+    num_nodes: int = number(MISSING, ge=1, integer=True)  # > 1: under torchrun or srun (kdrun.runtime.nodes)
     strategy: str = choice(MISSING, AUTO, *DDP)
-    precision: Any = MISSING  # auto or Lightning's spellings, old and new (kdrun.config)
+    precision: Any = MISSING  # auto or Lightning's spellings, old and new (kdrun.train.validate)
     deterministic: Any = choice(MISSING, AUTO, True, False, "warn")
     benchmark: Any = choice(MISSING, AUTO, True, False)
     log_every_n_steps: int = number(MISSING, ge=1, integer=True)
@@ -165,15 +165,15 @@ def trainer_args(trainer: DictConfig) -> dict[str, Any]:
     (``ShardedBatches``), so Lightning's sampler injection is off. On GPUs the process group is
     Lightning's default for the accelerator (nccl; gloo on CPU).
 
-    Under torchrun or srun (``trainer.num_nodes``, ``kdrun.nodes``) the launched processes are
+    Under torchrun or srun (``trainer.num_nodes``, ``kdrun.runtime.nodes``) the launched processes are
     the workers: Lightning's default launcher, no spawn; a phase rank 0 runs alone is one process.
 
     ``auto`` accelerator, precision, determinism and cudnn.benchmark are resolved for this machine
-    (``kdrun.device``).
+    (``kdrun.runtime.device``).
     """
     args = {key: value for key, value in trainer.items() if key not in KDRUN_TRAINER_KEYS}
     args |= resolve(trainer).trainer_args()
-    if nodes.launched():  # processes started by torchrun / srun (kdrun.nodes)
+    if nodes.launched():  # processes started by torchrun / srun (kdrun.runtime.nodes)
         if nodes.is_alone():  # rank 0 trains a cached phase by itself
             return args | {"devices": 1, "num_nodes": 1, "strategy": "auto"}
         # Lightning's standard launcher: it uses the launched processes, and the group kdrun made.

@@ -22,8 +22,8 @@ from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoa
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
+from kdrun.config.roles import as_typed
 from kdrun.errors import KdrunConfigError
-from kdrun.roles import as_typed
 
 # Logger class -> (modules it needs, any one of which will do; the kdrun extra that installs them).
 REQUIRES: dict[type, tuple[tuple[str, ...], str]] = {

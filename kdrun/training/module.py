@@ -11,9 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from kdrun import nodes
+from kdrun.config.schema import MISSING, check, choice, number
 from kdrun.errors import KdrunConfigError
-from kdrun.schema import MISSING, check, choice, number
+from kdrun.runtime import nodes
 from kdrun.strategies import Strategy
 
 SCHEDULES = ("cosine", "constant", "multistep")
@@ -67,7 +67,7 @@ class DistillModule(L.LightningModule):
         super().__init__()
         self.strategy = strategy
         self.optim = optim
-        # Reduced over the fit's processes; not in a phase rank 0 trains alone (kdrun.nodes).
+        # Reduced over the fit's processes; not in a phase rank 0 trains alone (kdrun.runtime.nodes).
         synced = {"distributed_available_fn": nodes.synced}
         self.train_acc = MulticlassAccuracy(num_classes, average="micro", **synced)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro", **synced)

@@ -11,8 +11,8 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from kdrun.config.roles import user_overrides
 from kdrun.console import console
-from kdrun.roles import user_overrides
 
 
 def sweep_size(config: DictConfig) -> int | None:

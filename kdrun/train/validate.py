@@ -9,20 +9,20 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from kdrun import nodes
 from kdrun.cache.views import check_views
+from kdrun.config.schema import MAX_SEED, MISSING, check, choice, number
+from kdrun.config.targets import check_targets
 from kdrun.data import DATASETS
 from kdrun.data.settings import DatasetOptions, SplitOptions, check_dataset
-from kdrun.device import AUTO, resolve
 from kdrun.errors import KdrunConfigError
 from kdrun.export.settings import check_settings as check_export
 from kdrun.measure import MeasureOptions
 from kdrun.models.build import ModelOptions
 from kdrun.models.factory import MODELS, STEMS, resolve_name, stem_family
-from kdrun.schema import MAX_SEED, MISSING, check, choice, number
-from kdrun.sections import ensemble_members, is_ensemble
+from kdrun.models.sections import ensemble_members, is_ensemble
+from kdrun.runtime import nodes
+from kdrun.runtime.device import AUTO, resolve
 from kdrun.strategies import STRATEGIES
-from kdrun.targets import check_targets
 from kdrun.training.fit import KDRUN_TRAINER_KEYS, TrainerOptions
 from kdrun.training.loggers import check_loggers
 from kdrun.training.module import check_optim
@@ -99,7 +99,7 @@ def validate(cfg: DictConfig) -> None:
     for role in ("teacher", "student"):
         if not isinstance(cfg[role], DictConfig):  # Hydra's compose given `student=cnn` untranslated
             raise KdrunConfigError(
-                role, cfg[role], f"a section; Hydra's compose takes model@{role}=<name> (kdrun.roles)"
+                role, cfg[role], f"a section; Hydra's compose takes model@{role}=<name> (kdrun.config.roles)"
             )
         if role == "teacher" and is_ensemble(cfg.teacher):
             ensemble_members(cfg)  # checks members / checkpoints / model

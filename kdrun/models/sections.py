@@ -14,9 +14,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from kdrun.config.roles import MODEL_GROUP, model_configs
 from kdrun.errors import KdrunConfigError
 from kdrun.models.factory import resolve_name
-from kdrun.roles import MODEL_GROUP, model_configs
 
 
 def role_base(role: str, name: str) -> DictConfig:

@@ -21,7 +21,7 @@ from kdrun.data import TensorDataModule
 from kdrun.errors import KdrunConfigError
 from kdrun.files import as_user_file
 
-FORMAT = "kdrun.soft_labels/1"
+FORMAT = "kdrun.data.soft_labels/1"
 KEY = "strategy.path"
 
 
@@ -56,16 +56,12 @@ def _metadata(path: Path) -> dict[str, str]:
         return handle.metadata() or {}
 
 
-def read_soft_labels(
-    path: str | Path, data: TensorDataModule, check_fingerprint: bool = True
-) -> torch.Tensor:
-    """The file's logits as (N_train, C), row i = train sample i; ``KdrunConfigError`` if unusable."""
-    path = Path(path).expanduser()
+def _load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The file's tensors and metadata, read with safetensors only; one error line otherwise."""
     if not path.is_file():
         raise KdrunConfigError(KEY, str(path), "file does not exist")
     try:
-        tensors = load_file(str(path))
-        metadata = _metadata(path)
+        return load_file(str(path)), _metadata(path)
     except (SafetensorError, OSError, ValueError) as err:
         raise KdrunConfigError(
             KEY,
@@ -73,6 +69,14 @@ def read_soft_labels(
             f"not a safetensors file ({str(err).splitlines()[0][:80]}); pickle and other "
             "formats that can run code are refused: export with `kdrun export-soft-labels`",
         ) from None
+
+
+def read_soft_labels(
+    path: str | Path, data: TensorDataModule, check_fingerprint: bool = True
+) -> torch.Tensor:
+    """The file's logits as (N_train, C), row i = train sample i; ``KdrunConfigError`` if unusable."""
+    path = Path(path).expanduser()
+    tensors, metadata = _load(path)
     missing = {"logits", "ids"} - set(tensors)
     if missing:
         raise KdrunConfigError(

@@ -1,0 +1,1 @@
+"""The config vocabulary: typed sections (schema), the teacher=/student= roles, the _target_ allowlist."""

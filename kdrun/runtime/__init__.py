@@ -1,0 +1,1 @@
+"""The run's environment: device and precision, several nodes, signals and preemption."""
