@@ -202,10 +202,11 @@ def _modes_folder(root):
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_pil_mode_becomes_the_configured_channels_with_its_grey_levels(tmp_path, channels):
-    from kdrun.data.imagefolder import _image_files, decode
+    from kdrun.data.imagefolder import Walker, decode
 
     grey8 = _modes_folder(tmp_path)
-    for path in _image_files(tmp_path / "a") + _image_files(tmp_path / "b"):
+    walker = Walker(tmp_path)
+    for path in walker.images(tmp_path / "a") + walker.images(tmp_path / "b"):
         pixels = np.asarray(decode(path, channels)).astype(int)
         assert pixels.shape == ((8, 8) if channels == 1 else (8, 8, 3)), path.name
         # 16-bit grey is scaled into 0..255, not clipped (which made every pixel 255); JPEG and

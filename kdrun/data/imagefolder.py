@@ -5,7 +5,9 @@ folder per class, or the class folders directly (then ``dataset.split`` cuts val
 them). Class names are the sorted folder names of ``train/`` (or ``root``), as torchvision's
 ImageFolder does; images are found at any depth below a class folder. Names starting with a dot
 (``.ipynb_checkpoints``, ``.DS_Store``, ``._photo.jpg``) are ignored everywhere, and so are files
-without an image suffix.
+without an image suffix. A directory link is followed unless it resolves into the data folder, to
+a folder that holds it, or to a folder already walked (``ln -s .. red/sub`` is skipped, not walked
+forever), and a file reached twice (links, hard links) is counted once, where it is first found.
 
 Files we read may be hostile: only regular files are opened (a FIFO would block the reader
 forever), an image larger than PIL's decompression-bomb limit is refused before it is decoded, and
@@ -40,7 +42,8 @@ def imagefolder(cfg: DictConfig) -> Source:
     top = root / "train" if (root / "train").is_dir() else root
     classes = _classes(top)
     folders = {"train": top} | {s: root / s for s in ("val", "test") if top != root and (root / s).is_dir()}
-    scanned = {split: scan(folder, classes, skip) for split, folder in folders.items()}
+    walker = Walker(root)
+    scanned = {split: scan(folder, classes, skip, walker) for split, folder in folders.items()}
     bad = [b.as_record() for _, _, found in scanned.values() for b in found]
     count = sum(len(files) for files, _, _ in scanned.values())
     stream = streams(cfg, count)
@@ -74,7 +77,9 @@ def _classes(folder: Path) -> list[str]:
     return classes
 
 
-def scan(folder: Path, classes: list[str], skip: bool) -> tuple[list[Path], list[int], list[BadImage]]:
+def scan(
+    folder: Path, classes: list[str], skip: bool, walker: "Walker"
+) -> tuple[list[Path], list[int], list[BadImage]]:
     """Image files under ``folder/<class>/`` (any depth, sorted) and their labels, without decoding.
 
     Checks what ``stat`` can tell: a FIFO, device or socket, or an empty file, is bad — raised as a
@@ -90,7 +95,7 @@ def scan(folder: Path, classes: list[str], skip: bool) -> tuple[list[Path], list
     for label, name in enumerate(classes):
         if not (folder / name).is_dir():
             continue
-        for path in _image_files(folder / name):
+        for path in walker.images(folder / name):
             problem = stat_problem(path)
             if problem is None:
                 files.append(path)
@@ -106,13 +111,43 @@ def scan(folder: Path, classes: list[str], skip: bool) -> tuple[list[Path], list
     return files, labels, bad
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Files with an image suffix at any depth below ``folder``; hidden names and folders left out."""
-    found = []
-    for parent, dirs, names in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if _visible(d)]
-        found += [Path(parent, n) for n in names if _visible(n) and Path(n).suffix.lower() in SUFFIXES]
-    return sorted(found)
+class Walker:
+    """Walks the class folders of one data set: no directory link back into it, each real file once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root)
+        self.dirs: set[str] = set()
+        self.files: set[tuple[int, int]] = set()
+
+    def images(self, folder: Path) -> list[Path]:
+        """Files with an image suffix at any depth below ``folder``, sorted; hidden names left out."""
+        found = []
+        for parent, dirs, names in os.walk(folder, followlinks=True):
+            self.dirs.add(os.path.realpath(parent))
+            dirs[:] = [d for d in sorted(dirs) if _visible(d) and self._follow(os.path.join(parent, d))]
+            found += [Path(parent, n) for n in names if _visible(n) and Path(n).suffix.lower() in SUFFIXES]
+        return [path for path in sorted(found) if self._first(path)]
+
+    def _follow(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        if real in self.dirs:
+            return False
+        if not os.path.islink(path):
+            return True
+        inside = real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)
+        holds_root = self.root.startswith(real.rstrip(os.sep) + os.sep)
+        return not (inside or holds_root)
+
+    def _first(self, path: Path) -> bool:
+        try:
+            info = os.stat(path)
+        except OSError:  # a dangling link: kept, so that the scan names it
+            return True
+        key = (info.st_dev, info.st_ino)
+        if key in self.files:
+            return False
+        self.files.add(key)
+        return True
 
 
 def _decode_all(
