@@ -19,13 +19,17 @@ $(VENV)/.installed: pyproject.toml
 train: setup  ## the default job: embedded MNIST subset, cnn teacher -> mlp student, offline
 	$(BIN)/kdrun train
 
-test: setup  ## fast suite (seconds to minutes); slow tests are `make test-slow`
-	$(BIN)/python -m pytest -q
+# `make test` runs on TEST_WORKERS processes (pytest-xdist), one torch thread each; tests marked
+# `serial` (timings) run alone afterwards. Exit code 5 is pytest's "no test selected".
+TEST_WORKERS ?= 2
+test: setup  ## the suite on every core (minutes); slow tests are `make test-slow`
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow and not serial"
+	$(BIN)/python -m pytest -q -m "serial and not slow" || [ $$? -eq 5 ]
 
 # In-process unit tests (config, schemas, losses, models, cache, one tiny fit): the inner loop.
 FAST_TESTS := architecture schema config losses strategy_losses models cache callbacks checkpoint \
 	soft_labels docs strategy data
-test-fast: setup  ## unit tests only, under a minute; `make test` adds the end-to-end runs
+test-fast: setup  ## unit tests only, about 30 s; `make test` adds the end-to-end runs
 	$(BIN)/python -m pytest -q $(FAST_TESTS:%=tests/test_%.py)
 
 test-slow: setup

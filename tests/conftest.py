@@ -13,6 +13,12 @@ from omegaconf import DictConfig
 from kdrun.config.roles import hydra_overrides
 from kdrun.data import TensorDataModule
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers share the cores: one thread each, inherited by the kdrun processes they start
+    # (torch's spinning threads make an oversubscribed machine several times slower).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 KDRUN = [sys.executable, "-m", "kdrun"]
 # What every distillation run logs (README, issue "core runner").
