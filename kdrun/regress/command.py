@@ -2,7 +2,8 @@
 
 Writes ``regress.json`` and a JUnit XML report (one test case per expectation) to the output
 folder, prints a pass/fail table, and returns the exit code: 0 all pass, 1 any regression or
-missing metric. The checks and their margins in noise units: ``kdrun.regress.check``.
+missing metric. The checks and their margins in noise units: ``kdrun.regress.check``. One
+``kdrun regress`` at a time writes into a folder: a second one into the same ``--out`` is refused.
 """
 
 import statistics
@@ -13,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from rich.table import Table
 
 from kdrun.console import console
@@ -23,6 +25,8 @@ from kdrun.regress.markdown import write_results_markdown
 from kdrun.regress.recipe import Recipe, RecipeError, find_recipes, load_recipe
 from kdrun.report import write_json_atomic
 from kdrun.train.validate import validate
+
+LOCK = ".kdrun-regress.lock"  # held by the kdrun regress writing into the folder
 
 
 def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str, Any]]:
@@ -62,6 +66,23 @@ def regress(
     selected = select(targets, tier, seeds)
     out = out or Path("outputs/regress") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out / LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RecipeError(
+            f"--out {out}: another kdrun regress is writing into this folder (it holds {out / LOCK}); "
+            "wait for it to finish or choose another --out"
+        ) from None
+    try:
+        return _regress(selected, targets, tier, out, extra, seeds)
+    finally:
+        lock.release()
+
+
+def _regress(
+    selected: list[Recipe], targets: list[Path], tier: str, out: Path, extra: list[str], seeds: list[int] | None
+) -> int:
     planned = {}
     for recipe in selected:  # compose and validate everything before running anything
         configs = recipe_configs(recipe, extra)
