@@ -29,9 +29,9 @@ def test_a_second_regress_into_the_same_out_is_refused_with_one_line(tmp_path, m
     monkeypatch.chdir(tmp_path)
     out = Path("out")
     out.mkdir()
-    with FileLock(out / ".kdrun-regress.lock", timeout=0):  # the first kdrun regress, still running
-        with pytest.raises(SystemExit) as info:
-            main(["regress", "recipes", "--out", "out"])
+    held = FileLock(out / ".kdrun-regress.lock", timeout=0)  # the first kdrun regress, still running
+    with held, pytest.raises(SystemExit) as info:
+        main(["regress", "recipes", "--out", "out"])
     assert info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "another kdrun regress is writing into this folder" in lines[0], lines

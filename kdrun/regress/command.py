@@ -81,8 +81,14 @@ def regress(
 
 
 def _regress(
-    selected: list[Recipe], targets: list[Path], tier: str, out: Path, extra: list[str], seeds: list[int] | None
+    selected: list[Recipe],
+    targets: list[Path],
+    tier: str,
+    out: Path,
+    extra: list[str],
+    seeds: list[int] | None,
 ) -> int:
+    """``regress`` once the output folder is ours."""
     planned = {}
     for recipe in selected:  # compose and validate everything before running anything
         configs = recipe_configs(recipe, extra)
