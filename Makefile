@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision are pinned to the builds on this machine's disk; pyproject admits a range.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup train test test-fast test-slow regress regress-full lint bench gpu-check clean
+.PHONY: setup data train test test-fast test-slow regress regress-full lint bench gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
+
+data:  ## Fashion-MNIST (70,000 images) for dataset=fashion_mnist: apt-get install dataset-fashion-mnist
+	sh scripts/fashion_mnist.sh
 
 train: setup  ## the default job: embedded MNIST subset, cnn teacher -> mlp student, offline
 	$(BIN)/kdrun train

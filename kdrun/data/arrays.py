@@ -1,7 +1,7 @@
 """The torchvision sets' own files, read without running anything in them, and served per sample.
 
-MNIST and Fashion-MNIST are IDX files (a header, then raw bytes): the images are memory-mapped
-from the file, so a streamed set costs the pages its samples touch. CIFAR-10/100 ship as Python
+MNIST and Fashion-MNIST are IDX files, read by ``kdrun.data.idx`` (memory-mapped when raw, so a
+streamed set costs the pages its samples touch). CIFAR-10/100 ship as Python
 pickles of whole arrays; a pickle can name any function to call while it loads, so they are read
 by ``ArraysOnly``, an unpickler that admits only dicts, lists, strings, numbers and NumPy's array
 reconstructors, and refuses (naming the file) anything else — whether or not the file is the one
@@ -78,19 +78,6 @@ def cifar_split(folder: Path, names: Sequence[str]) -> tuple[np.ndarray, np.ndar
         images.append(data.reshape(-1, 3, 32, 32))
         labels.append(np.asarray(targets, dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
-
-
-def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """An IDX file of unsigned bytes with ``ndim`` dimensions, memory-mapped (read-only)."""
-    size = os.stat(path).st_size
-    with open(path, "rb") as f:
-        header = f.read(4 + 4 * ndim)
-    if len(header) < 4 + 4 * ndim or header[:4] != bytes((0, 0, 0x08, ndim)):
-        raise KdrunConfigError("dataset.root", str(path), f"not an IDX file of {ndim}-D unsigned bytes")
-    shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if size != len(header) + int(np.prod(shape)):
-        raise KdrunConfigError("dataset.root", str(path), f"{size} bytes, but its header says {shape}")
-    return np.memmap(path, dtype=np.uint8, mode="r", offset=len(header), shape=shape)
 
 
 class ArrayImages:

@@ -92,17 +92,8 @@ def _torchvision(cls_name: str) -> Callable[[DictConfig], Source]:
         import torchvision
 
         cls = getattr(torchvision.datasets, cls_name)
-        root = Path(cfg.root).expanduser()
         read = _read_cifar if hasattr(cls, "base_folder") else _read_mnist
-        if cfg.download and not _present(read, cls, root):
-            for train in (True, False):  # torchvision fetches and md5-checks; kdrun reads the files
-                cls(str(root), train=train, download=True)
-        if not _present(read, cls, root):
-            raise KdrunConfigError(
-                "dataset.root",
-                str(root),
-                f"{cls_name} not found there; set dataset.download=true or point root at it",
-            )
+        root = _root(cfg, cls, read)
         (train, test), classes, files = read(cls, root)
         if streams(cfg, len(train[1]) + len(test[1])):
             from kdrun.data.arrays import ArrayImages
@@ -117,24 +108,45 @@ def _torchvision(cls_name: str) -> Callable[[DictConfig], Source]:
     return load
 
 
+def _root(cfg: DictConfig, cls: type, read: Callable) -> Path:
+    """The folder holding the set: ``dataset.root``, or (root null) the first of
+    ``dataset.search`` that holds it; downloaded into that folder (or the first) when asked."""
+    given = cfg.get("root")
+    folders = [Path(str(f)).expanduser() for f in ([given] if given is not None else cfg.get("search") or [])]
+    if not folders:
+        raise KdrunConfigError("dataset.root", None, "set dataset.root, or list folders in dataset.search")
+    found = next((f for f in folders if _present(read, cls, f)), None)
+    if found is None and cfg.download:
+        for train in (True, False):  # torchvision fetches and md5-checks; kdrun reads the files
+            cls(str(folders[0]), train=train, download=True)
+        found = folders[0] if _present(read, cls, folders[0]) else None
+    if found is not None:
+        return found
+    if read is _read_mnist:
+        from kdrun.data import idx
+
+        raise idx.not_found(cls.__name__, folders, "dataset.root", given)
+    raise KdrunConfigError(
+        "dataset.root",
+        str(folders[0]),
+        f"{cls.__name__} not found there; set dataset.download=true or point root at it",
+    )
+
+
 def _present(read: Callable, cls: type, root: Path) -> bool:
-    return all(path.is_file() for path in read(cls, root, paths_only=True))
+    paths = read(cls, root, paths_only=True)
+    return paths is not None and all(path.is_file() for path in paths)
 
 
 def _read_mnist(cls: type, root: Path, paths_only: bool = False):
-    """MNIST-format IDX files under ``root/<Set>/raw``: images memory-mapped (N, 1, 28, 28), labels."""
-    from kdrun.data.arrays import read_idx
+    """MNIST-format IDX files under ``root`` (torchvision's ``<Set>/raw`` or flat, raw or .gz;
+    ``kdrun.data.idx``): images (N, 1, 28, 28), memory-mapped when raw, and labels."""
+    from kdrun.data import idx
 
-    raw = root / cls.__name__ / "raw"
-    names = [(f"{p}-images-idx3-ubyte", f"{p}-labels-idx1-ubyte") for p in ("train", "t10k")]
-    files = [raw / name for pair in names for name in pair]
-    if paths_only:
+    files = idx.find(root, cls.__name__)
+    if paths_only or files is None:
         return files
-    splits = []
-    for images, labels in names:
-        x = read_idx(raw / images, 3)
-        splits.append((x.reshape(len(x), 1, *x.shape[1:]), np.asarray(read_idx(raw / labels, 1), np.int64)))
-    return splits, list(cls.classes), files
+    return idx.read_set(files), list(cls.classes), files
 
 
 def _read_cifar(cls: type, root: Path, paths_only: bool = False):
