@@ -12,5 +12,6 @@ COMMANDS = {
     "layers": "list a model's layer names and output shapes (for strategy.pairs of hints/attention)",
     "models": "list the model names teacher=/student= configs and teacher.name= accept",
     "runs": "list the runs under a folder (filter by config), or compare runs side by side",
+    "ship": "which student to ship: accuracy against cost over a family of runs, the frontier, a pick",
     "cache": "list the artefact cache (teachers, baselines, logits): size, age, origin; verify; clear",
 }

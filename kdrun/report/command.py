@@ -115,9 +115,11 @@ def report(root: Path, metric: str = "gain", html: bool = False) -> dict[str, An
     )
     runs = _run_results(root)
     written = _write_files(root, table, note, metric, runs)
+    shipping = _frontier(root, runs)
+    written += [root / "frontier.png"] if shipping else []
     summary = summary_table(table, title=f"kdrun report: {root}")
     if html:
-        written.append(_write_html(root, summary, note, written, runs))
+        written.append(_write_html(root, summary, note, written, runs, shipping))
     console.print(summary)
     console.print(note)
     if extra := extra_columns(table):
@@ -170,10 +172,30 @@ def _write_files(
     return written
 
 
+def _frontier(root: Path, runs: list[tuple[Path, dict[str, Any]]]) -> Any:
+    """frontier.png when the runs hold more than one student architecture (``kdrun ship``'s
+    figure, on CPU latency at batch 1); the analysis, or None."""
+    from kdrun.report import frontier_plot
+    from kdrun.report.family import architectures
+    from kdrun.report.ship import analyse
+
+    records = [{**results, "run_dir": str(run_dir)} for run_dir, results in runs]
+    if architectures(records) < 2:
+        return None
+    shipping = analyse(records)
+    frontier_plot.save(shipping, root / "frontier.png")
+    return shipping
+
+
 def _write_html(
-    root: Path, summary: Table, note: str, written: list[Path], runs: list[tuple[Path, dict[str, Any]]]
+    root: Path,
+    summary: Table,
+    note: str,
+    written: list[Path],
+    runs: list[tuple[Path, dict[str, Any]]],
+    shipping: Any = None,
 ) -> Path:
-    """report.html: the summary table, the images written, each run's curves; its path."""
+    """report.html: the summary table, the images written, the frontier, each run's config; its path."""
     images = {
         name: root / file
         for name, file in (("T × α heatmap", "heatmap.png"), ("Curves", "curves.png"))
@@ -181,6 +203,17 @@ def _write_html(
     }
     header = [str(column.header) for column in summary.columns]
     cells = [[str(c) for c in column.cells] for column in summary.columns]
+    sections = []
+    if shipping is not None:
+        from kdrun.report.ship import rows
+        from kdrun.report.ship_command import note as ship_note
+
+        head, body = rows(shipping)
+        sections.append(
+            report_html.section(
+                "Which student to ship", head, body, ship_note(shipping), root / "frontier.png"
+            )
+        )
     page = report_html.render(
         f"kdrun report: {root.name}",
         header,
@@ -188,6 +221,7 @@ def _write_html(
         note,
         images,
         runs,
+        sections,
     )
     with atomic(root / "report.html") as tmp:
         tmp.write_text(page)

@@ -3,6 +3,7 @@ which opens offline in any browser: no scripts, no links to fetch."""
 
 import base64
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,19 @@ def _table(header: list[str], rows: list[list[str]], numeric_from: int) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def section(title: str, header: list[str], rows: list[list[str]], note: str, image: Path) -> str:
+    """A titled part of the page: its figure (inline), its table, its note."""
+    anchor = html.escape(image.stem)
+    return "\n".join(
+        [
+            f'<h2 id="{anchor}">{html.escape(title)}</h2>',
+            _image(image, title),
+            _table(header, rows, numeric_from=3),
+            f'<p class="note">{html.escape(note)}</p>',
+        ]
+    )
+
+
 def render(
     title: str,
     header: list[str],
@@ -44,8 +58,9 @@ def render(
     note: str,
     images: dict[str, Path],
     runs: list[tuple[Path, dict[str, Any]]],
+    sections: Sequence[str] = (),
 ) -> str:
-    """The page: summary table, note, images (inline), then one folded section per run."""
+    """The page: summary table, note, images (inline), the extra sections, one folded part per run."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -57,6 +72,7 @@ def render(
     ]
     for name, path in images.items():
         parts += [f'<h2 id="{html.escape(path.stem)}">{html.escape(name)}</h2>', _image(path, name)]
+    parts += list(sections)
     parts.append(f'<h2 id="runs">Runs ({len(runs)})</h2>')
     for run_dir, results in runs:
         cfg = results.get("config", {})

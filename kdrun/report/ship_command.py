@@ -1,0 +1,132 @@
+"""``kdrun ship PATH...``: read the runs, print the students' table and the frontier, write
+frontier.png / .md / .csv, and name the student to ship with the command that exports it."""
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from kdrun.console import console, err_console
+from kdrun.errors import KdrunConfigError
+from kdrun.files import write_atomic
+from kdrun.report.frontier import COSTS, check_cost
+from kdrun.report.runs import find
+from kdrun.report.ship import Shipping, analyse, recommendation, rows
+
+
+def collect(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every run under each path (a run folder, a sweep, any folder of runs), each folder once."""
+    runs: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for run in find(path):
+            runs.setdefault(str(Path(run["run_dir"]).resolve()), run)
+    if not any(run.get("status") == "ok" for run in runs.values()):
+        where = " ".join(map(str, paths))
+        raise KdrunConfigError("PATH", where, "holds no finished run (a results.json with status ok)")
+    return list(runs.values())
+
+
+def note(shipping: Shipping) -> str:
+    """What the table's numbers are, in one paragraph."""
+    threads = " / ".join(sorted({str(t) for t in shipping.threads.values() if t is not None})) or "-"
+    return (
+        "Top-1 on the test split, mean ± std over the seeds; scratch: the same student trained "
+        "without the teacher (same seeds); int8: the distilled student quantised (ONNX Runtime), "
+        "its top-1 from the export's parity check; MB: fp32 weights or the int8 ONNX file. "
+        f"Latency: median ms per call on the CPU with {threads} thread(s), compared only between figures "
+        f"measured with the same batch and thread count. ★: on the frontier of top-1 against "
+        f"{COSTS[shipping.cost]}."
+    )
+
+
+def table(shipping: Shipping, title: str) -> Table:
+    head, body = rows(shipping)
+    out = Table(title=title)
+    for i, column in enumerate(head):
+        out.add_column(column, justify="left" if i < 3 else "right", no_wrap=True)
+    for cells in body:
+        out.add_row(*(Text(c) for c in cells))  # labels come from configs: no rich markup
+    return out
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(shipping: Shipping) -> str:
+    head, body = rows(shipping)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in body]
+    return "\n".join([*lines, "", note(shipping), ""])
+
+
+def _csv_cell(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and not text[1:2].isdigit() else text
+
+
+def csv_text(shipping: Shipping) -> str:
+    head, body = rows(shipping)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(head)
+    writer.writerows([[_csv_cell(c) for c in cells] for cells in body])
+    return buffer.getvalue()
+
+
+def ship(
+    paths: list[Path],
+    cost: str = "latency1",
+    min_accuracy: float | None = None,
+    max_latency_ms: float | None = None,
+    out: Path | None = None,
+) -> Shipping:
+    """Print the table, the frontier and the recommendation; write frontier.png/.md/.csv to ``out``
+    (default: the one folder given, or the current folder). ``min_accuracy`` in percent."""
+    from kdrun.report import frontier_plot  # matplotlib only when something is drawn
+
+    check_cost(cost)
+    runs = collect(paths)
+    floor = None if min_accuracy is None else min_accuracy / 100
+    shipping = analyse(runs, cost, floor, max_latency_ms)
+    out = out or (paths[0] if len(paths) == 1 and paths[0].is_dir() else Path("."))
+    console.print(table(shipping, title=f"kdrun ship: {len(runs)} runs, cost {cost}"))
+    console.print(note(shipping), markup=False)
+    for line in shipping.notes:
+        err_console.print(f"note: {line}", markup=False, soft_wrap=True)
+    frontier_plot.save(shipping, out / "frontier.png")
+    write_atomic(out / "frontier.md", markdown(shipping))
+    write_atomic(out / "frontier.csv", csv_text(shipping))
+    front = ", ".join(shipping.front) or "none (no student has this cost measured)"
+    console.print(f"frontier ({cost}): {front}", markup=False)
+    console.print(
+        f"wrote {out / 'frontier.png'}, {out / 'frontier.md'}, {out / 'frontier.csv'}", markup=False
+    )
+    return shipping
+
+
+def print_recommendation(
+    shipping: Shipping, min_accuracy: float | None, max_latency_ms: float | None
+) -> bool:
+    """The one line and the export command; False (and a line saying so) when no student fits."""
+    found = recommendation(shipping)
+    if found is None:
+        asked = " and ".join(
+            text
+            for text in (
+                None if min_accuracy is None else f"top-1 >= {min_accuracy:g}%",
+                None
+                if max_latency_ms is None
+                else f"latency <= {max_latency_ms:g} ms @{shipping.budget_batch}",
+            )
+            if text
+        )
+        err_console.print(f"no student reaches {asked}", markup=False, soft_wrap=True)
+        return False
+    line, command = found
+    console.print(line, markup=False, soft_wrap=True)
+    console.print(f"next: {command}", markup=False, soft_wrap=True)
+    return True
