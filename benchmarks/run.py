@@ -26,6 +26,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 def _sections() -> dict[str, Callable[[], list[str]]]:
     import core
     import data
+    import fingerprint
     import latency
     import layout
     import loader
@@ -48,6 +49,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
         "data": data.measure,
         "loader": loader.measure,
         "storage": storage.measure,
+        "fingerprint": fingerprint.measure,
         "views": views.measure,
         "stems": stems.measure,
     }

@@ -12,10 +12,10 @@ from tests.conftest import make_cfg
 CLASSES = ("blue", "green", "red")
 
 
-def _images(folder: Path, count: int, value: int = 0) -> None:
+def _images(folder: Path, count: int, value: int = 0, suffix: str = ".png") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        Image.fromarray(np.full((4, 4), value + i, dtype=np.uint8)).save(folder / f"{i:03d}.png")
+        Image.fromarray(np.full((4, 4), value + i, dtype=np.uint8)).save(folder / f"{i:03d}{suffix}")
 
 
 def _source(root: Path):
@@ -51,3 +51,62 @@ def test_a_link_to_a_folder_holding_the_tree_is_not_walked(tmp_path):
         _images(root / name, 2)
     (root / "blue" / "up").symlink_to(tmp_path)  # holds images/ itself
     assert len(_source(root).train[1]) == 6
+
+
+def _streamed(root: Path, how: str | None):
+    from kdrun.data import build_datamodule
+    from kdrun.train.validate import validate
+
+    extra = [] if how is None else [f"dataset.fingerprint={how}"]
+    cfg = make_cfg(
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        "dataset.image_size=4",
+        "dataset.channels=1",
+        "dataset.storage=stream",
+        "dataset.split.val=2",
+        "dataset.split.test=2",
+        "dataset.mean=[0.5]",
+        "dataset.std=[0.25]",
+        *extra,
+    )
+    validate(cfg)
+    return build_datamodule(cfg.dataset)
+
+
+def _swap_keeping_stat(a: Path, b: Path) -> None:
+    """Exchange two files' bytes (same size) and put their modification times back."""
+    times = [(p.stat().st_atime_ns, p.stat().st_mtime_ns) for p in (a, b)]
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    assert len(data_a) == len(data_b)
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+    for path, ns in zip((a, b), times, strict=True):
+        os.utime(path, ns=ns)
+
+
+def test_content_fingerprint_sees_files_replaced_with_their_size_and_mtime_kept(tmp_path):
+    root = tmp_path / "images"
+    _images(root / "blue", 6, value=0, suffix=".bmp")  # uncompressed: every file the same size
+    _images(root / "red", 6, value=200, suffix=".bmp")
+    before = {how: _streamed(root, how) for how in ("stat", "content")}
+    _swap_keeping_stat(root / "blue" / "000.bmp", root / "red" / "000.bmp")  # labels now wrong
+    after = {how: _streamed(root, how) for how in ("stat", "content")}
+    assert after["content"].fingerprint != before["content"].fingerprint
+    assert after["stat"].fingerprint == before["stat"].fingerprint  # the fast default's known blind spot
+    assert _streamed(root, None).fingerprint == after["stat"].fingerprint  # stat is the default
+    assert before["content"].fingerprint != before["stat"].fingerprint
+    # results.json's data record says which was used.
+    assert after["content"].summary()["fingerprint_of"] == "content"
+    assert after["stat"].summary()["fingerprint_of"] == "stat"
+
+
+def test_a_bad_fingerprint_value_is_one_line_naming_the_allowed_ones(tmp_path):
+    import pytest
+
+    from kdrun.errors import KdrunConfigError
+    from kdrun.train.validate import validate
+
+    cfg = make_cfg("dataset=imagefolder", f"dataset.root={tmp_path}", "dataset.fingerprint=sha1")
+    with pytest.raises(KdrunConfigError, match=r"dataset\.fingerprint.*sha1.*stat, content"):
+        validate(cfg)

@@ -9,7 +9,6 @@ torchvision publishes. ``dataset.download=true`` lets torchvision fetch (and md5
 """
 
 import hashlib
-import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdrun.data.fingerprint import add_files
 from kdrun.data.memory import to_geometry, to_unit
 from kdrun.errors import KdrunConfigError
 
@@ -101,6 +101,7 @@ class ArrayImages:
         self.mean: torch.Tensor | None = None  # (1, C, 1, 1), set once the statistics are known
         self.std: torch.Tensor | None = None
         self.skip = False  # arrays hold no undecodable files
+        self.hashes: dict[Path, str] = {}  # content hashes, shared with the subsets taken
 
     def __len__(self) -> int:
         return len(self.index)
@@ -113,7 +114,7 @@ class ArrayImages:
         taken = ArrayImages(
             self.array, self.files, self.channels, self.size, self.index[np.asarray(index, int)]
         )
-        taken.mean, taken.std = self.mean, self.std
+        taken.mean, taken.std, taken.hashes = self.mean, self.std, self.hashes
         return taken
 
     def pixels(self, i: int) -> torch.Tensor:
@@ -132,11 +133,10 @@ class ArrayImages:
             [(self.pixels(i) - self.mean[0]) / self.std[0] for i in range(*key.indices(len(self)))]
         )
 
-    def fingerprint(self, digest: "hashlib._Hash") -> None:
-        """The files (paths, sizes, modification times) and which of their samples: nothing decoded."""
-        for path in self.files:
-            info = os.stat(path)
-            digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    def fingerprint(self, digest: "hashlib._Hash", how: str = "stat") -> None:
+        """The files (paths with sizes and modification times, or with the hash of their bytes:
+        ``how``) and which of their samples: nothing decoded."""
+        add_files(digest, self.files, how, self.hashes)
         digest.update(self.index.tobytes())
 
     def __getstate__(self) -> dict:

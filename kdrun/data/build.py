@@ -41,6 +41,7 @@ def build_datamodule(cfg: DictConfig, stats_store: StatsStore | None = None) -> 
     data.bad_files = source.bad_files
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     data.stats_from = stats_from
+    data.fingerprint_of = (cfg.get("fingerprint") or "stat") if data.streams else "tensors"
     _set_augment(data, cfg, mean, std)
     _set_loader(data, cfg)
     return data
@@ -101,10 +102,12 @@ def _set_loader(data: TensorDataModule, cfg: DictConfig) -> None:
 
 
 def _file_fingerprint(parts: tuple[Part, ...], cfg: DictConfig, mean: torch.Tensor, std: torch.Tensor) -> str:
-    """Streamed sets: the files (paths, sizes, modification times), labels, geometry and statistics."""
-    digest = hashlib.sha256(b"stream")
+    """Streamed sets: the files (``dataset.fingerprint``: paths with sizes and modification times,
+    or with the hash of their bytes), labels, geometry and statistics."""
+    how = cfg.get("fingerprint") or "stat"
+    digest = hashlib.sha256(b"stream" if how == "stat" else b"stream-content")
     for images, labels in parts:
-        images.fingerprint(digest)
+        images.fingerprint(digest, how)
         digest.update(labels.numpy().tobytes())
     settings = (
         cfg.image_size,

@@ -72,6 +72,7 @@ class TensorDataModule(L.LightningDataModule):
         self.classes = classes
         self.batch_size = batch_size
         self.fingerprint = fingerprint
+        self.fingerprint_of = "tensors"  # what it hashes: the inputs, or (streamed) files: stat, content
         self.normalization: dict[str, list[float]] | None = None  # per-channel mean/std applied to inputs
         self.stats_from = "config"  # where the normalisation came from: config, measured, cache
         self.shuffle_seed = shuffle_seed
@@ -105,6 +106,7 @@ class TensorDataModule(L.LightningDataModule):
         """What results.json records about how the data was read (beyond its splits' sizes)."""
         return {
             "storage": "stream" if self.streams else "memory",
+            "fingerprint_of": self.fingerprint_of,
             "normalization": {**(self.normalization or {}), "from": self.stats_from},
             "bad_files": {"count": len(self.bad_files), "files": self.bad_files},
         }

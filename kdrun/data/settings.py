@@ -11,6 +11,7 @@ from kdrun.errors import KdrunConfigError
 
 BAD_FILE_ACTIONS = ("error", "skip")
 STORAGE = ("auto", "memory", "stream")
+FINGERPRINTS = ("stat", "content")  # what a streamed set's fingerprint reads of its files
 FILE_SETS = ("imagefolder", "mnist", "fashion_mnist", "cifar10", "cifar100")  # sets that can be streamed
 MIX = ("mixup", "cutmix")
 # Strategies that read a sample's class index (DKD's target mask) or per-sample targets by index
@@ -52,6 +53,7 @@ def check_dataset(dataset: DictConfig, strategy: str | None = None) -> None:
         raise KdrunConfigError(
             "dataset.storage", "stream", f"only for {', '.join(FILE_SETS)}; {dataset.name} is held in memory"
         )
+    _choice(dataset, "fingerprint", FINGERPRINTS)
     _number(dataset, "memory_budget_gb", 0, lo_open=True)
     for key in ("num_workers", "prefetch_factor", "eval_resize", "stats_sample"):
         _number(dataset, key, 0 if key == "num_workers" else 1, integer=True, nullable=True)

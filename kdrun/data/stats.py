@@ -37,7 +37,7 @@ def streamed_stats(images: Streamed, cfg: DictConfig, store: StatsStore | None) 
     if store is None:
         return measure(), "measured"
     files = hashlib.sha256()
-    images.fingerprint(files)
+    images.fingerprint(files, cfg.get("fingerprint") or "stat")
     spec = {
         "files": files.hexdigest(),
         "sample": None if whole else count,

@@ -6,7 +6,6 @@ inputs. Training and evaluation read it through ``Samples`` in DataLoader worker
 """
 
 import hashlib
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from torch.utils.data import Dataset
 
 from kdrun.data.arrays import ArrayImages
 from kdrun.data.decode import SKIP_HINT, BadImage, decode, fit
+from kdrun.data.fingerprint import add_files
 from kdrun.data.memory import ByteImages
 from kdrun.data.transforms import to_pixels
 
@@ -31,6 +31,7 @@ class FileImages:
         self.eval_resize, self.skip = eval_resize, skip
         self.mean: torch.Tensor | None = None  # (1, C, 1, 1), set once the statistics are known
         self.std: torch.Tensor | None = None
+        self.hashes: dict[Path, str] = {}  # content hashes, shared with the subsets taken
 
     def __len__(self) -> int:
         return len(self.files)
@@ -44,7 +45,7 @@ class FileImages:
         taken = FileImages(
             [self.files[int(i)] for i in index], self.channels, self.size, self.eval_resize, self.skip
         )
-        taken.mean, taken.std = self.mean, self.std
+        taken.mean, taken.std, taken.hashes = self.mean, self.std, self.hashes
         return taken
 
     def __getitem__(self, key: slice) -> torch.Tensor:
@@ -65,11 +66,10 @@ class FileImages:
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self.mean[0]) / self.std[0]
 
-    def fingerprint(self, digest: "hashlib._Hash") -> None:
-        """Paths, sizes and modification times: a changed file changes it; nothing is decoded."""
-        for path in self.files:
-            info = os.stat(path)
-            digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    def fingerprint(self, digest: "hashlib._Hash", how: str = "stat") -> None:
+        """Each file's path with its size and modification time (``stat``) or the hash of its bytes
+        (``content``): a changed file changes it; nothing is decoded."""
+        add_files(digest, self.files, how, self.hashes)
 
 
 Streamed = FileImages | ArrayImages  # images kept where they are and read per sample
