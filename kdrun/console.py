@@ -1,4 +1,9 @@
-"""The one rich console kdrun prints through (colour only on a terminal)."""
+"""The one rich console kdrun prints through (colour only on a terminal).
+
+Text kdrun prints holds values, paths and folder names that came from users, so the consoles
+read no markup: ``[red]5[/red]`` prints as typed and ``[/x]`` cannot raise. kdrun's own colours
+are ``rich.text.Text`` styles (``styled``). ``plain`` shows control characters as escapes.
+"""
 
 import re
 import sys
@@ -8,14 +13,30 @@ from pathlib import Path
 from typing import IO, NoReturn
 
 from rich.console import Console
+from rich.text import Text
 
 # Off a terminal rich assumes 80 columns, which folds the results table; logs can be wider.
 _width = None if sys.stdout.isatty() else 160
-console = Console(highlight=False, width=_width)
-err_console = Console(stderr=True, highlight=False, width=_width)
+console = Console(highlight=False, markup=False, width=_width)
+err_console = Console(stderr=True, highlight=False, markup=False, width=_width)
 
 EXIT_BAD_INPUT = 2
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """``label`` in ``style`` followed by ``rest`` on the same line: no markup read in either,
+    control characters in ``rest`` shown as escapes (``plain``)."""
+    return Text.assemble((label, style), plain(rest))
+
+
+def plain(value: object) -> str:
+    """``value`` as one line of text a terminal shows as it is: control characters (ESC, BEL, CR,
+    newline), and other unprintable ones such as bidirectional overrides, written as escapes."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 class _Tee:
@@ -58,7 +79,7 @@ def console_log(path: Path, echo: bool = True) -> Iterator[None]:
 
 def fail(message: str) -> NoReturn:
     """Print one error line and exit with status 2 (bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(styled("error:", "bold red", f" {message}"), soft_wrap=True)
     sys.exit(EXIT_BAD_INPUT)
 
 
@@ -67,5 +88,5 @@ EXIT_FAILED = 1
 
 def fail_run(message: str) -> NoReturn:
     """Print one error line and exit with status 1 (the input was fine; a check failed)."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(styled("error:", "bold red", f" {message}"), soft_wrap=True)
     sys.exit(EXIT_FAILED)

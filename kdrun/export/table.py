@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 
 def export_table(section: dict[str, Any]) -> Table:
@@ -26,7 +27,7 @@ def export_table(section: dict[str, Any]) -> Table:
         *[c for b in batches for c in (f"{torch_ms[b]:.3f}", "1.00")],
     )
     for name, e in section["formats"].items():
-        label = name + ("" if e["status"] == "ok" else " [red](failed)[/]")
+        label = Text.assemble(name, ("" if e["status"] == "ok" else " (failed)", "red"))
         if "parity" not in e:  # the file could not be made
             table.add_row(label, *["-"] * (5 + 2 * len(batches)))
             continue

@@ -16,8 +16,9 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 from rich.table import Table
+from rich.text import Text
 
-from kdrun.console import console
+from kdrun.console import console, styled
 from kdrun.errors import KdrunConfigError
 from kdrun.regress.check import Verdict, check
 from kdrun.regress.compose import recipe_configs
@@ -36,7 +37,7 @@ def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str,
     runs = {}
     for label, cfg in configs.items():
         run_dir = out / recipe.name / label
-        console.print(f"[bold]regress[/]: {recipe.name} {label} -> {run_dir}", markup=True)
+        console.print(styled("regress", "bold", f": {recipe.name} {label} -> {run_dir}"))
         try:
             runs[label] = train(cfg, run_dir)
         except Exception as err:  # recorded in the run's results.json; the recipe fails
@@ -123,7 +124,7 @@ def _regress(
     console.print(f"regress: {out / 'regress.json'}, {out / 'junit.xml'}, {out / 'results.md'}")
     bad = [v for v in verdicts if v.status != "pass"]
     for v in bad:
-        console.print(f"[red]{v.status.upper()}[/] {v.recipe.name}: {v.message}", soft_wrap=True)
+        console.print(styled(v.status.upper(), "red", f" {v.recipe.name}: {v.message}"), soft_wrap=True)
     return 1 if bad else 0
 
 
@@ -166,7 +167,7 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
             "-" if v.measured is None else f"{v.measured:.4f}",
             _fmt(v.values),
             _margin(v),
-            f"[{colour}]{v.status}[/]",
+            Text(v.status, style=colour),
             str(v.recipe.published.get("value", "-")),
         )
     return table

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
-from kdrun.console import console, err_console
+from kdrun.console import console, err_console, plain, styled
 from kdrun.errors import KdrunConfigError
 from kdrun.files import file_mode
 from kdrun.report import curves
@@ -23,6 +23,7 @@ from kdrun.report.summary import (
     find_runs,
     heatmap,
     is_temperature_sweep,
+    number_text,
     rows,
     write_csv,
     write_markdown,
@@ -52,7 +53,7 @@ def _pm(mean: float | None, std: float | None, signed: bool = False) -> str:
 
 
 def summary_table(table: list[dict[str, Any]], title: str) -> Table:
-    out = Table(title=title)
+    out = Table(title=plain(title))
     extra = extra_columns(table)  # the config keys that differ between the rows
     for column in ("strategy", "teacher → student", "T", "α", *extra, "seeds", "n"):
         out.add_column(column, justify="right" if column in ("T", "α", "n") else "left")
@@ -60,20 +61,21 @@ def summary_table(table: list[dict[str, Any]], title: str) -> Table:
         out.add_column(column, justify="right")
     for row in table:
         latency = row["latency_ms_batch1"]
-        out.add_row(
+        cells = (
             row["strategy"],
             f"{row['teacher']} → {row['student']}",
-            f"{row['T']:g}",
-            f"{row['alpha']:g}",
-            *[str(row[k]) for k in extra],
+            number_text(row["T"]),
+            number_text(row["alpha"]),
+            *[row[k] for k in extra],
             row["seeds"] or "-",
-            str(row["n"]),
+            row["n"],
             _pm(row["top1_mean"], row["top1_std"]),
             _pm(row["gain_mean"], row["gain_std"], signed=True),
-            str(row["params"] or "-"),
+            row["params"] or "-",
             "-" if latency is None else f"{latency:.3f}",
-            str(row["failed"]) if row["failed"] else "",
+            row["failed"] or "",
         )
+        out.add_row(*map(plain, cells))
     return out
 
 
@@ -102,7 +104,7 @@ def report(root: Path, metric: str = "gain", html: bool = False) -> dict[str, An
         raise KdrunConfigError("DIR", str(root), "is not a folder")
     records, warnings = find_runs(root)
     for warning in warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        err_console.print(styled("warning:", "yellow", f" {warning}"), soft_wrap=True)
     if not records:
         raise KdrunConfigError("DIR", str(root), "holds no results.json (run `kdrun train` first)")
     points = aggregate(records)
@@ -125,7 +127,7 @@ def report(root: Path, metric: str = "gain", html: bool = False) -> dict[str, An
     if extra := extra_columns(table):
         console.print(f"rows differ in: {', '.join(extra)} (besides the columns above)", markup=False)
     for problem in (run for point in points for run in point.failed):
-        console.print(f"failed: {problem['run_dir']}: {problem['error']}", markup=False)
+        console.print(plain(f"failed: {problem['run_dir']}: {problem['error']}"))
     console.print("wrote " + ", ".join(str(p) for p in written))
     return {
         "runs": len(records),
@@ -142,8 +144,12 @@ def _warn_duplicate_seeds(points: list[Point]) -> None:
         if seeds := duplicate_seeds(point):
             dirs = [r["run_dir"] for r in point.runs + point.failed if r["seed"] in seeds]
             err_console.print(
-                f"[yellow]warning:[/] seed {', '.join(map(str, seeds))} appears more than once in one "
-                f"experiment point (counted each time): {', '.join(dirs)}",
+                styled(
+                    "warning:",
+                    "yellow",
+                    f" seed {', '.join(map(str, seeds))} appears more than once in one "
+                    f"experiment point (counted each time): {', '.join(dirs)}",
+                ),
                 soft_wrap=True,
             )
 

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from rich.table import Table
 
 from kdrun.config.roles import user_overrides
+from kdrun.console import plain
 from kdrun.errors import KdrunConfigError
 
 # Short names a user types for the keys they filter on most.
@@ -124,7 +125,7 @@ def _pct(x: Any, signed: bool = False) -> str:
 
 def runs_table(runs: list[dict[str, Any]], title: str) -> Table:
     """One line per run: when, status, teacher → student, strategy, overrides, top-1, gain, folder."""
-    table = Table(title=title)
+    table = Table(title=plain(title))
     for column in ("started (UTC)", "status", "teacher → student", "strategy", "overrides"):
         table.add_column(column)
     table.add_column("top-1 %", justify="right")
@@ -132,16 +133,17 @@ def runs_table(runs: list[dict[str, Any]], title: str) -> Table:
     table.add_column("run dir", overflow="fold")
     for run in runs:
         cfg = run["config"]
-        table.add_row(
+        cells = (
             str(run.get("started_at", "-")).replace("T", " ").split("+")[0],
             run["status"],
             f"{value(cfg, 'teacher.name') or '-'} → {value(cfg, 'student.name') or '-'}",
             str(value(cfg, "strategy.name") or "-"),
-            " ".join(run["overrides"]) or "(defaults)",
+            " ".join(map(str, run["overrides"])) or "(defaults)",
             _pct(value(run, "student.top1")),
             _pct(value(run, "deltas.kd_gain_top1"), signed=True),
             run["run_dir"],
         )
+        table.add_row(*map(plain, cells))
     return table
 
 
@@ -175,14 +177,14 @@ def compare_table(runs: list[dict[str, Any]]) -> Table:
     table = Table(title="kdrun runs --compare")
     table.add_column("")
     for i, run in enumerate(runs, 1):
-        table.add_column(f"{i}: {Path(run['run_dir']).name}", justify="right", overflow="fold")
+        table.add_column(plain(f"{i}: {Path(run['run_dir']).name}"), justify="right", overflow="fold")
     differing = differing_keys(runs)
     for key, values in differing.items():
-        table.add_row(key, *("-" if v is None else str(v) for v in values))
+        table.add_row(plain(key), *("-" if v is None else plain(v) for v in values))
     if not differing:
         table.add_row("(config)", *["same"] * len(runs))
     table.add_section()
-    table.add_row("status", *(run["status"] for run in runs))
+    table.add_row("status", *(plain(run["status"]) for run in runs))
     for label, path, scale, signed in METRICS:
         cells = []
         for run in runs:

@@ -1,11 +1,14 @@
 """`kdrun report DIR`: every results.json under DIR -> table, summary.csv/md, T x alpha heatmap."""
 
 import csv
+import html
 import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from kdrun.console import plain
 
 # The columns every report shows. An experiment point is the whole resolved config but the keys
 # below: runs that differ in anything else (a learning rate, a data limit, a strategy key) are
@@ -183,8 +186,27 @@ def in_units(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# A cell a spreadsheet would read as a formula (OWASP's list): written after a quote, as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` for summary.csv: text that starts like a formula gets a leading ``'``."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def md_cell(value: Any) -> str:
+    """``value`` for a Markdown table cell: one line, ``|`` escaped, HTML shown as text."""
+    return html.escape(plain(value), quote=False).replace("|", "\\|")
+
+
+def number_text(value: Any) -> str:
+    """A number in its shortest form (``4``, ``0.9``); anything else as its text."""
+    return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
 def write_csv(table: list[dict[str, Any]], path: Path) -> None:
-    converted = [in_units(row) for row in table]
+    converted = [{k: csv_cell(v) for k, v in in_units(row).items()} for row in table]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(converted[0]))
         writer.writeheader()
@@ -204,13 +226,14 @@ def write_markdown(table: list[dict[str, Any]], path: Path, note: str) -> None:
     for row in table:
         latency = row["latency_ms_batch1"]
         lines.append(
-            f"| {row['strategy']} | {row['teacher']} | {row['student']} | {row['T']:g} | {row['alpha']:g} "
-            + "".join(f"| {row[k]} " for k in extra)
+            f"| {md_cell(row['strategy'])} | {md_cell(row['teacher'])} | {md_cell(row['student'])} "
+            f"| {md_cell(number_text(row['T']))} | {md_cell(number_text(row['alpha']))} "
+            + "".join(f"| {md_cell(row[k])} " for k in extra)
             + f"| {row['seeds'] or '-'} | {row['n']} | {_fmt(row['top1_mean'], row['top1_std'])} "
             f"| {_fmt(row['gain_mean'], row['gain_std'], signed=True)} | {row['params'] or '-'} "
             f"| {'-' if latency is None else f'{latency:.3f}'} | {row['failed']} |"
         )
-    path.write_text("\n".join([*lines, "", note, ""]))
+    path.write_text("\n".join([*lines, "", html.escape(note, quote=False), ""]))
 
 
 def is_temperature_sweep(table: list[dict[str, Any]]) -> bool:
