@@ -10,7 +10,7 @@ from matplotlib.text import Annotation
 from kdrun.cli import main
 from kdrun.report.frontier import Candidate, check_cost, frontier, latency_threads, recommend
 from kdrun.report.frontier_plot import FRONTIER_LABEL, figure
-from kdrun.report.ship import analyse
+from kdrun.report.ship import analyse, recommendation
 
 
 def test_frontier_keeps_what_no_other_point_beats_on_both():
@@ -229,3 +229,22 @@ def test_report_html_shows_the_frontier_when_the_runs_hold_several_students(tmp_
         )
     report(one, html=True)
     assert not (one / "frontier.png").exists() and "Which student" not in (one / "report.html").read_text()
+
+
+def test_an_exported_onnx_file_is_a_student_of_its_own_and_a_failed_int8_is_left_out(tmp_path):
+    runs = _runs(_family(tmp_path))
+    for run in runs:
+        if run["config"]["student"]["args"]["channels"] == "[4, 8]":
+            formats = run["export"]["formats"]
+            formats["onnx"] = formats["onnx_int8"] | {"parity": {"top1": run["student"]["top1"]}}
+            formats["onnx"]["latency_ms"] = {"batch1": 0.15, "batch64": 3.0}
+            formats["onnx_int8"] |= {"status": "failed", "error": "int8 top-1 drop 1.20 pts > 1.0"}
+    shipping = analyse(runs, "latency1", min_accuracy=0.94)
+    assert shipping.front == ["cnn channels=[2, 4]", "cnn channels=[4, 8] · onnx", "cnn channels=[8, 16]"]
+    assert "cnn channels=[4, 8] · int8" not in [s.name for s in shipping.students]
+    assert sum("int8 top-1 drop 1.20 pts > 1.0" in note for note in shipping.notes) == 2  # one per seed
+    assert shipping.chosen.name == "cnn channels=[4, 8] · onnx"
+    line, command = recommendation(shipping)
+    assert command == f"kdrun export '{tmp_path}/channels=[4, 8]/seed1' --format onnx"
+    ax = figure(shipping).axes[0]
+    assert sum(isinstance(c, ErrorbarContainer) for c in ax.containers) == 3 * 2 + 1  # the onnx twin

@@ -1,8 +1,9 @@
 """Run folders -> the students to choose from (``Candidate``), each pooled over its seeds.
 
 A student is a trained configuration: runs whose resolved configs differ only in the seed, output
-paths, loggers, export and latency settings are its seeds. Its int8 twin is a second candidate,
-made of the runs that exported an ``onnx_int8`` file that passed its checks.
+paths, loggers, export and latency settings are its seeds. Its exported files are candidates of
+their own (they run in another runtime, at another size): the fp32 ONNX file and the int8 one,
+each made of the runs whose file passed its checks.
 """
 
 import json
@@ -105,30 +106,36 @@ def _fp32(label: str, runs: list[dict[str, Any]]) -> Candidate:
     )
 
 
-def _int8_entry(run: dict[str, Any]) -> dict[str, Any] | None:
-    return ((run.get("export") or {}).get("formats") or {}).get("onnx_int8")
+# An exported file that is a student of its own: the export format -> the candidate's kind.
+TWINS = {"onnx": "onnx", "onnx_int8": "int8"}
 
 
-def _int8(fp32: Candidate, runs: list[dict[str, Any]], notes: list[str]) -> Candidate | None:
-    """The int8 twin over the runs whose int8 file passed its checks; a note for the others."""
-    exported = [r for r in runs if _int8_entry(r)]
-    ok = [r for r in exported if _int8_entry(r).get("status") == "ok"]
+def _entry(run: dict[str, Any], fmt: str) -> dict[str, Any] | None:
+    return ((run.get("export") or {}).get("formats") or {}).get(fmt)
+
+
+def _twin(fp32: Candidate, runs: list[dict[str, Any]], fmt: str, notes: list[str]) -> Candidate | None:
+    """The exported file of format ``fmt`` (run in ONNX Runtime) as a student of its own, over the
+    runs whose file passed its checks: its top-1 from the parity check, its file size, its own
+    latency; a note for a file that failed."""
+    exported = [r for r in runs if _entry(r, fmt)]
+    ok = [r for r in exported if _entry(r, fmt).get("status") == "ok" and "parity" in _entry(r, fmt)]
     for run in exported:
         if run not in ok:
-            notes.append(f"{fp32.label}: int8 of {run['run_dir']} left out: {_int8_entry(run).get('error')}")
+            notes.append(f"{fp32.label}: {fmt} of {run['run_dir']} left out: {_entry(run, fmt).get('error')}")
     if not ok:
         return None
-    top1, top1_std = _mean_std([_int8_entry(r)["parity"]["top1"] for r in ok])
+    top1, top1_std = _mean_std([_entry(r, fmt)["parity"]["top1"] for r in ok])
     return Candidate(
         label=fp32.label,
-        kind="int8",
+        kind=TWINS[fmt],
         top1=top1,
         top1_std=top1_std,
         seeds=sorted(int(r["seed"]) for r in ok),
         params=fp32.params,
-        size_mb=statistics.median(_int8_entry(r)["file_mb"] for r in ok),
+        size_mb=statistics.median(_entry(r, fmt)["file_mb"] for r in ok),
         flops=fp32.flops,
-        latency=_latency([(_int8_entry(r).get("latency_ms"), r["export"].get("threads")) for r in ok]),
+        latency=_latency([(_entry(r, fmt).get("latency_ms"), r["export"].get("threads")) for r in ok]),
         run_dir=_best(ok),
     )
 
@@ -158,7 +165,8 @@ def teachers(runs: list[dict[str, Any]]) -> list[Candidate]:
 
 
 def candidates(runs: list[dict[str, Any]]) -> tuple[list[Candidate], list[str]]:
-    """Every student (and int8 twin) among the finished runs, and a note per run left out."""
+    """Every student (and its exported ONNX and int8 twins) among the finished runs, and a note
+    per run or file left out."""
     notes = [
         f"{r['run_dir']}: {r.get('status')}: {r.get('error', '')}".rstrip(": ")
         for r in runs
@@ -180,6 +188,5 @@ def candidates(runs: list[dict[str, Any]]) -> tuple[list[Candidate], list[str]]:
     ):
         fp32 = _fp32(label, groups[key])
         out.append(fp32)
-        if (twin := _int8(fp32, groups[key], notes)) is not None:
-            out.append(twin)
+        out += [t for fmt in TWINS if (t := _twin(fp32, groups[key], fmt, notes)) is not None]
     return out, notes

@@ -13,7 +13,7 @@ from kdrun.errors import KdrunConfigError
 COSTS = {
     "latency1": "CPU latency at batch 1 (ms)",
     "latency64": "CPU latency at batch 64 (ms)",
-    "size": "size (MB; fp32: weights, int8: ONNX file)",
+    "size": "size (MB; PyTorch: weights, ONNX: the file)",
     "flops": "FLOPs per image",
     "params": "parameters",
 }
@@ -30,7 +30,7 @@ class Candidate:
     """
 
     label: str
-    kind: str = "fp32"  # fp32 (PyTorch) | int8 (ONNX Runtime)
+    kind: str = "fp32"  # fp32 (PyTorch) | onnx (fp32, ONNX Runtime) | int8 (ONNX Runtime) | teacher
     top1: float = 0.0
     top1_std: float | None = None
     scratch: float | None = None  # the same student trained without a teacher (fp32 only)
@@ -47,7 +47,7 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        return f"{self.label} · int8" if self.kind == "int8" else self.label
+        return f"{self.label} · {self.kind}" if self.kind in ("onnx", "int8") else self.label
 
 
 def check_cost(cost: str) -> str:

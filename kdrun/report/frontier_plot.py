@@ -1,7 +1,7 @@
 """frontier.png: top-1 against one cost for every student, the frontier drawn through the ones no
 other student beats, an arrow from each student's scratch top-1 to its distilled top-1 (the gain
-KD buys at that size), error bars over the seeds, int8 twins beside their fp32 students, and the
-teacher as a horizontal line."""
+KD buys at that size), error bars over the seeds, exported twins (fp32 and int8 ONNX) beside
+their students, and the teacher as a horizontal line."""
 
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from kdrun.files import atomic_path
 from kdrun.report.frontier import COSTS, LATENCY_BATCH, Candidate, cost_of
 from kdrun.report.ship import Shipping, human
 
-FRONTIER_LABEL = "frontier: no other student is both more accurate and cheaper"
+MARKERS = {"onnx": "s", "int8": "D"}  # exported twins; a PyTorch student is a circle
+FRONTIER_LABEL = "frontier: no other student is\nboth more accurate and cheaper"
 
 
 UNITS = {"latency1": " ms @1", "latency64": " ms @64", "size": " MB", "flops": " FLOPs", "params": " params"}
@@ -42,19 +43,20 @@ def _errorbar(ax: Axes, x: float, mean: float, std: float | None, **style: Any) 
 
 
 def _student(ax: Axes, x: float, s: Candidate, colour: str) -> None:
-    """Scratch and distilled points with their seed error bars, joined by an arrow; or an int8 twin."""
-    if s.kind == "int8":
-        _errorbar(ax, x, s.top1, s.top1_std, fmt="D", color=colour, ms=6)
+    """Scratch and distilled points with their seed error bars, joined by an arrow; or an exported
+    twin (ONNX square, int8 diamond)."""
+    if s.kind in MARKERS:
+        _errorbar(ax, x, s.top1, s.top1_std, fmt=MARKERS[s.kind], color=colour, ms=6)
         return
-    _errorbar(ax, x, s.top1, s.top1_std, fmt="o", color=colour, ms=7)
     if s.scratch is not None:
         _errorbar(ax, x, s.scratch, s.scratch_std, fmt="o", mfc="white", color=colour, ms=6)
         arrow = {"arrowstyle": "->", "color": colour, "lw": 1.3}
         ax.annotate("", xy=(x, 100 * s.top1), xytext=(x, 100 * s.scratch), arrowprops=arrow)
+    _errorbar(ax, x, s.top1, s.top1_std, fmt="o", color=colour, ms=7, zorder=3)  # over a zero gain
 
 
 def _points(ax: Axes, shipping: Shipping) -> dict[str, tuple[float, float]]:
-    """Every student with a figure for the cost, labelled; int8 twins joined to their fp32 student."""
+    """Every student with a figure for the cost, labelled; exported twins joined to their student."""
     threads = shipping.threads.get(LATENCY_BATCH.get(shipping.cost, 1))
     colours: dict[str, str] = {}
     where: dict[str, tuple[float, float]] = {}
@@ -65,9 +67,13 @@ def _points(ax: Axes, shipping: Shipping) -> dict[str, tuple[float, float]]:
         colour = colours.setdefault(s.label, f"C{len(colours) % 10}")
         where[s.name] = (x, 100 * s.top1)
         _student(ax, x, s, colour)
-        ax.annotate(s.name, where[s.name], xytext=(6, -12), textcoords="offset points", fontsize=8)
+        # The student's name once; its twins, in its colour, only their kind.
+        text, offset, side = (s.kind, (4, 5), "left") if s.kind in MARKERS else (s.label, (-6, -13), "right")
+        ax.annotate(
+            text, where[s.name], xytext=offset, textcoords="offset points", fontsize=7, color=colour, ha=side
+        )
     for s in shipping.students:
-        if s.kind == "int8" and s.name in where and s.label in where:
+        if s.kind in MARKERS and s.name in where and s.label in where:
             (x0, y0), (x1, y1) = where[s.label], where[s.name]
             ax.plot([x0, x1], [y0, y1], ":", color=colours[s.label], lw=1)
     return where
@@ -75,7 +81,7 @@ def _points(ax: Axes, shipping: Shipping) -> dict[str, tuple[float, float]]:
 
 def figure(shipping: Shipping) -> Figure:
     """The figure (not saved): one error-barred point per student and twin, arrows, frontier, teacher."""
-    fig = Figure(figsize=(10, 6))
+    fig = Figure(figsize=(12, 6))
     ax = fig.subplots()
     where = _points(ax, shipping)
     front = [where[name] for name in shipping.front if name in where]
@@ -95,11 +101,12 @@ def figure(shipping: Shipping) -> Figure:
     ax.grid(alpha=0.3, which="both")
     proxies = [
         Line2D([], [], ls="", marker="o", mfc="white", color="grey", label="scratch (no teacher)"),
-        Line2D([], [], ls="", marker="o", color="grey", label="distilled (fp32, PyTorch)"),
-        Line2D([], [], ls="", marker="D", color="grey", label="distilled, int8 (ONNX Runtime)"),
+        Line2D([], [], ls="", marker="o", color="grey", label="distilled (PyTorch)"),
+        Line2D([], [], ls="", marker="s", color="grey", label="· onnx: its fp32 ONNX file (ONNX Runtime)"),
+        Line2D([], [], ls="", marker="D", color="grey", label="· int8: its int8 ONNX file (ONNX Runtime)"),
     ]
     handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=[*proxies, *handles], fontsize=7, loc="lower right")
+    ax.legend(handles=[*proxies, *handles], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 

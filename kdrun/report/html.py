@@ -14,7 +14,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200p
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img { max-width: 100%; border: 1px solid #eee; } pre { background: #f8f8f8; padding: 8px; overflow-x: auto; }
+img { max-width: 100%; box-sizing: border-box; border: 1px solid #eee; } pre { background: #f8f8f8; padding: 8px; overflow-x: auto; }
 details { margin: 4px 0; } summary { cursor: pointer; } .note { color: #555; }
 """
 
@@ -45,7 +45,7 @@ def section(title: str, header: list[str], rows: list[list[str]], note: str, ima
         [
             f'<h2 id="{anchor}">{html.escape(title)}</h2>',
             _image(image, title),
-            _table(header, rows, numeric_from=3),
+            _table(header, rows, numeric_from=1),
             f'<p class="note">{html.escape(note)}</p>',
         ]
     )

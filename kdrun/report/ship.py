@@ -90,14 +90,16 @@ def pct(mean: float | None, std: float | None = None) -> str:
     return f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
 
 
+RUNTIME = {"onnx": "ONNX Runtime", "int8": "ONNX Runtime"}  # the others: PyTorch
+
+
 def cells(s: Candidate, shipping: Shipping, gpu: str | None) -> list[str]:
-    """One table row: name, runtime, seeds, top-1s, gain, costs, latencies, frontier mark."""
+    """One table row: name, seeds, top-1s, gain, costs, latencies, frontier mark."""
     gain = None if s.scratch is None else f"{100 * (s.top1 - s.scratch):+.2f}"
     latency = [s.latency.get((b, shipping.threads[b])) for b in (1, 64)]
     row = [
         s.name,
-        {"fp32": "pytorch", "int8": "onnxruntime"}.get(s.kind, "pytorch"),
-        " ".join(map(str, s.seeds)) or "-",
+        str(len(s.seeds)) if s.seeds else "-",
         pct(s.top1, s.top1_std),
         pct(s.scratch, s.scratch_std),
         gain or "-",
@@ -108,15 +110,13 @@ def cells(s: Candidate, shipping: Shipping, gpu: str | None) -> list[str]:
     ]
     if gpu:
         row += ["-" if s.device_latency.get(b) is None else f"{s.device_latency[b]:.3f}" for b in (1, 64)]
-    return [*row, "★" if shipping.on_front(s) else ("reference" if s.kind == "teacher" else "")]
+    return [*row, "★" if shipping.on_front(s) else ("teacher" if s.kind == "teacher" else "")]
 
 
 def header(shipping: Shipping, gpu: str | None) -> list[str]:
-    threads = [f"cpu ms @{b}" for b in (1, 64)]
-    head = ["student", "runtime", "seeds", "top-1 %", "scratch %", "gain (pts)"]
-    head += ["params", "MB", "FLOPs/img", *threads]
+    head = ["student", "seeds", "top-1 %", "scratch %", "gain", "params", "MB", "FLOPs", "ms @1", "ms @64"]
     head += [f"{gpu} ms @{b}" for b in (1, 64)] if gpu else []
-    return [*head, f"frontier ({shipping.cost})"]
+    return [*head, "frontier"]
 
 
 def rows(shipping: Shipping) -> tuple[list[str], list[list[str]]]:
@@ -138,5 +138,5 @@ def recommendation(shipping: Shipping) -> tuple[str, str] | None:
         f"{human(s.params)} params · {s.size_mb:.3f} MB · {human(s.flops)} FLOPs · {latency} "
         f"({shipping.threads[shipping.budget_batch]} thread(s), CPU) · run {s.run_dir}"
     )
-    fmt = "onnx_int8" if s.kind == "int8" else "onnx"
+    fmt = "onnx_int8" if s.kind == "int8" else "onnx"  # a PyTorch pick ships as ONNX too
     return line, f"kdrun export {shlex.quote(s.run_dir)} --format {fmt}"

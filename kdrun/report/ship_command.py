@@ -33,12 +33,13 @@ def note(shipping: Shipping) -> str:
     """What the table's numbers are, in one paragraph."""
     threads = " / ".join(sorted({str(t) for t in shipping.threads.values() if t is not None})) or "-"
     return (
-        "Top-1 on the test split, mean ± std over the seeds; scratch: the same student trained "
-        "without the teacher (same seeds); int8: the distilled student quantised (ONNX Runtime), "
-        "its top-1 from the export's parity check; MB: fp32 weights or the int8 ONNX file. "
-        f"Latency: median ms per call on the CPU with {threads} thread(s), compared only between figures "
-        f"measured with the same batch and thread count. ★: on the frontier of top-1 against "
-        f"{COSTS[shipping.cost]}."
+        "Top-1 on the test split, mean ± std over the seeds (n); scratch: the same student trained "
+        "without the teacher (same seeds); gain: distilled − scratch (points). A student runs in "
+        "PyTorch; its '· onnx' and '· int8' twins are its exported files (fp32 and int8 ONNX) in ONNX "
+        "Runtime, their top-1 from the export's parity check. MB: PyTorch weights or the ONNX file. "
+        f"ms: median latency per call on the CPU with {threads} thread(s) at batch 1 and 64, compared "
+        "only between figures measured with the same batch and thread count. "
+        f"★: on the frontier of top-1 against {COSTS[shipping.cost]}."
     )
 
 
@@ -46,7 +47,7 @@ def table(shipping: Shipping, title: str) -> Table:
     head, body = rows(shipping)
     out = Table(title=title)
     for i, column in enumerate(head):
-        out.add_column(column, justify="left" if i < 3 else "right", no_wrap=True)
+        out.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
     for cells in body:
         out.add_row(*(Text(c) for c in cells))  # labels come from configs: no rich markup
     return out
@@ -58,7 +59,7 @@ def _md_cell(text: str) -> str:
 
 def markdown(shipping: Shipping) -> str:
     head, body = rows(shipping)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in body]
     return "\n".join([*lines, "", note(shipping), ""])
 
@@ -93,6 +94,12 @@ def ship(
     floor = None if min_accuracy is None else min_accuracy / 100
     shipping = analyse(runs, cost, floor, max_latency_ms)
     out = out or (paths[0] if len(paths) == 1 and paths[0].is_dir() else Path("."))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise KdrunConfigError(
+            "--out", str(out), f"cannot create the folder: {err.strerror or err}"
+        ) from None
     console.print(table(shipping, title=f"kdrun ship: {len(runs)} runs, cost {cost}"))
     console.print(note(shipping), markup=False)
     for line in shipping.notes:
