@@ -14,7 +14,8 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200p
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img { max-width: 100%; box-sizing: border-box; border: 1px solid #eee; } pre { background: #f8f8f8; padding: 8px; overflow-x: auto; }
+img { max-width: 100%; box-sizing: border-box; border: 1px solid #eee; }
+pre { background: #f8f8f8; padding: 8px; overflow-x: auto; }
 details { margin: 4px 0; } summary { cursor: pointer; } .note { color: #555; }
 """
 
