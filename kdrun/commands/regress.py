@@ -26,9 +26,10 @@ def main(args: list[str]) -> None:
     )
     parser.add_argument(
         "--tier",
-        choices=("fast", "full", "gpu", "all"),
+        choices=("fast", "full", "real", "gpu", "all"),
         default="all",
-        help="which recipes to run: all = fast + full; gpu ones only with --tier gpu (default: %(default)s)",
+        help="which recipes to run: all = fast + full; real and gpu ones (in a folder per data set) only "
+        "with --tier real / --tier gpu (default: %(default)s)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default outputs/regress/<time>)"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdrun.errors import KdrunConfigError
+from kdrun.errors import DataNotFound, KdrunConfigError
 
 # (images, labels) of the training and the test split, in that order.
 NAMES = [(f"{p}-images-idx3-ubyte", f"{p}-labels-idx1-ubyte") for p in ("train", "t10k")]
@@ -41,12 +41,12 @@ def find(folder: Path, set_name: str) -> list[Path] | None:
     return found
 
 
-def not_found(set_name: str, folders: list[Path], key: str, value: object) -> KdrunConfigError:
+def not_found(set_name: str, folders: list[Path], key: str, value: object) -> DataNotFound:
     """The one line for a set found in none of ``folders``: both ways to get it."""
     where = ", ".join(str(f) for f in folders)
     package = PACKAGES.get(set_name)
     ways = f"`apt-get install {package}` (Debian, offline), or " if package else ""
-    return KdrunConfigError(
+    return DataNotFound(
         key,
         value,
         f"{set_name}'s IDX files (train-images-idx3-ubyte[.gz] and the other three) are not in "

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from kdrun.errors import KdrunConfigError
+from kdrun.errors import DataNotFound, KdrunConfigError
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -126,7 +126,7 @@ def _root(cfg: DictConfig, cls: type, read: Callable) -> Path:
         from kdrun.data import idx
 
         raise idx.not_found(cls.__name__, folders, "dataset.root", given)
-    raise KdrunConfigError(
+    raise DataNotFound(
         "dataset.root",
         str(folders[0]),
         f"{cls.__name__} not found there; set dataset.download=true or point root at it",

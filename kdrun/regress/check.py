@@ -19,7 +19,7 @@ class Verdict:
     expectation: Expectation
     values: list[float]
     measured: float | None
-    status: str  # pass | fail | error
+    status: str  # pass | fail | error | skipped (the recipe's data set is not on this machine)
     message: str = ""
     unit: float | None = None  # std of the checked aggregate (see noise_unit); None: unknown
     unit_source: str = ""  # "reference" (the recipe's measured std) | "seeds" (this run's)
@@ -91,6 +91,11 @@ def _aggregate(name: str, values: list[float]) -> float:
 
 def check(recipe: Recipe, runs: list[dict[str, Any]]) -> list[Verdict]:
     """Each expectation of ``recipe`` against the results of its seeds' runs."""
+    skipped = [r for r in runs if r.get("status") == "skipped"]
+    if skipped:  # the data set is not on this machine: nothing was measured
+        return [
+            Verdict(recipe, e, [], None, "skipped", f"skipped: {skipped[0]['reason']}") for e in recipe.expect
+        ]
     verdicts = []
     failed = [r for r in runs if r.get("status") != "ok"]
     for exp in recipe.expect:

@@ -2,8 +2,9 @@
 
 Writes ``regress.json`` and a JUnit XML report (one test case per expectation) to the output
 folder, prints a pass/fail table, and returns the exit code: 0 all pass, 1 any regression or
-missing metric. The checks and their margins in noise units: ``kdrun.regress.check``. One
-``kdrun regress`` at a time writes into a folder: a second one into the same ``--out`` is refused.
+missing metric. A recipe whose data set is not on the machine is reported as skipped, with the
+reason (``kdrun.errors.DataNotFound``): not a pass, and not a failure. The checks and their
+margins in noise units: ``kdrun.regress.check``. One ``kdrun regress`` at a time writes into a folder: a second one into the same ``--out`` is refused.
 """
 
 import statistics
@@ -19,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kdrun.console import console, styled
-from kdrun.errors import KdrunConfigError
+from kdrun.errors import DataNotFound, KdrunConfigError
 from kdrun.regress.check import Verdict, check
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.markdown import write_results_markdown
@@ -31,7 +32,8 @@ LOCK = ".kdrun-regress.lock"  # held by the kdrun regress writing into the folde
 
 
 def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str, Any]]:
-    """Run label -> results (``status: failed`` and the error for a run that raised)."""
+    """Run label -> results (``status: failed`` and the error for a run that raised; one
+    ``status: skipped`` run, and nothing else run, when the recipe's data is not here)."""
     from kdrun.train.pipeline import train  # heavy imports only when something runs
 
     runs = {}
@@ -40,6 +42,8 @@ def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str,
         console.print(styled("regress", "bold", f": {recipe.name} {label} -> {run_dir}"))
         try:
             runs[label] = train(cfg, run_dir)
+        except DataNotFound as err:  # refused before anything trained; the other seeds would be too
+            return {label: {"status": "skipped", "reason": str(err)}}
         except Exception as err:  # recorded in the run's results.json; the recipe fails
             runs[label] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
     if recipe.sweep:  # summary table, CSV and (for a T x alpha grid) the heatmap of the sweep
@@ -51,9 +55,10 @@ def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str,
 
 def select(targets: list[Path], tier: str, seeds: list[int] | None = None) -> list[Recipe]:
     """The recipes of ``tier`` in ``targets``, on ``seeds`` instead of their own when given."""
-    recipes = [load_recipe(p) for p in find_recipes(targets)]
-    # `all` is every CPU tier: gpu recipes (hours on a GPU) run only when asked for by name.
-    selected = [r for r in recipes if r.tier == tier or (tier == "all" and r.tier != "gpu")]
+    # real (hours on real data sets) and gpu recipes live in a folder per data set, and run only
+    # when asked for by name; `all` is fast + full.
+    recipes = [load_recipe(p) for p in find_recipes(targets, subfolders=tier in ("real", "gpu"))]
+    selected = [r for r in recipes if r.tier == tier or (tier == "all" and r.tier in ("fast", "full"))]
     if not selected:
         raise RecipeError(f"no recipe of tier {tier!r} in {', '.join(map(str, targets))}")
     return [replace(r, seeds=list(seeds)) for r in selected] if seeds else selected
@@ -122,9 +127,11 @@ def _regress(
     )
     write_results_markdown(out / "results.md", measured, command)
     console.print(f"regress: {out / 'regress.json'}, {out / 'junit.xml'}, {out / 'results.md'}")
-    bad = [v for v in verdicts if v.status != "pass"]
+    bad = [v for v in verdicts if v.status in ("fail", "error")]
     for v in bad:
         console.print(styled(v.status.upper(), "red", f" {v.recipe.name}: {v.message}"), soft_wrap=True)
+    for name, message in {v.recipe.name: v.message for v in verdicts if v.status == "skipped"}.items():
+        console.print(styled("SKIPPED", "yellow", f" {name}: {message}"), soft_wrap=True)
     return 1 if bad else 0
 
 
@@ -159,7 +166,7 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
     for column in columns:
         table.add_column(column, justify="right" if column in ("measured", "margin") else "left")
     for v in verdicts:
-        colour = {"pass": "green", "fail": "red", "error": "red"}[v.status]
+        colour = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow"}[v.status]
         table.add_row(
             v.recipe.name,
             v.recipe.tier,
@@ -206,8 +213,10 @@ def _summary(verdicts: list[Verdict], durations: dict[str, float], tier: str) ->
         )
         if v.status != "pass":
             entry["status"] = v.status if entry["status"] == "pass" else entry["status"]
-    status = "pass" if all(r["status"] == "pass" for r in recipes.values()) else "fail"
-    return {"status": status, "tier": tier, "recipes": recipes}
+    statuses = {r["status"] for r in recipes.values()}
+    status = "fail" if statuses & {"fail", "error"} else "skipped" if "skipped" in statuses else "pass"
+    skipped = sorted(name for name, r in recipes.items() if r["status"] == "skipped")
+    return {"status": status, "tier": tier, "recipes": recipes, "skipped": skipped}
 
 
 def write_junit(path: Path, verdicts: list[Verdict], durations: dict[str, float]) -> None:
@@ -218,12 +227,14 @@ def write_junit(path: Path, verdicts: list[Verdict], durations: dict[str, float]
         tests=str(len(verdicts)),
         failures=str(sum(v.status == "fail" for v in verdicts)),
         errors=str(sum(v.status == "error" for v in verdicts)),
+        skipped=str(sum(v.status == "skipped" for v in verdicts)),
         time=f"{sum(durations.values()):.1f}",
     )
     for v in verdicts:
         case = ET.SubElement(suite, "testcase", classname=f"recipes.{v.recipe.name}", name=str(v.expectation))
         if v.status != "pass":
-            ET.SubElement(case, "failure" if v.status == "fail" else "error", message=v.message)
+            kind = {"fail": "failure", "skipped": "skipped"}.get(v.status, "error")
+            ET.SubElement(case, kind, message=v.message)
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)

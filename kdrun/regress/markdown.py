@@ -35,6 +35,10 @@ def results_markdown(recipes: list[tuple[Recipe, dict[str, dict[str, Any]]]], co
     ]
     for recipe, runs in recipes:
         ok = {label: r for label, r in runs.items() if r.get("status") == "ok"}
+        skipped = [r["reason"] for r in runs.values() if r.get("status") == "skipped"]
+        if skipped:
+            lines.append(f"| {recipe.name} | {recipe.tier} | – | skipped: {skipped[0]} | | | | |")
+            continue
         if not ok:
             lines.append(f"| {recipe.name} | {recipe.tier} | – | failed | | | | |")
             continue

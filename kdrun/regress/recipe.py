@@ -3,7 +3,7 @@
 ```yaml
 regress:
   description: one line: what the recipe shows
-  tier: fast                       # fast (CI) | full (make regress-full) | gpu (only --tier gpu)
+  tier: fast                       # fast (CI) | full (regress-full) | real | gpu (only --tier real/gpu)
   seeds: [0, 1, 2]
   sweep: {T: [1, 4], alpha: [0.5, 0.9]}   # optional: a grid of overrides, each point over the seeds
   reference:                       # optional: measured per-run mean and std of a metric, over
@@ -33,7 +33,8 @@ import yaml
 
 from kdrun.regress.bounds import SLACK, Expectation, Reference, Z, allowed_bound
 
-TIERS = ("fast", "full", "gpu")  # gpu: hours on one GPU; only `--tier gpu` runs them
+TIERS = ("fast", "full", "real", "gpu")  # real: hours on real data sets (CPU); gpu: hours on one GPU;
+# only `--tier real` / `--tier gpu` run them
 REGRESS_KEYS = ("description", "tier", "seeds", "sweep", "reference", "expect", "published")
 AGGREGATES = ("mean", "min", "max", "std")
 OPS = (">=", "<=", ">", "<")
@@ -248,12 +249,13 @@ def _references(block: Any, lines: dict[str, int], error: Any) -> dict[str, Refe
     return out
 
 
-def find_recipes(targets: list[Path]) -> list[Path]:
-    """Recipe files from files and folders (``recipes/`` -> every ``*.yaml`` in it)."""
+def find_recipes(targets: list[Path], subfolders: bool = False) -> list[Path]:
+    """Recipe files from files and folders (``recipes/`` -> every ``*.yaml`` in it; with
+    ``subfolders``, in its folders too: ``recipes/fashion_mnist/*.yaml``)."""
     found: list[Path] = []
     for target in targets:
         if target.is_dir():
-            found += sorted(target.glob("*.yaml"))
+            found += sorted(target.glob("**/*.yaml" if subfolders else "*.yaml"))
         elif target.is_file():
             found.append(target)
         else:
