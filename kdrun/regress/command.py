@@ -4,7 +4,8 @@ Writes ``regress.json`` and a JUnit XML report (one test case per expectation) t
 folder, prints a pass/fail table, and returns the exit code: 0 all pass, 1 any regression or
 missing metric. A recipe whose data set is not on the machine is reported as skipped, with the
 reason (``kdrun.errors.DataNotFound``): not a pass, and not a failure. The checks and their
-margins in noise units: ``kdrun.regress.check``. One ``kdrun regress`` at a time writes into a folder: a second one into the same ``--out`` is refused.
+margins in noise units: ``kdrun.regress.check``. One ``kdrun regress`` at a time writes into a
+folder: a second one into the same ``--out`` is refused.
 """
 
 import statistics
