@@ -256,3 +256,57 @@ def test_every_shipped_accuracy_bound_rests_on_a_measured_reference(path):
     recipe = load_recipe(path)  # the rule checks each bound against its reference when it loads
     gated = {e.metric for e in recipe.expect if e.metric.endswith("top1")}
     assert gated and gated <= set(recipe.reference)
+
+
+MISSING_DATA = """# @package _global_
+defaults:
+  - override /dataset: fashion_mnist
+epochs: 1
+regress:
+  description: a recipe on a data set this machine does not have
+  tier: fast
+  seeds: [0, 1]
+  expect:
+    - mean(student.top1) >= 0.5
+"""
+
+
+def test_a_recipe_whose_data_set_is_absent_is_skipped_with_the_reason_not_passed(tmp_path):
+    _write(tmp_path / "recipes", "absent", MISSING_DATA)
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    result = run_kdrun(["regress", "recipes", "--out", "out", "--", f"dataset.search=[{empty}]"], tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "SKIPPED absent: skipped: dataset.root=None: FashionMNIST's IDX files" in result.stdout
+    summary = json.loads((tmp_path / "out/regress.json").read_text())
+    assert summary["status"] == "skipped" and summary["skipped"] == ["absent"]
+    (check,) = summary["recipes"]["absent"]["checks"]
+    assert check["status"] == "skipped" and "apt-get install dataset-fashion-mnist" in check["message"]
+    assert check["measured"] is None
+    suite = ET.parse(tmp_path / "out/junit.xml").getroot().find("testsuite")
+    assert suite.get("skipped") == "1" and suite.get("failures") == "0" and suite.get("errors") == "0"
+    assert suite.find("testcase/skipped") is not None
+    assert "| absent | fast | – | skipped: " in (tmp_path / "out/results.md").read_text()
+    assert not (tmp_path / "out/absent/seed1").exists()  # the other seeds are not tried
+
+
+def test_tier_real_takes_the_recipes_in_data_set_folders_and_all_leaves_them_out(tmp_path):
+    _write(tmp_path / "recipes", "gain", GAIN.format(expect="mean(deltas.kd_gain_top1) >= -0.01"))
+    _write(
+        tmp_path / "recipes/fashion_mnist",
+        "deep",
+        GAIN.replace("tier: fast", "tier: real").format(expect="student.top1 >= 0.5"),
+    )
+    assert [r.name for r in select([tmp_path / "recipes"], "real")] == ["deep"]
+    assert [r.name for r in select([tmp_path / "recipes"], "all")] == ["gain"]
+    assert [r.name for r in select([tmp_path / "recipes"], "fast")] == ["gain"]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "recipes/fashion_mnist").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_every_shipped_real_data_recipe_parses_composes_and_validates(path):
+    recipe = load_recipe(path)
+    assert recipe.description and recipe.expect and recipe.tier == "real"
+    for cfg in recipe_configs(recipe, []).values():
+        validate(cfg)
