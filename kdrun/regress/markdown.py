@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from kdrun.regress.recipe import Recipe
+from kdrun.report.summary import md_cell
 
 
 def _pm(values: list[float], scale: float = 100.0, signed: bool = False) -> str:
@@ -37,7 +38,7 @@ def results_markdown(recipes: list[tuple[Recipe, dict[str, dict[str, Any]]]], co
         ok = {label: r for label, r in runs.items() if r.get("status") == "ok"}
         skipped = [r["reason"] for r in runs.values() if r.get("status") == "skipped"]
         if skipped:
-            lines.append(f"| {recipe.name} | {recipe.tier} | – | skipped: {skipped[0]} | | | | |")
+            lines.append(f"| {recipe.name} | {recipe.tier} | – | skipped: {md_cell(skipped[0])} | | | | |")
             continue
         if not ok:
             lines.append(f"| {recipe.name} | {recipe.tier} | – | failed | | | | |")
