@@ -57,7 +57,7 @@ ENTRY_POINTS = {
 # The argparse commands: the module whose ``main(args)`` runs each (imported only when run).
 PROGRAMS = {
     name: f"kdrun.commands.{name}"
-    for name in ("report", "export", "regress", "layers", "models", "runs", "ship", "cache")
+    for name in ("report", "export", "regress", "layers", "models", "runs", "ship", "cache", "tune")
 }
 
 

@@ -13,5 +13,6 @@ COMMANDS = {
     "models": "list the model names teacher=/student= configs and teacher.name= accept",
     "runs": "list the runs under a folder (filter by config), or compare runs side by side",
     "ship": "which student to ship: accuracy against cost over a family of runs, the frontier, a pick",
+    "tune": "search T, alpha (and any key) for the best val top-1 within a budget; prune bad trials early",
     "cache": "list the artefact cache (teachers, baselines, logits): size, age, origin; verify; clear",
 }

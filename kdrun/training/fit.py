@@ -78,6 +78,7 @@ def fit(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     loggers: list[Logger] | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> dict[str, float]:
     """Train ``strategy`` for ``epochs`` and return the last epoch's logged metrics.
 
@@ -88,25 +89,25 @@ def fit(
 
     With ``checkpoint_dir``, each epoch ends with ``checkpoint_dir/last.ckpt`` (written atomically,
     with the random state); with ``resume`` too, the fit continues from it when it loads.
-    ``loggers`` default to one per ``cfg.logger`` entry for this phase (``label``), in ``log_dir``.
+    ``loggers`` default to one per ``cfg.logger`` entry for this phase (``label``), in ``log_dir``;
+    ``callbacks`` are added to kdrun's own (``kdrun tune``'s pruning).
     """
     preemption.enter(label)
     L.seed_everything(seed, verbose=False)
     data.shuffle_seed = seed
     on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
-    if loggers is None:  # the caller passes the student's, to add the final results after evaluation
-        loggers = build_loggers(cfg, log_dir, label)
+    loggers = build_loggers(cfg, log_dir, label) if loggers is None else loggers  # the student's: given
     args = trainer_args(cfg.trainer)
     ddp = isinstance(args.get("strategy"), DDPStrategy)
     on_cpu = args.get("accelerator") == "cpu"  # DDP workers on CPU share the cores between them
-    callbacks = _callbacks(
+    own = _callbacks(
         strategy, cfg, label, checkpoint_dir, log_dir, on_terminal=on_terminal, ddp=ddp, on_cpu=on_cpu
     )
     trainer = L.Trainer(
         **args,
         max_epochs=epochs,
         logger=loggers or False,
-        callbacks=callbacks,
+        callbacks=[*own, *(callbacks or [])],
         default_root_dir=str(log_dir),
         enable_checkpointing=checkpoint_dir is not None,
         plugins=[AtomicCheckpointIO()],
@@ -115,15 +116,9 @@ def fit(
     )
     module = DistillModule(strategy, cfg.optim, data.num_classes)
     start = resume_point(checkpoint_dir) if checkpoint_dir is not None and resume else None
-    compiled = list(strategy.trained) if cfg.compile else []
-    for model in compiled:
-        model.compile()  # in place: the state_dict keeps its keys
-    try:
-        with _worker_cpp_log_level("ERROR" if ddp else None), preemption.at_safe_points():
-            trainer.fit(module, datamodule=data, ckpt_path=start)
-    finally:
-        for model in compiled:  # eager again for evaluation, latency and export
-            model._compiled_call_impl = None
+    cpp = _worker_cpp_log_level("ERROR" if ddp else None)
+    with _compiled(strategy, cfg.compile), cpp, preemption.at_safe_points():
+        trainer.fit(module, datamodule=data, ckpt_path=start)
     module.eval()
     return _floats(trainer.callback_metrics)
 
@@ -199,6 +194,20 @@ class DDPWorker(Callback):
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
+
+
+@contextmanager
+def _compiled(strategy: Strategy, compile: bool) -> Iterator[None]:
+    """``compile=true``: the trained models compiled in place (the state_dict keeps its keys) for
+    the fit, eager again after it for evaluation, latency and export."""
+    compiled = list(strategy.trained) if compile else []
+    for model in compiled:
+        model.compile()
+    try:
+        yield
+    finally:
+        for model in compiled:
+            model._compiled_call_impl = None
 
 
 @contextmanager
