@@ -167,18 +167,15 @@ def test_budget_and_space_spellings():
 
 def test_two_processes_share_one_study(tmp_path, shared_cache):
     """--jobs 2: a second process on the same SQLite file; the study gets the budget's trials,
-    each number once, from both processes. Trials of 20 epochs, never pruned, outlast the second
-    process's start."""
+    each number once, from both processes (the first waits until the second has opened the study)."""
     space = tmp_path / "space.yaml"
     space.write_text("params: {T: {type: float, low: 1.0, high: 8.0}}\npruner: {name: none}\n")
-    args = _args(
-        tmp_path, shared_cache, "epochs=20", "--name", "pair", "--budget", "6", "--space", str(space)
-    )
+    args = _args(tmp_path, shared_cache, "epochs=4", "--name", "pair", "--budget", "4", "--space", str(space))
     run = run_kdrun(["tune", *args, "--jobs", "2", "--seeds"], tmp_path, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     study = _study(tmp_path, "pair")
     finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len(finished) in (6, 7) and len({t.number for t in study.trials}) == len(study.trials)
+    assert len(finished) in (4, 5) and len({t.number for t in study.trials}) == len(study.trials)
     assert {t.user_attrs["worker"] for t in study.trials} == {0, 1}  # both processes ran trials
     assert "[worker 1] trial" in run.stdout
 
@@ -199,3 +196,24 @@ def test_sigterm_mid_trial_fails_the_trial_and_says_how_to_continue(tmp_path, sh
     assert proc.returncode == 143, err[-3000:]
     assert [t.state for t in _study(tmp_path, "stop").trials] == [TrialState.FAIL]
     assert "continue with: kdrun tune " in err and "--name stop" in err
+
+
+def test_the_exported_recipe_is_one_kdrun_regress_runs_at_the_best_point(tmp_path):
+    from kdrun.regress.compose import recipe_configs
+    from kdrun.regress.recipe import load_recipe
+    from kdrun.tune.confirm import export_recipe
+    from kdrun.tune.search import Tuning
+
+    space = load_space("tune/dkd.yaml")
+    tuning = Tuning("t", tmp_path, "sqlite://", space, ["student=cnn", "epochs=3", "debug=smoke"])
+    best = {"T": 2.5, "strategy.tckd_weight": 0.5, "strategy.nckd_weight": 4.0}
+    found = {"best": {"seeds": [0, 1, 2], "student.top1": {"mean": 0.93, "std": 0.01}}}
+    path = tmp_path / "recipe" / "tuned.yaml"
+    export_recipe(path, tuning, best, found)
+    recipe = load_recipe(path)
+    assert recipe.seeds == [0, 1, 2] and [str(e) for e in recipe.expect] == ["mean(student.top1) >= 0.91"]
+    configs = recipe_configs(recipe, [])
+    assert list(configs) == ["seed0", "seed1", "seed2"]
+    cfg = configs["seed1"]
+    assert (cfg.strategy.name, cfg.student.name, cfg.T, cfg.strategy.nckd_weight) == ("dkd", "cnn", 2.5, 4.0)
+    assert (cfg.epochs, cfg.teacher.epochs, cfg.dataset.limit, cfg.seed) == (3, 1, 512, 1)

@@ -18,6 +18,8 @@ from kdrun.train.pipeline import train
 from kdrun.tune.search import Tuning
 
 CONFIRM = "confirm"  # <study folder>/confirm/<best|start>/seed<k>/: kdrun train's run folders
+_NONE = object()
+INLINED_GROUPS = ("debug",)  # _global_ groups listed after `recipe` in train.yaml's defaults
 METRICS = ("student.top1", "baseline.top1", "deltas.kd_gain_top1", "student.val_top1")
 
 
@@ -122,15 +124,38 @@ def export_recipe(path: Path, tuning: Tuning, best: dict[str, Any], found: dict[
 
 
 def _split_overrides(overrides: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """Overrides as the recipe's group choices (``/strategy: dkd``) and its key values."""
+    """Overrides as the recipe's group choices (``/strategy: dkd``) and its key values. A group
+    that comes after ``recipe`` in train.yaml's defaults (``debug``) cannot be overridden from a
+    recipe: its file's keys that the train config has are written instead."""
     from importlib.resources import files
+
+    from kdrun.train.api import compose
 
     groups: dict[str, str] = {}
     values: dict[str, Any] = {}
+    inlined: dict[str, Any] = {}  # below the command line's values, as Hydra merges them
     for override in hydra_overrides(overrides):
         key, value = override.lstrip("+").split("=", 1)
-        if (files("kdrun.conf") / key.split("@")[0]).is_dir():
+        folder = files("kdrun.conf") / key.split("@")[0]
+        if key in INLINED_GROUPS:
+            content = yaml.safe_load((folder / f"{value}.yaml").read_text()) or {}
+            base = compose()
+            found = _dotted({k: v for k, v in content.items() if k != "defaults"})
+            inlined |= {
+                k: v for k, v in found.items() if OmegaConf.select(base, k, default=_NONE) is not _NONE
+            }
+        elif folder.is_dir():
             groups[key] = value
         else:
             values[key] = yaml.safe_load(value)
-    return groups, values
+    return groups, inlined | values
+
+
+def _dotted(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out |= _dotted(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

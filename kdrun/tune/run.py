@@ -3,9 +3,11 @@ report the study and confirm its best point on the test split."""
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from kdrun.tune.search import Tuning, preflight, search
 from kdrun.tune.study import Budget, Clock, counts
 
 SUMMARY = "tune.json"  # the study's outcome: counts, best trial, importances, the test re-runs
+READY = "KDRUN_TUNE_READY"  # a --jobs worker marks this folder once it has opened the study
 
 
 @dataclass
@@ -48,6 +51,9 @@ def tune(tuning: Tuning, options: Options, argv: list[str]) -> None:
     if options.worker:
         with preemption.stop_on_signals():
             try:
+                tuning.study(options.worker)  # the same space and overrides, or one line
+                if READY in os.environ:  # worker 0 waits for this before its first trial
+                    (Path(os.environ[READY]) / str(options.worker)).touch()
                 search(tuning, clock, options.worker)
             except preemption.RunInterrupted as err:
                 sys.exit(err.exit_code)
@@ -71,12 +77,21 @@ def tune(tuning: Tuning, options: Options, argv: list[str]) -> None:
 
 
 def _start_workers(argv: list[str], options: Options, deadline: float | None) -> list[subprocess.Popen]:
-    """``--jobs N``: N - 1 more processes on the same study (this one is worker 0)."""
+    """``--jobs N``: N - 1 more processes on the same study (this one is worker 0), returned once
+    each has opened the study (or exited), so that N processes share the budget from the start."""
     extra = ["--deadline", repr(deadline)] if deadline is not None else []
-    return [
-        subprocess.Popen([sys.executable, "-m", "kdrun", "tune", *argv, "--worker", str(k), *extra])
+    ready = Path(tempfile.mkdtemp(prefix="kdrun-tune-"))
+    env = {**os.environ, READY: str(ready)}
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "kdrun", "tune", *argv, "--worker", str(k), *extra], env=env)
         for k in range(1, options.jobs)
     ]
+    try:
+        while any(w.poll() is None and not (ready / str(k)).exists() for k, w in enumerate(workers, 1)):
+            time.sleep(0.2)
+    finally:
+        shutil.rmtree(ready, ignore_errors=True)
+    return workers
 
 
 def _wait(workers: list[subprocess.Popen]) -> None:

@@ -89,9 +89,8 @@ def search(tuning: Tuning, clock: Clock, worker: int = 0) -> optuna.Study:
         trial = study.ask()
         trial.set_user_attr("worker", worker)
         point = suggest(trial, tuning.space)
-        console.print(
-            f"{tag}{_trial_line(trial.number, point, run_trial(tuning, study, trial, point), study)}"
-        )
+        outcome = run_trial(tuning, study, trial, point)
+        console.print(f"{tag}{_trial_line(trial.number, point, outcome, study)}", markup=False)
     return study
 
 
