@@ -125,3 +125,73 @@ def test_plain_escapes_only_what_a_terminal_would_act_on(value, shown):
     from kdrun.console import plain
 
     assert plain(value) == shown
+
+
+def _sweep_point(root: Path, name: str, T, status: str = "ok") -> None:
+    config = {
+        "strategy": {"name": "vanilla"},
+        "teacher": {"name": "cnn"},
+        "student": {"name": "mlp", "epochs": 1},
+        "dataset": {"name": "digits"},
+        "T": T,
+        "alpha": 0.9,
+        "seed": 0,
+    }
+    model = {"top1": 0.5, "params": 10, "latency_ms": {"batch1": 0.1}, "name": "m"}
+    results = {"status": status, "config": config, "student": model, "baseline": model, "teacher": model}
+    results["deltas"] = {"kd_gain_top1": 0.01}
+    if status != "ok":
+        results["error"] = f"KdrunConfigError: T={T}: must be a number > 0"
+    (root / name).mkdir()
+    (root / name / "results.json").write_text(json.dumps(results))
+
+
+def _sweep_config(root: Path):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(
+        {"hydra": {"sweep": {"dir": str(root)}, "sweeper": {}, "overrides": {"task": ["T=1,2,abc"]}}}
+    )
+
+
+def test_a_sweep_with_a_failed_point_that_is_not_a_number_reports_it_and_exits_1(tmp_path, capsys):
+    from kdrun.training.sweep import SweepProgress
+
+    _sweep_point(tmp_path, "0", 1.0)
+    _sweep_point(tmp_path, "1", 2.0)
+    _sweep_point(tmp_path, "2", "abc", status="failed")
+    with pytest.raises(SystemExit) as info:
+        SweepProgress().on_multirun_end(_sweep_config(tmp_path))
+    assert info.value.code == 1
+    out = capsys.readouterr().out
+    assert "failed: " in out and "T=abc" in out and "1 failed" in out
+    assert "| abc |" in (tmp_path / "summary.md").read_text()  # the failed point is a row
+    assert (tmp_path / "heatmap.png").is_file()  # of the points that have numbers
+
+
+def test_sigterm_between_sweep_points_exits_143_naming_the_finished_points(tmp_path, capsys):
+    import os
+    import signal
+
+    from kdrun.training.sweep import SweepProgress
+
+    class NotHandled(Exception):
+        pass
+
+    def sentinel(signum, frame):
+        raise NotHandled
+
+    _sweep_point(tmp_path, "0", 1.0)
+    before = signal.signal(signal.SIGTERM, sentinel)  # stands in for "the process dies silently"
+    progress = SweepProgress()
+    try:
+        progress.on_multirun_start(_sweep_config(tmp_path))
+        with pytest.raises(SystemExit) as info:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0.1)  # a point where the handler runs
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert info.value.code == 143
+    err = capsys.readouterr().err
+    assert "SIGTERM between sweep points" in err and "1 point(s) finished (0)" in err
+    assert f"hydra.sweep.dir={tmp_path}" in err and "continue with: kdrun train" in err

@@ -236,8 +236,18 @@ def write_markdown(table: list[dict[str, Any]], path: Path, note: str) -> None:
     path.write_text("\n".join([*lines, "", html.escape(note, quote=False), ""]))
 
 
+def grid_rows(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows a T x alpha grid can place: numbers for both (a failed point may hold ``T=abc``)."""
+
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool)
+
+    return [row for row in table if number(row["T"]) and number(row["alpha"])]
+
+
 def is_temperature_sweep(table: list[dict[str, Any]]) -> bool:
     """True when the runs vary T or alpha (and nothing else that would mix in one cell)."""
+    table = grid_rows(table)
     keys = [*POINT_KEYS, *extra_columns(table)]
     others = {tuple(json.dumps(row[k]) for k in keys if k not in ("T", "alpha")) for row in table}
     grid = {(row["T"], row["alpha"]) for row in table}
@@ -247,6 +257,8 @@ def is_temperature_sweep(table: list[dict[str, Any]]) -> bool:
 def heatmap(table: list[dict[str, Any]], path: Path, metric: str) -> None:
     """One cell per (T, alpha): mean over seeds (std below); baseline and teacher in the title."""
     import matplotlib
+
+    table = grid_rows(table)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -283,12 +295,13 @@ def heatmap(table: list[dict[str, Any]], path: Path, metric: str) -> None:
     label = "gain over scratch student (pts)" if metric == "gain" else "distilled student top-1 (%)"
     fig.colorbar(image, ax=ax, label=label)
     first = table[0]
-    base = statistics.fmean(r["baseline_top1_mean"] for r in table if r["baseline_top1_mean"] is not None)
+    bases = [r["baseline_top1_mean"] for r in table if r["baseline_top1_mean"] is not None]
+    base = f"{100 * statistics.fmean(bases):.2f}%" if bases else "none"
     teachers = [r["teacher_top1_mean"] for r in table if r["teacher_top1_mean"] is not None]
     teach = f"{100 * statistics.fmean(teachers):.2f}%" if teachers else "none"
     ax.set_title(
         f"{first['teacher']} → {first['student']} on {first['dataset']}\n"
-        f"scratch student {100 * base:.2f}%, teacher {teach}",
+        f"scratch student {base}, teacher {teach}",
         fontsize=9,
     )
     fig.tight_layout()

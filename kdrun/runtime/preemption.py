@@ -119,19 +119,46 @@ def report(err: RunInterrupted, run_dir: Path, sweep_dir: Path | None) -> None:
     if sweep_dir is None:
         lines.append(f"continue with: kdrun train resume={shlex.quote(str(run_dir))}")
     else:
-        sweep_dir = sweep_dir.absolute()
-        states = {p.parent.name: _status(p) for p in sorted(sweep_dir.glob("*/results.json"))}
-        done = [name for name, status in states.items() if status == "ok"]
-        lines.append(
-            f"sweep: {len(done)} point(s) finished ({', '.join(done) or 'none'}) under {sweep_dir}; "
-            "the rest did not run or did not finish"
-        )
-        args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
-        again = shlex.join(["kdrun", "train", *args, f"hydra.sweep.dir={sweep_dir}"])
-        lines.append(f"continue with: {again}  (finished points are skipped)")
+        lines += _sweep_lines(sweep_dir)
     for line in lines:
         err_console.print(line, markup=False, soft_wrap=True)
     sys.exit(err.exit_code)
+
+
+def _sweep_lines(sweep_dir: Path) -> list[str]:
+    """Which points of a stopped sweep finished, and the command that runs the rest."""
+    sweep_dir = sweep_dir.absolute()
+    states = {p.parent.name: _status(p) for p in sorted(sweep_dir.glob("*/results.json"))}
+    done = [name for name, status in states.items() if status == "ok"]
+    args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
+    again = shlex.join(["kdrun", "train", *args, f"hydra.sweep.dir={sweep_dir}"])
+    return [
+        f"sweep: {len(done)} point(s) finished ({', '.join(done) or 'none'}) under {sweep_dir}; "
+        "the rest did not run or did not finish",
+        f"continue with: {again}  (finished points are skipped)",
+    ]
+
+
+def between_points(sweep_dir: Path) -> dict[int, Any]:
+    """Until ``restore``: SIGTERM / SIGINT outside a point (which installs its own handler while it
+    runs) end the sweep, saying which points finished; returns the handlers it replaced."""
+    from kdrun.console import err_console
+
+    def stop(signum: int, frame: Any) -> None:
+        lines = [f"interrupted: {signal.Signals(signum).name} between sweep points", *_sweep_lines(sweep_dir)]
+        for line in lines:
+            err_console.print(line, markup=False, soft_wrap=True)
+        sys.exit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, stop) for signum in SIGNALS}
+
+
+def restore(handlers: dict[int, Any]) -> None:
+    """Put back the signal handlers ``between_points`` replaced."""
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def previous_point(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:

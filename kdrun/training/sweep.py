@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from kdrun.config.roles import user_overrides
 from kdrun.console import console
+from kdrun.runtime import preemption
 
 
 def sweep_size(config: DictConfig) -> int | None:
@@ -29,14 +30,18 @@ class SweepProgress(Callback):
     """Prints ``[point k/N] overrides: top-1 … (gain …)`` per job and a summary at the end.
 
     A point that fails is recorded in its results.json and the sweep goes on; at the end the
-    sweep exits 1 when any point failed, so CI and schedulers see it.
+    sweep exits 1 when any point failed, so CI and schedulers see it, even when the summary
+    cannot be made. SIGTERM or SIGINT between points ends the sweep with 128 + the signal,
+    naming the finished points and the command that continues (a point stops on its own).
     """
 
     def __init__(self) -> None:
         self.total: int | None = None
+        self.previous: dict[int, Any] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.total = sweep_size(config)
+        self.previous = preemption.between_points(Path(config.hydra.sweep.dir))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode is None or str(config.hydra.mode) != "RunMode.MULTIRUN":
@@ -58,12 +63,15 @@ class SweepProgress(Callback):
         from kdrun.errors import KdrunConfigError
         from kdrun.report.command import report
 
+        preemption.restore(self.previous)
         root = Path(config.hydra.sweep.dir)
         runs = [_read(p) for p in sorted(root.glob("*/results.json"))]
         try:  # the full table once, at the end (each point's own is in its train.log)
             report(root)
         except KdrunConfigError as err:
             console.print(f"no report: {err}", markup=False)
+        except Exception as err:  # the exit code below must still say whether points failed
+            console.print(f"no report: {type(err).__name__}: {err}", markup=False)
         failed = sum(1 for r in runs if not r or r.get("status") != "ok")
         console.print(
             f"sweep: {len(runs)} points, {failed} failed. Each point's log: <point>/train.log", markup=False
