@@ -110,3 +110,35 @@ def test_a_bad_fingerprint_value_is_one_line_naming_the_allowed_ones(tmp_path):
     cfg = make_cfg("dataset=imagefolder", f"dataset.root={tmp_path}", "dataset.fingerprint=sha1")
     with pytest.raises(KdrunConfigError, match=r"dataset\.fingerprint.*sha1.*stat, content"):
         validate(cfg)
+
+
+def test_a_truncated_image_met_while_measuring_statistics_is_one_line_before_training(tmp_path):
+    import pytest
+
+    from kdrun.data import build_datamodule
+    from kdrun.errors import KdrunConfigError
+    from kdrun.train.validate import validate
+
+    root = tmp_path / "images"
+    _images(root / "blue", 6)
+    _images(root / "red", 6, value=200)
+    for broken in (root / "red").iterdir():  # every red one: whichever the split puts in train
+        broken.write_bytes(broken.read_bytes()[:40])  # the header is there, the pixels are not
+
+    def build(*extra: str):
+        cfg = make_cfg(
+            "dataset=imagefolder",
+            f"dataset.root={root}",
+            "dataset.image_size=4",
+            "dataset.channels=1",
+            "dataset.storage=stream",  # nothing decoded at the scan: the statistics meet it first
+            "dataset.split.val=2",
+            "dataset.split.test=2",
+            *extra,
+        )
+        validate(cfg)
+        return build_datamodule(cfg.dataset)
+
+    with pytest.raises(KdrunConfigError, match=r"dataset\.root=.*red/00\d\.png.*on_bad_file=skip"):
+        build()
+    assert build("dataset.on_bad_file=skip").normalization["mean"]  # measured without it

@@ -9,8 +9,10 @@ import torch
 from omegaconf import DictConfig
 
 from kdrun.data.arrays import ArrayImages
+from kdrun.data.decode import SKIP_HINT, BadImage
 from kdrun.data.memory import to_unit
 from kdrun.data.stream import Streamed
+from kdrun.errors import KdrunConfigError
 
 Stats = tuple[torch.Tensor, torch.Tensor]  # per-channel mean and std, float32 (1, C, 1, 1)
 Measure = Callable[[], Stats]
@@ -58,10 +60,24 @@ def given_stats(cfg: DictConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 
 def stats_sample(images: Streamed, count: int) -> torch.Tensor:
-    """Up to ``count`` training images, evenly spaced in the split's order, decoded: (n, C, S, S)."""
+    """Up to ``count`` training images, evenly spaced in the split's order, decoded: (n, C, S, S).
+
+    A bad file met here is met before training: ``KdrunConfigError`` naming it, or (with
+    ``dataset.on_bad_file=skip``) left out of the sample.
+    """
     n = len(images)
     index = range(n) if n <= count else np.linspace(0, n - 1, count).round().astype(int)
-    return torch.stack([images.pixels(int(i)) for i in index])
+    decoded = []
+    for i in index:
+        try:
+            decoded.append(images.pixels(int(i)))
+        except BadImage as err:
+            if not images.skip:
+                raise KdrunConfigError("dataset.root", str(err.path), f"{err.reason}; {SKIP_HINT}") from None
+    if not decoded:
+        folder = str(images.files[0].parent)
+        raise KdrunConfigError("dataset.root", folder, "every image file there is unreadable")
+    return torch.stack(decoded)
 
 
 def channel_stats(x: torch.Tensor | ArrayImages, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
