@@ -15,6 +15,7 @@ from kdrun.errors import KdrunConfigError
 from kdrun.files import file_mode
 from kdrun.report import curves
 from kdrun.report import html as report_html
+from kdrun.report.cells import number_text
 from kdrun.report.summary import (
     Point,
     aggregate,
@@ -23,7 +24,6 @@ from kdrun.report.summary import (
     find_runs,
     heatmap,
     is_temperature_sweep,
-    number_text,
     rows,
     write_csv,
     write_markdown,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdrun.console import plain
+from kdrun.report.cells import csv_cell, md_cell, number_text
 
 # The columns every report shows. An experiment point is the whole resolved config but the keys
 # below: runs that differ in anything else (a learning rate, a data limit, a strategy key) are
@@ -184,25 +184,6 @@ def in_units(row: dict[str, Any]) -> dict[str, Any]:
         CSV_UNITS.get(k, k): (round(100 * v, 4) if k in CSV_UNITS and v is not None else v)
         for k, v in row.items()
     }
-
-
-# A cell a spreadsheet would read as a formula (OWASP's list): written after a quote, as text.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    """``value`` for summary.csv: text that starts like a formula gets a leading ``'``."""
-    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
-
-
-def md_cell(value: Any) -> str:
-    """``value`` for a Markdown table cell: one line, ``|`` escaped, HTML shown as text."""
-    return html.escape(plain(value), quote=False).replace("|", "\\|")
-
-
-def number_text(value: Any) -> str:
-    """A number in its shortest form (``4``, ``0.9``); anything else as its text."""
-    return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
 def write_csv(table: list[dict[str, Any]], path: Path) -> None:
