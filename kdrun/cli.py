@@ -6,23 +6,28 @@ the other commands are argparse programs in ``kdrun.commands``. No logic here.
 
 import contextlib
 import difflib
-import errno
 import importlib
 import io
 import logging
 import os
 import re
 import sys
-import tempfile
-from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from kdrun.commands import COMMANDS
-from kdrun.config.roles import MODEL_GROUP, OPEN_KEYS, ROLES, hydra_overrides, is_argument, user_overrides
+from kdrun.config.overrides import (
+    PRINT_ONLY,
+    check_added_keys,
+    check_folders,
+    check_sweep_line,
+    hydra_arguments,
+    leaf_keys,
+    variants,
+)
+from kdrun.config.roles import MODEL_GROUP, ROLES, hydra_overrides, is_argument, user_overrides
 from kdrun.config.targets import check_targets
 from kdrun.console import fail
 from kdrun.errors import KdrunConfigError
@@ -62,57 +67,33 @@ PROGRAMS = {
 
 
 def _check_overrides(args: list[str], config_name: str = "train") -> None:
-    """Compose before Hydra does, so a bad override is one line and exit 2, not Hydra's trace.
+    """Compose before Hydra does: a bad flag or override, or a ``_target_`` off the allowlist
+    (``kdrun.config.targets``), is one line and exit 2, never Hydra's trace or Hydra calling it.
 
     For a sweep (``-m``) the first value of each swept key stands in for the list: an unknown key
-    or group option fails here; a bad *value* among good ones fails only its own point. Other
-    Hydra flags (``--help``, ``--cfg``, ...) are left to Hydra.
+    or group option fails here; a bad *value* among good ones fails only its own point.
     """
-    args = hydra_overrides(args)
-    overrides = [arg for arg in args if arg not in ("-m", "--multirun")]
-    if any(arg.startswith("-") for arg in overrides):
-        return
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.singleton import Singleton
 
-    # Leave Hydra's global state as hydra.main expects to find it.
-    state = Singleton.get_state()
+    state = Singleton.get_state()  # leave Hydra's global state as hydra.main expects to find it
+    overrides: list[str] = []
     try:
+        flags = hydra_arguments(hydra_overrides(args), config_name)
+        overrides = flags.overrides
+        if any(getattr(flags, name) for name in PRINT_ONLY):
+            return
         parsed = OverridesParser.create().parse_overrides(overrides)
-        multirun = len(overrides) < len(args)
-        for override in parsed:
-            if override.is_sweep_override() and not multirun:
-                key, value = override.get_key_element(), override.input_line.split("=", 1)[-1]
-                raise KdrunConfigError(
-                    key,
-                    value,
-                    f"several values sweep: add -m (kdrun train -m {key}={value}); "
-                    f"a list is {key}=[{value}], a string '{key}=\"{value}\"'",
-                )
-        values = [
-            list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed
-        ]
-        keys = [o.get_key_element() if o.is_sweep_override() else None for o in parsed]
-
-        def line(i: int, value: str) -> str:
-            return value if keys[i] is None else f"{keys[i]}={value}"
-
-        first = [line(i, v[0]) for i, v in enumerate(values)]
-        # Each value of each swept key once, the other keys at their first value.
-        variants = [first] + [
-            [*first[:i], line(i, value), *first[i + 1 :]] for i, v in enumerate(values) for value in v[1:]
-        ]
+        check_sweep_line(parsed, flags.multirun)
         with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-            for variant in variants:
+            for variant in variants(parsed):
                 cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
                 check_targets(cfg)  # before Hydra instantiates its launcher and callbacks
                 OmegaConf.resolve(cfg)
-        _check_added_keys(parsed, cfg)
+        check_added_keys(parsed, cfg)
         if config_name == "train":
-            run_dir = Path(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir)
-            _check_writable("paths.output_root", cfg.paths.output_root, run_dir)
-            _check_writable("paths.cache_dir", cfg.paths.cache_dir, Path(cfg.paths.cache_dir))
+            check_folders(cfg, flags.multirun)
     except KdrunConfigError as err:
         fail(str(err))
     except (HydraException, ValueError, KeyError) as err:
@@ -133,7 +114,7 @@ def _explain(message: str, config_name: str, overrides: list[str]) -> str:
         if is_argument(key[1]):  # added, not overridden
             return f"{key[1]}: not a config key; an argument not in the config is added with +{key[1]}=…"
         with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-            known = _leaf_keys(OmegaConf.to_container(compose(config_name=config_name)))
+            known = leaf_keys(OmegaConf.to_container(compose(config_name=config_name)))
         close = get_close_matches(key[1], known, n=2, cutoff=0.7)
         hint = f"; did you mean {' or '.join(close)}?" if close else " (`kdrun train --help` lists the keys)"
         return f"{key[1]}: not a config key{hint}"
@@ -147,49 +128,6 @@ def _explain(message: str, config_name: str, overrides: list[str]) -> str:
             key = next((k for k in named if k in ("teacher", "student")), group)
         return f"{key}={option}: no config {group}/{option}; {hint}allowed: {', '.join(options)}"
     return message
-
-
-def _check_added_keys(parsed: list[Any], cfg: DictConfig) -> None:
-    """``+key=value`` adds only arguments (``OPEN_KEYS``) or config groups: anywhere else an added
-    key is a typo that would be silently ignored (``+alpah=0.5``)."""
-    from difflib import get_close_matches
-    from importlib.resources import files
-
-    for override in parsed:
-        key = override.key_or_group
-        if not override.is_add() or key.startswith(OPEN_KEYS):
-            continue
-        if (files("kdrun.conf") / key.replace(".", "/")).is_dir():  # `+group=option`
-            continue
-        known = [
-            k for k in _leaf_keys(OmegaConf.to_container(cfg)) if k != key and not k.startswith("hydra.")
-        ]
-        close = get_close_matches(key, known, n=2, cutoff=0.7)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise KdrunConfigError(
-            key, override.value(), f"not a config key (`+` adds keys only under {', '.join(OPEN_KEYS)}){hint}"
-        )
-
-
-def _check_writable(key: str, value: str, folder: Path) -> None:
-    """The run's folder must be creatable: a read-only or full disk is one line, not Hydra's trace."""
-    existing = folder.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    try:
-        if not existing.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(existing))
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        reason = err.strerror or str(err)
-        raise KdrunConfigError(key, value, f"cannot create {folder}: {existing}: {reason}") from None
-
-
-def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
-    if isinstance(node, dict):
-        return [leaf for k, v in node.items() for leaf in [f"{prefix}{k}", *_leaf_keys(v, f"{prefix}{k}.")]]
-    return []
 
 
 def _complete(args: list[str]) -> None:

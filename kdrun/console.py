@@ -15,6 +15,8 @@ from typing import IO, NoReturn
 from rich.console import Console
 from rich.text import Text
 
+from kdrun.files import open_append
+
 # Off a terminal rich assumes 80 columns, which folds the results table; logs can be wider.
 _width = None if sys.stdout.isatty() else 160
 console = Console(highlight=False, markup=False, width=_width)
@@ -66,7 +68,7 @@ def console_log(path: Path, echo: bool = True) -> Iterator[None]:
     """Copy everything kdrun prints (both consoles) to ``path`` while the block runs; with
     ``echo`` off, write it only there (a sweep point: its terminal shows one line per point)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as log:
+    with open_append(path) as log:
         saved = [(c, c._file) for c in (console, err_console)]  # None: follow sys.stdout/stderr
         for c, _ in saved:
             c.file = _Tee(c.file, log, echo)

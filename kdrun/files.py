@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from kdrun.errors import KdrunConfigError
+
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # absent on Windows, where links need privileges
 
 
@@ -35,7 +37,9 @@ def _new_temp(path: Path) -> tuple[int, Path]:
     """A new, empty file next to ``path`` that no one else has opened: (descriptor, its path)."""
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        # `.tmp-` first, so a folder's leftovers are one glob; the suffix kept for writers that
+        # infer the format from it (savefig).
+        tmp = path.with_name(f".tmp-{path.stem}-{secrets.token_hex(6)}{path.suffix}")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:  # 48 random bits taken: draw again
@@ -93,6 +97,28 @@ def open_append(path: Path | str) -> IO[str]:
     """``path`` opened to append text (created if absent); ``OSError`` (ELOOP) if it is a link."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     return os.fdopen(os.open(path, flags, 0o666), "a", encoding="utf-8")
+
+
+def refuse_links(folder: Path | str, key: str) -> None:
+    """``KdrunConfigError`` when ``folder`` holds a symbolic link anywhere below it.
+
+    kdrun's own writers replace a link; Hydra, Lightning and the loggers write through one. A
+    folder that a run writes into (a run folder to resume, ``hydra.run.dir``, ``regress --out``)
+    must therefore hold none: a link there came from elsewhere, and would send a write outside.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for parent, dirs, names in os.walk(folder):  # walk does not enter linked folders
+        for name in sorted(dirs + names):
+            path = Path(parent) / name
+            if path.is_symlink():
+                raise KdrunConfigError(
+                    key,
+                    str(folder),
+                    f"holds a symbolic link, {path} -> {os.readlink(path)}; kdrun writes into this "
+                    "folder and never through a link: remove the link or choose another folder",
+                )
 
 
 class LogFileHandler(logging.FileHandler):

@@ -33,7 +33,7 @@ from kdrun.measure import accuracy
 from kdrun.models import save_weights
 from kdrun.models.build import build
 from kdrun.regress.compose import recipe_configs
-from kdrun.regress.recipe import load_recipe
+from kdrun.regress.recipe import RecipeError, load_recipe
 from kdrun.report.command import report
 from kdrun.runtime import preemption
 from kdrun.runtime.preemption import RunInterrupted
@@ -215,7 +215,14 @@ def test_a_recipe_cannot_make_kdrun_call_anything_outside_the_allowlist(tmp_path
         "# @package _global_\ndefaults:\n  - helper\n"
         "regress:\n  description: d\n  tier: fast\n  seeds: [0]\n  expect:\n    - student.top1 >= 0\n"
     )
-    (cfg,) = recipe_configs(load_recipe(folder / "evil.yaml"), ["debug=smoke"], tmp_path).values()
+    # Refused when the recipe is composed, before any config is handed out ...
+    with pytest.raises(
+        RecipeError, match=r"evil.yaml:1: optim.optimizer._target_='builtins.open': not allowed"
+    ):
+        recipe_configs(load_recipe(folder / "evil.yaml"), ["debug=smoke"], tmp_path)
+    cfg = make_cfg(
+        "optim.optimizer._target_=builtins.open"
+    )  # ... and by validate, given Hydra's plain compose
     assert cfg.optim.optimizer._target_ == "builtins.open"  # what Hydra would call
     with pytest.raises(KdrunConfigError, match=r"optim.optimizer._target_='builtins.open': not allowed"):
         validate(cfg)

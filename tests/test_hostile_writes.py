@@ -1,5 +1,6 @@
 """Files kdrun writes: never through a link a run folder, an output folder or a cache holds."""
 
+import ast
 import logging
 import os
 from pathlib import Path
@@ -41,7 +42,12 @@ def test_atomic_writers_leave_the_target_alone_on_error(tmp_path):
         raise RuntimeError("killed")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["model.pt"]
     with atomic_path(target) as tmp:
-        assert tmp.parent == tmp_path and tmp.name.startswith(".model.pt.") and tmp.stat().st_size == 0
+        assert (
+            tmp.parent == tmp_path
+            and tmp.name.startswith(".tmp-model-")
+            and tmp.suffix == ".pt"
+            and tmp.stat().st_size == 0
+        )
         tmp.write_text("new")
     with atomic_open(tmp_path / "t.csv", "w", newline="") as handle:
         handle.write("a,b\r\n")
@@ -72,3 +78,144 @@ def test_logs_are_appended_but_never_through_a_link(tmp_path):
     handler.emit(logging.LogRecord("x", logging.INFO, "", 0, "c", None, None))
     handler.close()
     assert log.read_text() == "a\nb\nc\n" and outside.read_text() == "precious"
+
+
+# --- every writer of kdrun goes through kdrun.files --------------------------------------------
+
+KDRUN = Path(__file__).resolve().parents[1] / "kdrun"
+HELPERS = ("atomic_path", "atomic_open")
+# Calls that write to the path or handle they are given.
+PATH_WRITERS = {"save_file", "savefig", "to_csv", "save", "dump", "write_text", "write_bytes"}
+
+
+def _writes(tree: ast.AST) -> list[tuple[int, str, ast.Call]]:
+    """(line, what, call) of every call in ``tree`` that writes a file or may."""
+    found = []
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name in ("open", "fdopen"):
+            modes = [a.value for a in call.args[1:2] if isinstance(a, ast.Constant)]
+            modes += [
+                k.value.value for k in call.keywords if k.arg == "mode" and isinstance(k.value, ast.Constant)
+            ]
+            flags = ast.unparse(call)
+            if any(set(str(m)) & set("wax+") for m in modes) or "O_WRONLY" in flags or "O_CREAT" in flags:
+                found.append((call.lineno, ast.unparse(call), call))
+        elif name in PATH_WRITERS or name in ("mkstemp", "NamedTemporaryFile", "TemporaryFile", "copyfile"):
+            found.append((call.lineno, ast.unparse(call), call))
+    return found
+
+
+def _through_helper(call: ast.Call, tree: ast.AST) -> bool:
+    """The call writes to a name bound by ``with atomic_path(...) as name`` / ``atomic_open``."""
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With):
+            for item in node.items:
+                ctx = item.context_expr
+                helper = isinstance(ctx, ast.Call) and getattr(ctx.func, "id", "") in HELPERS
+                inside = any(call is n for n in ast.walk(node))
+                if helper and inside and isinstance(item.optional_vars, ast.Name):
+                    bound.add(item.optional_vars.id)
+    names = {n.id for n in ast.walk(call) if isinstance(n, ast.Name)}
+    return bool(bound & names)
+
+
+# Writes that are not files of kdrun's: the null device, an anonymous probe of a folder.
+NOT_FILES = ("os.devnull", "tempfile.TemporaryFile(dir=existing)")
+# Writers handed a path by their caller, which is always a temporary from ``atomic_path``.
+CALLED_ON_A_TEMPORARY = {"kdrun/export/formats.py": "Format.write (kdrun/export/command.py)"}
+
+
+def test_every_file_kdrun_writes_goes_through_kdrun_files():
+    direct = []
+    for path in sorted(KDRUN.rglob("*.py")):
+        name = path.relative_to(KDRUN.parent).as_posix()
+        if name == "kdrun/files.py" or name in CALLED_ON_A_TEMPORARY:
+            continue
+        tree = ast.parse(path.read_text())
+        for line, text, call in _writes(tree):
+            if any(marker in text for marker in NOT_FILES) or _through_helper(call, tree):
+                continue
+            if text.startswith(("json.dumps", "OmegaConf.to_yaml")):
+                continue
+            direct.append(f"{name}:{line}: {text[:100]}")
+    assert not direct, "write through kdrun.files (write_atomic, atomic_path, atomic_open):\n" + "\n".join(
+        direct
+    )
+
+
+# --- folders handed to kdrun with links already in them ---------------------------------------
+
+
+def _run_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """A run folder from elsewhere (its overrides, a link at train.log and at .hydra/config.yaml)."""
+    run, outside = tmp_path / "run", tmp_path / "outside.txt"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(f"- debug=smoke\n- paths.output_root={tmp_path / 'out'}\n")
+    _trap(run, "train.log", outside)
+    (run / ".hydra" / "config.yaml").symlink_to(outside)
+    return run, outside
+
+
+def test_resume_of_a_run_folder_with_links_is_refused_before_anything_is_written(tmp_path, capsys):
+    from kdrun.cli import main
+
+    run, outside = _run_folder(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", f"resume={run}"])
+    assert exit_info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds a symbolic link" in err and "never through a link" in err, err
+    assert outside.read_text() == "precious"
+    with pytest.raises(SystemExit) as exit_info:  # the same folder named as hydra.run.dir
+        main(["train", "debug=smoke", f"hydra.run.dir={run}", f"paths.output_root={tmp_path / 'out'}"])
+    assert exit_info.value.code == 2 and outside.read_text() == "precious"
+
+
+def test_python_api_run_dir_with_links_is_refused(tmp_path):
+    import kdrun
+    from kdrun.errors import KdrunConfigError
+
+    run, outside = _run_folder(tmp_path)
+    with pytest.raises(KdrunConfigError, match="run_dir=.*holds a symbolic link"):
+        kdrun.train(["debug=smoke", f"paths.output_root={tmp_path / 'out'}"], run_dir=run)
+    assert outside.read_text() == "precious"
+
+
+def test_regress_out_with_premade_links_is_refused(tmp_path, capsys):
+    from kdrun.cli import main
+
+    out, outside = tmp_path / "out", tmp_path / "outside.txt"
+    _trap(out, "junit.xml", outside)
+    (out / "results.md").symlink_to(outside)
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "mnist_hinton.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["regress", str(recipe), "--out", str(out), "--", "debug=smoke"])
+    assert exit_info.value.code == 2
+    assert "--out=" in capsys.readouterr().err and outside.read_text() == "precious"
+
+
+def test_export_replaces_planted_temporary_names_instead_of_writing_through_them(
+    tmp_path, tiny_data, monkeypatch
+):
+    """`kdrun export` wrote through fixed temporary names: .MODEL_CARD.md.tmp, .student.torchscript.pt.tmp."""
+    import torch
+    from conftest import make_cfg
+
+    from kdrun.export import command
+
+    run, outside = tmp_path / "run", tmp_path / "outside.txt"
+    for name in (".MODEL_CARD.md.tmp", ".student.torchscript.pt.tmp"):
+        _trap(run / "export", name, outside)
+    (run / "results.json").write_text("{}")
+    cfg = make_cfg("debug=smoke", "measure.batch_sizes=[1]", "measure.min_run_time=0.001")
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4)).eval()
+    monkeypatch.setattr(command, "load_run", lambda run_dir, data=None: ({}, cfg, student, tiny_data))
+    monkeypatch.setattr(command, "model_card", lambda *args: "card")
+    settings = {"formats": ["torchscript"], "atol": 1e-3, "min_top1_agreement": 0.0}
+    command.export_run(run, settings)
+    assert outside.read_text() == "precious"
+    assert (run / "export" / "MODEL_CARD.md").read_text() == "card"
+    assert (run / "export" / "student.torchscript.pt").stat().st_size > 0

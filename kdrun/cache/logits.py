@@ -23,6 +23,7 @@ from torch import nn
 
 from kdrun.cache import Cache
 from kdrun.data import TensorDataModule
+from kdrun.files import atomic_path
 from kdrun.runtime.device import placed
 from kdrun.strategies import Strategy
 
@@ -73,7 +74,8 @@ def load_or_compute(
         if folder is not None:
             if not torch.isfinite(strategy.teacher_logits).all():  # never store what would poison every reuse
                 raise FloatingPointError("the teacher's logits contain NaN or inf; they are not cached")
-            save_file({"logits": strategy.teacher_logits.contiguous()}, str(folder / FILE))
+            with atomic_path(folder / FILE) as tmp:
+                save_file({"logits": strategy.teacher_logits.contiguous()}, str(tmp))
 
     if cache is None:
         compute()

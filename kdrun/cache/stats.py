@@ -13,6 +13,7 @@ import torch
 
 from kdrun.cache.store import Cache
 from kdrun.data.stats import Measure
+from kdrun.files import write_atomic
 
 FILE = "stats.json"
 
@@ -24,7 +25,7 @@ def cached_stats(cache: Cache):
         def build(folder: Path) -> None:
             mean, std = measure()
             values = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
-            (folder / FILE).write_text(json.dumps(values))
+            write_atomic(folder / FILE, json.dumps(values))
 
         entry, cached = cache.get_or_build("stats", "normalization", spec, build)
         values = json.loads((entry / FILE).read_text())

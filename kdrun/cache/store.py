@@ -22,6 +22,7 @@ from typing import Any
 from filelock import FileLock
 
 from kdrun.console import console
+from kdrun.files import write_atomic
 from kdrun.runtime import nodes
 
 CACHE_VERSION = 2  # bump when a change to training makes old entries wrong
@@ -82,8 +83,8 @@ class Cache:
             tmp.mkdir()
             try:
                 build(tmp)
-                (tmp / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
-                (tmp / DIGEST).write_text(json.dumps({"sha256": _digests(tmp)}, indent=2, sort_keys=True))
+                write_atomic(tmp / "spec.json", json.dumps(spec, indent=2, sort_keys=True, default=str))
+                write_atomic(tmp / DIGEST, json.dumps({"sha256": _digests(tmp)}, indent=2, sort_keys=True))
                 os.replace(tmp, final)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -19,7 +19,6 @@ R, k and the draw seed.
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from kdrun.data import TensorDataModule
 from kdrun.data.replay import REPLAYABLE, NotReplayable, Replay, StoredViews, ViewSamples, policy_transforms
 from kdrun.data.transforms import build_augment, is_sample_augment
 from kdrun.errors import KdrunConfigError
+from kdrun.files import atomic_path, write_atomic
 from kdrun.runtime.device import module_device, placed, to_device
 from kdrun.strategies import STRATEGIES, Strategy
 
@@ -171,9 +171,10 @@ def load_or_build(
             stored["params"] = stored["params"].short()  # crop boxes of images under 32k pixels
         if not torch.isfinite(stored["values"]).all():  # fp16 overflows too: never store a poisoned target
             raise FloatingPointError("the teacher's outputs contain NaN or inf (or exceed fp16); not cached")
-        save_file(stored, str(folder / FILE))
+        with atomic_path(folder / FILE) as tmp:
+            save_file(stored, str(tmp))
         record = {"seconds": round(seconds, 3), "images": len(y), "views": views, "topk": topk}
-        (folder / BUILD).write_text(json.dumps(record, indent=2))
+        write_atomic(folder / BUILD, json.dumps(record, indent=2))
 
     folder, hit = cache.get_or_build("views", name, spec, build)
     shutil.rmtree(partial, ignore_errors=True)
@@ -278,13 +279,11 @@ def _compute_chunk(
         parts.append({k: v.unflatten(0, rows.shape[:2]) for k, v in kept.items()} | {"params": rows})
     chunk = {key: torch.cat([p[key] for p in parts]).contiguous() for key in parts[0]}
     seconds = time.perf_counter() - started
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    save_file(chunk, str(tmp), metadata={"seconds": f"{seconds:.6f}"})
-    os.replace(tmp, path)  # a kill leaves the chunk whole or absent
+    with atomic_path(path) as tmp:  # a kill leaves the chunk whole or absent
+        save_file(chunk, str(tmp), metadata={"seconds": f"{seconds:.6f}"})
     with open(path, "rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    tmp.write_text(digest)
-    os.replace(tmp, _sidecar(path))  # last: a chunk without it is computed again
+    write_atomic(_sidecar(path), digest)  # last: a chunk without it is computed again
     return seconds
 
 

@@ -18,7 +18,7 @@ from kdrun.errors import KdrunConfigError
 
 TASK = ("torch.optim.", "lightning.pytorch.loggers.", "torchvision.transforms.", "kdrun.")
 HYDRA = ("hydra._internal.core_plugins.", "hydra_plugins.", "optuna.samplers.", "optuna.pruners.", "kdrun.")
-LOGGING = ("logging.",)
+LOGGING = ("logging.", "kdrun.files.")
 
 
 def check_targets(cfg: DictConfig | dict[str, Any]) -> None:

@@ -9,8 +9,6 @@ split), ``teacher``, ``dataset``.
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -19,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from kdrun.data import TensorDataModule
 from kdrun.errors import KdrunConfigError
-from kdrun.files import as_user_file
+from kdrun.files import atomic_path
 
 FORMAT = "kdrun.data.soft_labels/1"
 KEY = "strategy.path"
@@ -38,15 +36,8 @@ def write_soft_labels(
     }
     tensors = {"logits": logits.float().contiguous(), "ids": torch.arange(len(logits), dtype=torch.int64)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        as_user_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def _metadata(path: Path) -> dict[str, str]:

@@ -8,7 +8,6 @@ writes MODEL_CARD.md next to the files.
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from kdrun.export.formats import FORMATS
 from kdrun.export.parity import compare, int8_verdict, verdict
 from kdrun.export.quantize import quantize_onnx
 from kdrun.export.settings import check_settings, int8_settings, resolve_formats
+from kdrun.files import atomic_path, write_atomic
 from kdrun.measure import accuracy, latency_of
 from kdrun.models import load_weights
 from kdrun.models.build import build
@@ -125,9 +125,7 @@ def export_run(
     results["export"] = exporter.section
     write_json_atomic(run_dir / "results.json", results)
     card = run_dir / EXPORT_DIR / "MODEL_CARD.md"
-    tmp = card.with_name(".MODEL_CARD.md.tmp")
-    tmp.write_text(model_card(results, run_dir, data.normalization, written_by))
-    os.replace(tmp, card)
+    write_atomic(card, model_card(results, run_dir, data.normalization, written_by))
     if failures:
         raise ExportParityError(" | ".join(failures), results)
     return results
@@ -187,19 +185,17 @@ class _Exporter:
         """Write, check and time one format into ``section``; the failure's text, if any."""
         fmt = FORMATS[name]
         path = self.out / f"student{fmt.suffix}"
-        tmp = path.with_name(f".{path.name}.tmp")
         if fmt.write is not None:
-            fmt.write(self.student, self.example, tmp)
-            os.replace(tmp, path)  # a reader never finds half a model file
+            with atomic_path(path) as tmp:  # a reader never finds half a model file
+                fmt.write(self.student, self.example, tmp)
             runner, parity = self._check(path, fmt)
             problem = verdict(parity, self.section["atol"], self.section["min_top1_agreement"])
         else:
             try:  # an int8 failure is recorded; the fp32 files stay valid
-                self._write_int8(fmt, tmp)
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp:
+                    self._write_int8(fmt, tmp)
                 runner, parity = self._check(path, fmt)
             except Exception as err:  # noqa: BLE001 - any quantiser/runtime error is the int8 step's
-                tmp.unlink(missing_ok=True)
                 reason = (str(err).strip().splitlines() or [""])[0][:200]
                 problem = f"quantisation failed: {type(err).__name__}: {reason}"
                 failed = {"format": name, "path": None, "status": "failed", "error": problem}

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from kdrun.errors import KdrunConfigError
-from kdrun.files import as_user_file
+from kdrun.files import atomic_path
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -17,8 +17,8 @@ def save_weights(model: nn.Module, path: Path) -> None:
     # A copy per key: safetensors refuses tensors that share memory (a module registered under
     # two names, as FX quantisation shares one fake quantisation between ops).
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
-    as_user_file(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
 
 
 def load_weights(model: nn.Module, path: str | Path, key: str) -> nn.Module:

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from kdrun.console import console, styled
 from kdrun.errors import DataNotFound, KdrunConfigError
+from kdrun.files import refuse_links, write_atomic
 from kdrun.regress.check import Verdict, check
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.markdown import write_results_markdown
@@ -73,6 +74,8 @@ def regress(
     selected = select(targets, tier, seeds)
     out = out or Path("outputs/regress") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
+    # Before the lock file: the runs' writers (Lightning, the loggers) and FileLock follow a link.
+    refuse_links(out, "--out")
     lock = FileLock(out / LOCK)
     try:
         lock.acquire(timeout=0)
@@ -239,4 +242,4 @@ def write_junit(path: Path, verdicts: list[Verdict], durations: dict[str, float]
     root = ET.Element("testsuites")
     root.append(suite)
     ET.indent(root)
-    path.write_text(ET.tostring(root, encoding="unicode") + "\n")
+    write_atomic(path, ET.tostring(root, encoding="unicode") + "\n")

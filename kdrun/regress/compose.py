@@ -3,10 +3,12 @@
 import tempfile
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
+from hydra import initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
+from kdrun.config.overrides import checked_compose
 from kdrun.config.roles import hydra_overrides, is_argument
+from kdrun.errors import KdrunConfigError
 from kdrun.regress.recipe import Recipe, RecipeError
 
 IGNORED = ("defaults", "regress")
@@ -14,7 +16,7 @@ IGNORED = ("defaults", "regress")
 
 def _compose(overrides: list[str]) -> DictConfig:
     with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=hydra_overrides(overrides))
+        return checked_compose("train", hydra_overrides(overrides))  # the `hydra` node's targets too
 
 
 def _leaves(node: object, prefix: str = "") -> list[str]:
@@ -39,7 +41,10 @@ def recipe_configs(recipe: Recipe, extra: list[str], folder: Path | None = None)
     if not link.exists():
         link.symlink_to(recipe.path.resolve().parent, target_is_directory=True)
     search = f"hydra.searchpath=[file://{link_root}]"
-    base = _compose([search, *recipe.group_overrides])
+    try:
+        base = _compose([search, *recipe.group_overrides])
+    except KdrunConfigError as err:  # a `_target_` off the allowlist, in the recipe or a default
+        raise RecipeError(f"{recipe.path}:1: {err}") from None
     data = OmegaConf.to_container(OmegaConf.load(recipe.path))
     for leaf in _leaves({k: v for k, v in data.items() if k not in IGNORED}):
         if is_argument(leaf):

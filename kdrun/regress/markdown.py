@@ -5,6 +5,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from kdrun.files import write_atomic
 from kdrun.regress.recipe import Recipe
 from kdrun.report.summary import md_cell
 
@@ -71,4 +72,4 @@ def load_runs(out: Path, recipe: Recipe) -> dict[str, dict[str, Any]]:
 
 
 def write_results_markdown(path: Path, recipes: list, command: str) -> None:
-    path.write_text(results_markdown(recipes, command))
+    write_atomic(path, results_markdown(recipes, command))

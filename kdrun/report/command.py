@@ -1,10 +1,6 @@
 """`kdrun report DIR`: find the runs, print the table, write summary.csv/.md and heatmap.png."""
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +8,7 @@ from rich.table import Table
 
 from kdrun.console import console, err_console, plain, styled
 from kdrun.errors import KdrunConfigError
-from kdrun.files import file_mode
+from kdrun.files import write_atomic
 from kdrun.report import curves
 from kdrun.report import html as report_html
 from kdrun.report.cells import number_text
@@ -30,19 +26,6 @@ from kdrun.report.summary import (
 )
 
 METRICS = ("gain", "top1")
-
-
-@contextmanager
-def atomic(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; rename it into place only if the block succeeds."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.fchmod(fd, file_mode())
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _pm(mean: float | None, std: float | None, signed: bool = False) -> str:
@@ -158,22 +141,15 @@ def _write_files(
     root: Path, table: list[dict[str, Any]], note: str, metric: str, runs: list[tuple[Path, dict[str, Any]]]
 ) -> list[Path]:
     """summary.csv and summary.md, the heatmap of a T x alpha grid, the curves; the paths written."""
-    written = []
-    for name, writer in (("summary.csv", write_csv), ("summary.md", None)):
-        with atomic(root / name) as tmp:
-            if writer is None:
-                write_markdown(table, tmp, note)
-            else:
-                writer(table, tmp)
-        written.append(root / name)
+    write_csv(table, root / "summary.csv")
+    write_markdown(table, root / "summary.md", note)
+    written = [root / "summary.csv", root / "summary.md"]
     if is_temperature_sweep(table):
-        with atomic(root / "heatmap.png") as tmp:
-            heatmap(table, tmp, metric)
+        heatmap(table, root / "heatmap.png", metric)
         written.append(root / "heatmap.png")
     drawn = curves.drawable(runs)
     if drawn:
-        with atomic(root / "curves.png") as tmp:
-            curves.plot(drawn, tmp)
+        curves.plot(drawn, root / "curves.png")
         written.append(root / "curves.png")
     return written
 
@@ -229,6 +205,5 @@ def _write_html(
         runs,
         sections,
     )
-    with atomic(root / "report.html") as tmp:
-        tmp.write_text(page)
+    write_atomic(root / "report.html", page)
     return root / "report.html"

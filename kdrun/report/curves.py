@@ -5,6 +5,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from kdrun.files import atomic_path
+
 MAX_LINES = 8  # more runs than this on one axis is a tangle; the first ones are drawn
 
 
@@ -91,15 +93,8 @@ def plot(drawn: Drawn, path: Path) -> None:
                     if single
                     else f"scratch, seed {results.get('config', {}).get('seed', '?')}"
                 )
-                acc_ax.plot(
-                    xs,
-                    [100 * y for y in ys],
-                    "--s",
-                    ms=3,
-                    color="grey" if single else colour,
-                    alpha=0.8,
-                    label=tag,
-                )
+                shade = "grey" if single else colour
+                acc_ax.plot(xs, [100 * y for y in ys], "--s", ms=3, color=shade, alpha=0.8, label=tag)
     loss_ax.set(
         xlabel="step",
         ylabel="training loss",
@@ -114,5 +109,6 @@ def plot(drawn: Drawn, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

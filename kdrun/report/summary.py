@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdrun.files import atomic_open, atomic_path, write_atomic
 from kdrun.report.cells import csv_cell, md_cell, number_text
 
 # The columns every report shows. An experiment point is the whole resolved config but the keys
@@ -188,7 +189,7 @@ def in_units(row: dict[str, Any]) -> dict[str, Any]:
 
 def write_csv(table: list[dict[str, Any]], path: Path) -> None:
     converted = [{k: csv_cell(v) for k, v in in_units(row).items()} for row in table]
-    with path.open("w", newline="") as handle:
+    with atomic_open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(converted[0]))
         writer.writeheader()
         writer.writerows(converted)
@@ -214,7 +215,7 @@ def write_markdown(table: list[dict[str, Any]], path: Path, note: str) -> None:
             f"| {_fmt(row['gain_mean'], row['gain_std'], signed=True)} | {row['params'] or '-'} "
             f"| {'-' if latency is None else f'{latency:.3f}'} | {row['failed']} |"
         )
-    path.write_text("\n".join([*lines, "", html.escape(note, quote=False), ""]))
+    write_atomic(path, "\n".join([*lines, "", html.escape(note, quote=False), ""]))
 
 
 def grid_rows(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -286,5 +287,6 @@ def heatmap(table: list[dict[str, Any]], path: Path, metric: str) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)

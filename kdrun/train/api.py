@@ -4,8 +4,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kdrun.config.overrides import checked_compose
 from kdrun.config.roles import hydra_overrides
 from kdrun.errors import KdrunConfigError
+from kdrun.files import refuse_links, write_atomic
 
 
 class KdrunRunError(RuntimeError):
@@ -18,7 +20,6 @@ class KdrunRunError(RuntimeError):
 
 def compose(overrides: list[str] | None = None, config_name: str = "train") -> Any:
     """The config ``kdrun train <overrides>`` would run, resolved; ``KdrunConfigError`` if it cannot be."""
-    from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -30,10 +31,12 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> A
     try:
         if fresh:
             with initialize_config_module(config_module="kdrun.conf", version_base="1.3"):
-                cfg = hydra_compose(config_name=config_name, overrides=overrides)
+                cfg = checked_compose(config_name, overrides)
         else:  # inside a Hydra app or another compose: reuse its config search path
-            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+            cfg = checked_compose(config_name, overrides)
         OmegaConf.resolve(cfg)
+    except KdrunConfigError:
+        raise
     except (HydraException, OmegaConfBaseException, ValueError, KeyError) as err:
         message = " ".join(str(err).split()).split(" Config search path:")[0]
         raise KdrunConfigError(
@@ -58,9 +61,12 @@ def train(overrides: list[str] | None = None, run_dir: str | Path | None = None)
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
         run_dir = Path(cfg.paths.output_root) / "runs" / stamp
     run_dir = Path(run_dir)
+    refuse_links(run_dir, "run_dir")  # Lightning and the loggers would write through a link
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(overrides or [])), run_dir / ".hydra" / "overrides.yaml")
+    write_atomic(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_atomic(
+        run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides or [])))
+    )
     try:
         return train_task(cfg, run_dir)
     except KdrunConfigError:

@@ -16,6 +16,7 @@ from kdrun.cache import Cache
 from kdrun.cache.logits import load_or_compute
 from kdrun.console import console
 from kdrun.data import TensorDataModule
+from kdrun.files import write_atomic
 from kdrun.models import load_weights, save_weights
 from kdrun.models.asset import Asset
 from kdrun.models.build import build, model_spec
@@ -117,7 +118,7 @@ class Phases:
                 load_or_compute(strategy, data, self.cache, resolve(cfg.trainer).device)
             metrics = fit(strategy, data, cfg, epochs=section.epochs, seed=seed, log_dir=folder, label=kind)
             save_weights(model, folder / WEIGHTS)
-            (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            write_atomic(folder / "metrics.json", json.dumps(metrics, indent=2))
 
         folder, hit = self.cache.get_or_build(kind, name, spec, train_entry)
         if hit:

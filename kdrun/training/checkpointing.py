@@ -7,7 +7,6 @@ torch's global RNG to the checkpoint and puts them back before the next epoch st
 """
 
 import errno
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,13 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from kdrun.console import console
+from kdrun.files import atomic_open
 
 LAST = "last.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to a temporary file next to the target, then ``os.replace``.
+    """``torch.save`` to a new temporary file next to the target, then ``os.replace`` (``atomic_open``).
 
     A process killed mid-write leaves the previous checkpoint intact (and a ``.tmp-*`` file that
     ``resume_point`` removes). Lightning's own transaction stages the file in the system temp
@@ -32,20 +32,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
         try:
-            with open(tmp, "wb") as handle:
+            with atomic_open(path, "wb", fsync=True) as handle:
                 torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
         except (OSError, RuntimeError) as err:
             # A full disk surfaces from torch's zip writer as "unexpected pos ..."; say what it is.
             if getattr(err, "errno", None) == errno.ENOSPC or "unexpected pos" in str(err):
                 raise OSError(errno.ENOSPC, f"no space left on the device of {path.parent}") from None
             raise
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 class TrainingRandomness(Callback):

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 from kdrun.console import console
 from kdrun.errors import KdrunConfigError
@@ -77,7 +77,15 @@ def check_run_dir(value: Any) -> None:
 
 def _stored_overrides(run_dir: Path, value: str) -> list[str]:
     check_run_dir(value)
-    stored = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
+    path = run_dir / ".hydra" / "overrides.yaml"
+    stored = OmegaConf.load(path)
+    if not isinstance(stored, ListConfig):
+        raise KdrunConfigError(KEY, value, f"{path} is not a list of overrides")
+    flags = [str(arg) for arg in stored if str(arg).startswith("-")]
+    if flags:  # Hydra stores key=value overrides only; a flag there was put by someone else
+        raise KdrunConfigError(
+            KEY, value, f"{path} holds the flag {flags[0]!r}; a run's overrides are key=value"
+        )
     return [str(arg) for arg in stored if not str(arg).startswith(f"{KEY}=")]
 
 
