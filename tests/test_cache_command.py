@@ -16,6 +16,8 @@ def _entry(root, kind, name, age_s=0.0):
     folder.mkdir(parents=True)
     (folder / "spec.json").write_text(json.dumps({"model": {"name": name.split("-")[0]}, "epochs": 3}))
     (folder / "model.safetensors").write_bytes(b"x" * 1000)
+    (folder / "digest.json").write_text("{}")  # the entry's marker
+    (root / ".kdrun-cache").write_text("")  # the cache's
     stamp = time.time() - age_s
     os.utime(folder, (stamp, stamp))
     return folder
@@ -30,7 +32,8 @@ def test_clear_by_pattern_and_age_keeps_the_rest(tmp_path):
     assert [e["name"] for e in clear(tmp_path, ["teacher"], parse_age("30d"))] == ["resnet50-aaa"]
     assert not old.exists() and new.exists() and base.exists()
     assert [e["name"] for e in clear(tmp_path, ["baseline/mlp-*"], None)] == ["mlp-ccc"]
-    assert [e["bytes"] for e in entries(tmp_path)] == [1000 + len((new / "spec.json").read_bytes())]
+    marker = len((new / "digest.json").read_bytes())
+    assert [e["bytes"] for e in entries(tmp_path)] == [1000 + len((new / "spec.json").read_bytes()) + marker]
 
 
 def test_clear_leaves_an_entry_in_use(tmp_path):

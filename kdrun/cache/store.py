@@ -26,7 +26,10 @@ from kdrun.files import write_atomic
 from kdrun.runtime import nodes
 
 CACHE_VERSION = 2  # bump when a change to training makes old entries wrong
-DIGEST = "digest.json"
+DIGEST = "digest.json"  # also what marks a folder as an entry: `kdrun cache clear` deletes no other
+# What marks a folder as a kdrun cache: written by every run that uses it, so a cache made before
+# the marker existed gets it on its next run. `kdrun cache clear` deletes nothing in a folder without.
+MARKER = ".kdrun-cache"
 
 
 def cache_key(spec: dict[str, Any]) -> str:
@@ -53,6 +56,7 @@ class Cache:
         entry while the others wait; then they read it.
         """
         final = self.path(kind, name, spec)
+        self.mark()
 
         def read() -> tuple[Path, bool]:
             problem = verify(final) if final.is_dir() else "was not built by rank 0"
@@ -90,11 +94,23 @@ class Cache:
                 shutil.rmtree(tmp, ignore_errors=True)
         return final, False
 
+    def mark(self) -> None:
+        """Write the cache-root marker if it is not there (``MARKER``)."""
+        if not (self.root / MARKER).is_file():
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_atomic(
+                self.root / MARKER,
+                "kdrun cache: `kdrun cache clear` removes only <kind>/<entry>/ folders with a digest.json\n",
+            )
+
     def discard(self, entry: Path, problem: str) -> Path:
-        """Move a bad entry aside (``<entry>.corrupt-<time>``, kept for inspection), with one line."""
+        """Move a bad entry aside (``<entry>.corrupt-<time>``, kept for inspection), with one line.
+        It keeps an entry's marker (a ``digest.json``), so ``kdrun cache clear`` may remove it."""
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         aside = entry.with_name(f"{entry.name}.corrupt-{stamp}")
         os.replace(entry, aside)
+        if not (aside / DIGEST).is_file() and not (aside / DIGEST).is_symlink():
+            write_atomic(aside / DIGEST, json.dumps({"moved_aside": problem}))
         console.print(f"cache: {entry} {problem}; moved to {aside.name}, building it again", markup=False)
         return aside
 

@@ -19,6 +19,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from rich.table import Table
 
+from kdrun.cache.store import DIGEST, MARKER
 from kdrun.commands import COMMANDS
 from kdrun.console import console
 from kdrun.errors import KdrunConfigError
@@ -112,8 +113,11 @@ def clear(
 ) -> list[dict[str, Any]]:
     """Remove the entries matching any ``kind/name`` pattern and not used for ``older_than`` s.
 
-    An entry another process is building or reading under its lock is left alone.
+    Only in a folder that carries the cache-root marker, and only folders that carry an entry's
+    marker (its ``digest.json``): anything else is listed as not a kdrun cache entry and kept. An
+    entry another process is building or reading under its lock is left alone.
     """
+    check_root(root)
     now = time.time()
     removed = []
     for e in entries(root):
@@ -124,6 +128,9 @@ def clear(
             continue
         if not (patterns or older_than is not None or everything):
             continue
+        if not is_entry(e["path"]):
+            console.print(f"kept {label}: not a kdrun cache entry (no {DIGEST})", markup=False)
+            continue
         try:
             with FileLock(str(e["path"]) + ".lock", timeout=0):
                 shutil.rmtree(e["path"])
@@ -133,6 +140,28 @@ def clear(
         Path(str(e["path"]) + ".lock").unlink(missing_ok=True)
         removed.append(e)
     return removed
+
+
+def check_root(root: Path) -> None:
+    """``KdrunConfigError`` unless ``root`` carries the cache-root marker: a folder a user names is
+    not proof that kdrun made it (an output root holds runs, and maybe other work)."""
+    if root.is_dir() and not root.is_symlink() and (root / MARKER).is_file():
+        return
+    inside = [p for p in (root / "cache",) if (p / MARKER).is_file()]
+    hint = f"; the cache under it is {inside[0]}" if inside else ""
+    raise KdrunConfigError(
+        "--cache-dir",
+        str(root),
+        f"not a kdrun cache (no {MARKER} in it), nothing removed{hint}. A cache made before kdrun "
+        f"marked its caches gets the marker on its next run (docs/cli/cache.md)",
+    )
+
+
+def is_entry(path: Path) -> bool:
+    """A real folder (no link on the way) that carries an entry's ``digest.json``."""
+    digest = path / DIGEST
+    links = path.is_symlink() or path.parent.is_symlink() or digest.is_symlink()
+    return not links and path.is_dir() and digest.is_file()
 
 
 def main(args: list[str]) -> None:
