@@ -49,9 +49,9 @@ def reproduce_command(run_dir: Path) -> str:
     path = run_dir / ".hydra" / "overrides.yaml"
     overrides: list[str] = []
     if path.is_file():
-        from omegaconf import OmegaConf
+        from kdrun.config.user_yaml import load_config
 
-        overrides = [str(o) for o in OmegaConf.load(path)]
+        overrides = [str(o) for o in load_config(path, "run_dir")]
     return " ".join(["kdrun train", *(shlex.quote(o) for o in overrides)])
 
 

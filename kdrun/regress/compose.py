@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdrun.config.overrides import checked_compose
 from kdrun.config.roles import hydra_overrides, is_argument
+from kdrun.config.user_yaml import YamlLimitError, check_text, load_config, read_text
 from kdrun.errors import KdrunConfigError
 from kdrun.regress.recipe import Recipe, RecipeError
 
@@ -36,6 +37,13 @@ def sweep_points(recipe: Recipe) -> list[list[str]]:
 def recipe_configs(recipe: Recipe, extra: list[str], folder: Path | None = None) -> dict[str, DictConfig]:
     """Run label (``seed0``, ``T=4,alpha=0.9/seed0``) -> config: ``recipe=<name> <point> seed=<s>
     <extra>``. ``RecipeError`` on a key the config does not have."""
+    for path in sorted(recipe.path.resolve().parent.rglob("*.yaml")):  # Hydra may load any of these
+        try:
+            check_text(read_text(path, "recipe"), path, "recipe")
+        except YamlLimitError as err:
+            raise RecipeError(f"{path}:1: {err.allowed}") from None
+        except KdrunConfigError:
+            continue  # not YAML: Hydra says so if a recipe pulls it in
     link_root = Path(folder or tempfile.mkdtemp(prefix="kdrun-recipes-"))
     link = link_root / "recipe"  # Hydra finds group `recipe` in a folder of that name
     if not link.exists():
@@ -45,7 +53,7 @@ def recipe_configs(recipe: Recipe, extra: list[str], folder: Path | None = None)
         base = _compose([search, *recipe.group_overrides])
     except KdrunConfigError as err:  # a `_target_` off the allowlist, in the recipe or a default
         raise RecipeError(f"{recipe.path}:1: {err}") from None
-    data = OmegaConf.to_container(OmegaConf.load(recipe.path))
+    data = OmegaConf.to_container(load_config(recipe.path, "recipe"))
     for leaf in _leaves({k: v for k, v in data.items() if k not in IGNORED}):
         if is_argument(leaf):
             continue  # added, as `+key=…` on the command line

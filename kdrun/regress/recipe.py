@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from kdrun.config.user_yaml import YamlLimitError, check_text, read_text
+from kdrun.errors import KdrunConfigError
 from kdrun.regress.bounds import SLACK, Expectation, Reference, Z, allowed_bound
 
 TIERS = ("fast", "full", "real", "gpu")  # real: hours on real data sets (CPU); gpu: hours on one GPU;
@@ -126,7 +128,14 @@ def load_recipe(path: Path) -> Recipe:
 
 def _parse(path: Path, error: Any) -> tuple[dict[str, Any], dict[str, int]]:
     """The recipe file's YAML and the line of each dotted key; a recipe must be ``_global_``."""
-    text = path.read_text()
+    try:  # within the size and alias-expansion limits, or one line naming the file
+        text = read_text(path, "recipe")
+        check_text(text, path, "recipe")
+    except YamlLimitError as err:
+        raise error(1, err.allowed) from None
+    except KdrunConfigError as err:
+        if "not valid YAML" not in err.allowed:  # unreadable; YAML errors are said below, with their line
+            raise error(1, err.allowed) from None
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text) or {}

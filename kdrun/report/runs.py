@@ -4,10 +4,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig
 from rich.table import Table
 
 from kdrun.config.roles import user_overrides
+from kdrun.config.user_yaml import YamlLimitError, load_config
 from kdrun.console import plain
 from kdrun.errors import KdrunConfigError
 
@@ -67,9 +68,12 @@ def _overrides(run_dir: Path) -> list[str]:
     if not path.is_file():
         return []
     try:
-        overrides = [str(o) for o in OmegaConf.load(path)]
-    except Exception:  # a hostile or broken file: show none rather than fail the listing
+        stored = load_config(path, "run folder")  # a YAML bomb is refused (YamlLimitError), named
+    except YamlLimitError:
+        raise
+    except KdrunConfigError:  # a broken file: show none rather than fail the listing
         return []
+    overrides = [str(o) for o in stored] if isinstance(stored, ListConfig) else []
     shown = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", *NOT_SETTINGS))]
     return user_overrides(shown)  # model@teacher=resnet50 as typed: teacher=resnet50
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
 
+from kdrun.config.user_yaml import load_config
 from kdrun.console import console
 from kdrun.errors import KdrunConfigError
 
@@ -78,7 +79,7 @@ def check_run_dir(value: Any) -> None:
 def _stored_overrides(run_dir: Path, value: str) -> list[str]:
     check_run_dir(value)
     path = run_dir / ".hydra" / "overrides.yaml"
-    stored = OmegaConf.load(path)
+    stored = load_config(path, KEY)
     if not isinstance(stored, ListConfig):
         raise KdrunConfigError(KEY, value, f"{path} is not a list of overrides")
     flags = [str(arg) for arg in stored if str(arg).startswith("-")]
@@ -111,7 +112,7 @@ def _newest_run(overrides: list[str]) -> Path | None:
         run
         for run in candidates
         if (run / ".hydra" / "config.yaml").is_file()
-        and _task_config(OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml"))) == wanted
+        and _task_config(OmegaConf.to_container(load_config(run / ".hydra" / "config.yaml", KEY))) == wanted
     ]
     return max(matching, key=lambda run: (run / ".hydra" / "config.yaml").stat().st_mtime, default=None)
 
