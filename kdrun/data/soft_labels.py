@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from kdrun.data import TensorDataModule
-from kdrun.errors import KdrunConfigError
+from kdrun.errors import KdrunConfigError, require_file
 from kdrun.files import atomic_path
 
 FORMAT = "kdrun.data.soft_labels/1"
@@ -49,8 +49,7 @@ def _metadata(path: Path) -> dict[str, str]:
 
 def _load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The file's tensors and metadata, read with safetensors only; one error line otherwise."""
-    if not path.is_file():
-        raise KdrunConfigError(KEY, str(path), "file does not exist")
+    require_file(KEY, path)
     try:
         return load_file(str(path)), _metadata(path)
     except (SafetensorError, OSError, ValueError) as err:

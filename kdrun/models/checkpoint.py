@@ -8,7 +8,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from kdrun.errors import KdrunConfigError
+from kdrun.errors import KdrunConfigError, require_file
 from kdrun.files import atomic_path
 
 
@@ -27,9 +27,7 @@ def load_weights(model: nn.Module, path: str | Path, key: str) -> nn.Module:
     ``torch.load`` runs with ``weights_only=True``, so a pickle that would run code is refused.
     Every failure is a ``KdrunConfigError`` naming the config ``key``.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise KdrunConfigError(key, str(path), "file does not exist")
+    path = require_file(key, path)
     state = _read(path, key)
     expected = model.state_dict()
     state = _strip_prefix(state, expected)

@@ -9,13 +9,12 @@ mappings is a value it does not expand, so these entries are read here.
 """
 
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from kdrun.config.roles import MODEL_GROUP, model_configs
-from kdrun.errors import KdrunConfigError
+from kdrun.errors import KdrunConfigError, require_file
 from kdrun.models.factory import resolve_name
 
 
@@ -105,6 +104,6 @@ def ensemble_members(cfg: DictConfig) -> list[DictConfig]:
         key = "teacher.model"
     sections = [model_section(cfg, entry, "teacher", key) for entry in entries]
     for section in sections:
-        if section.checkpoint and not Path(str(section.checkpoint)).expanduser().is_file():
-            raise KdrunConfigError("teacher.checkpoints", str(section.checkpoint), "file does not exist")
+        if section.checkpoint:
+            require_file("teacher.checkpoints", section.checkpoint)
     return sections

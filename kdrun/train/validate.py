@@ -3,7 +3,6 @@
 import inspect
 import math
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,7 +13,7 @@ from kdrun.config.schema import MAX_SEED, MISSING, check, choice, number
 from kdrun.config.targets import check_targets
 from kdrun.data import DATASETS
 from kdrun.data.settings import DatasetOptions, SplitOptions, check_dataset
-from kdrun.errors import KdrunConfigError
+from kdrun.errors import KdrunConfigError, require_file
 from kdrun.export.settings import check_settings as check_export
 from kdrun.measure import MeasureOptions
 from kdrun.models.build import ModelOptions
@@ -116,8 +115,8 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "teacher.seed", 0, MAX_SEED, integer=True)
     _precision(cfg.teacher.get("precision"), "teacher.precision", nullable=True)
     checkpoint = cfg.teacher.checkpoint
-    if checkpoint is not None and not Path(str(checkpoint)).expanduser().is_file():
-        raise KdrunConfigError("teacher.checkpoint", str(checkpoint), "file does not exist")
+    if checkpoint is not None:
+        require_file("teacher.checkpoint", checkpoint)
     _choice(cfg, "strategy.name", sorted(STRATEGIES))
     strategy = STRATEGIES[cfg.strategy.name]
     check(cfg.strategy, strategy.options, "strategy")  # the strategy's own keys
