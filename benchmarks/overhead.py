@@ -8,13 +8,24 @@ both validate once per epoch. The hand loop is what an engineer writes in 30 lin
 permutation per epoch, index the tensors, forward, loss, backward, step. Blocks of epochs
 alternate kdrun / hand (ABAB...) so drift on a shared machine hits both; the figure is the
 median epoch (first epoch of each block dropped: warm-up), and the ratio is kdrun / hand.
+
+The hand loop runs in torch's default state, as a script of its own would: without the
+deterministic-algorithm flag a kdrun fit leaves set, and without the NVML-based CUDA check that
+importing Lightning switches on (``plain_torch``). One torch thread by default (``--threads N``):
+the framework's cost is single-threaded Python, and on a shared 2-core machine a second thread
+mostly measures the neighbours. With one thread the clock is the process's CPU time, which a
+loaded machine's waiting does not inflate; with several, wall time.
+
+    python benchmarks/overhead.py [--threads N] [teacher:student ...]
 """
 
+import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -34,6 +45,7 @@ from kdrun.training.fit import fit  # noqa: E402
 
 PAIRS = (("resnet18", "mobilenet_v3"), ("mlp", "mlp"))
 EPOCHS, BLOCKS = 3, 3  # epochs per block; blocks per side (alternating)
+THREADS = 1
 VAL_ACC: dict[str, float] = {}  # last validation accuracy of each side: both must learn
 
 
@@ -47,13 +59,23 @@ def _cfg(teacher: str, student: str, *overrides: str):
         )
 
 
+def clock() -> float:
+    """CPU seconds of this process with one thread (what the work costs, whatever the neighbours
+    do on a shared machine); wall seconds with several (their waits on each other count)."""
+    return time.process_time() if THREADS == 1 else time.perf_counter()
+
+
 class _Timed(EpochLines):
     """kdrun's own per-epoch line callback, recording each epoch's seconds (train + validation)."""
 
     seconds: list[float] = []
 
+    def on_train_epoch_start(self, trainer, module) -> None:
+        super().on_train_epoch_start(trainer, module)
+        self.clock_started = clock()
+
     def on_train_epoch_end(self, trainer, module) -> None:
-        _Timed.seconds.append(time.perf_counter() - self.started)
+        _Timed.seconds.append(clock() - self.clock_started)
 
 
 def kdrun_epochs(strategy: nn.Module, data: TensorDataModule, cfg, epochs: int) -> list[float]:
@@ -69,6 +91,20 @@ def kdrun_epochs(strategy: nn.Module, data: TensorDataModule, cfg, epochs: int) 
     return list(_Timed.seconds)
 
 
+@contextmanager
+def plain_torch() -> Iterator[None]:
+    """torch as a fresh script has it: no deterministic algorithms, torch's own CUDA check."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    nvml = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        if nvml is not None:
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml
+
+
 def hand_epochs(
     student: nn.Module,
     teacher: nn.Module | None,
@@ -79,6 +115,19 @@ def hand_epochs(
     cached: torch.Tensor | None = None,
 ) -> list[float]:
     """The minimal KD loop (``teacher=None`` and no ``cached``: plain cross-entropy)."""
+    with plain_torch():
+        return _hand_epochs(student, teacher, data, epochs, T, alpha, cached)
+
+
+def _hand_epochs(
+    student: nn.Module,
+    teacher: nn.Module | None,
+    data: TensorDataModule,
+    epochs: int,
+    T: float,
+    alpha: float,
+    cached: torch.Tensor | None,
+) -> list[float]:
     (x, y), (vx, vy) = ((data.splits[s][0][:], data.splits[s][1]) for s in ("train", "val"))  # as float32
     batch = data.batch_size
     steps = epochs * -(-len(y) // batch)
@@ -87,7 +136,7 @@ def hand_epochs(
     generator = torch.Generator().manual_seed(0)
     seconds = []
     for _ in range(epochs):
-        start = time.perf_counter()
+        start = clock()
         student.train()
         for idx in torch.randperm(len(y), generator=generator).split(batch):
             xb, yb = x[idx], y[idx]
@@ -105,7 +154,7 @@ def hand_epochs(
         with torch.no_grad():
             pairs = zip(vx.split(512), vy.split(512), strict=True)
             correct = sum(int((student(a).argmax(1) == b).sum()) for a, b in pairs)
-        seconds.append(time.perf_counter() - start)
+        seconds.append(clock() - start)
     VAL_ACC["hand"] = correct / len(vy)
     return seconds
 
@@ -151,16 +200,30 @@ def compare(pair: tuple[str, str], data: TensorDataModule) -> tuple[dict[str, fl
 
 
 def measure() -> list[str]:
-    torch.set_num_threads(2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        return _measure()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _load() -> str:
+    return "load average " + " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
+
+
+def _measure() -> list[str]:
     data = build_datamodule(_cfg("cnn", "mlp").dataset)
     lines = [
         "## Overhead: kdrun's KD epoch vs a hand-written PyTorch loop (`benchmarks/overhead.py`)",
         "",
         f"Default data ({len(data.splits['train'][1])} train / {len(data.splits['val'][1])} val images, "
-        f"{'x'.join(map(str, data.input_shape))}), batch {data.batch_size}, Adam + cosine, 2 threads; "
-        f"median seconds per epoch (train + validation) over {BLOCKS} alternating blocks of {EPOCHS} "
+        f"{'x'.join(map(str, data.input_shape))}), batch {data.batch_size}, Adam + cosine, {THREADS} "
+        f"thread{'s' if THREADS > 1 else ''}; median {'CPU' if THREADS == 1 else 'wall'} seconds per epoch "
+        f"(train + validation) over {BLOCKS} alternating blocks of {EPOCHS} "
         "epochs, first epoch of each block dropped. Targets: kdrun / hand <= 1.10; "
         "cached KD / scratch <= 1.05. The last column is each side's val accuracy after its last block.",
+        f"Machine load at the start: {_load()}.",
         "",
         "| teacher -> student | teacher | kdrun s | hand s | kdrun / hand | cached KD / scratch (kdrun) "
         "| val acc kdrun / hand |",
@@ -177,10 +240,15 @@ def measure() -> list[str]:
                 f"{kd_vs_scratch} | {acc[f'kdrun {mode}']:.3f} / {acc[f'hand {mode}']:.3f} |"
             )
         print("\n".join(lines[-3:]), flush=True)
-    return [*lines, ""]
+    return [*lines, "", f"Machine load at the end: {_load()}.", ""]
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:  # e.g. `mlp:mlp` to measure one pair
-        PAIRS = tuple(tuple(arg.split(":")) for arg in sys.argv[1:])
+    args = sys.argv[1:]
+    if "--threads" in args:
+        at = args.index("--threads")
+        THREADS = int(args[at + 1])
+        del args[at : at + 2]
+    if args:  # e.g. `mlp:mlp` to measure one pair
+        PAIRS = tuple(tuple(arg.split(":")) for arg in args)
     print("\n".join(measure()))

@@ -33,6 +33,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
     import options
     import overhead
     import stems
+    import step_costs
     import storage
     import sweep
     import torchdistill_compare
@@ -40,6 +41,7 @@ def _sections() -> dict[str, Callable[[], list[str]]]:
 
     return {
         "overhead": overhead.measure,
+        "step_costs": step_costs.measure,
         "options": options.measure,
         "sweep": sweep.measure,
         "torchdistill": torchdistill_compare.measure,

@@ -2,6 +2,7 @@
 native, deterministic on CPU and "warn" on a GPU; a GPU asked for but absent is a config error."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -239,3 +240,39 @@ def test_results_table_labels_which_device_each_latency_is_from(gpu):
         assert "cpu ms @1" in text and "cuda ms @64" in text and "0.125" in text
     else:
         assert " ms @1 " in text and "cpu ms" not in text and "cuda" not in text
+
+
+@pytest.mark.parametrize(("loads", "kept"), [(False, False), (True, True)])
+def test_the_nvml_check_is_dropped_only_where_nvml_cannot_load(monkeypatch, loads, kept):
+    """Without NVML, Lightning's NVML-based check makes every optimizer step reload it in vain."""
+
+    def cdll(name: str) -> object:
+        assert name == device.NVML_LIBRARY
+        if not loads:
+            raise OSError(f"{name}: cannot open shared object file")
+        return object()
+
+    monkeypatch.setattr(device.ctypes, "CDLL", cdll)
+    monkeypatch.setattr(torch._C, "_cuda_getDeviceCount", lambda: 0, raising=False)  # a CUDA build
+    monkeypatch.setenv(device.NVML_CHECK, "1")
+    device.skip_unloadable_nvml_check()
+    assert (os.environ.get(device.NVML_CHECK) == "1") is kept
+
+
+def test_a_fit_leaves_no_failing_nvml_check_behind(tiny_data, tmp_path, monkeypatch):
+    from kdrun.strategies.scratch import Scratch
+    from kdrun.training.fit import fit
+
+    monkeypatch.setattr(device.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
+    monkeypatch.setattr(torch._C, "_cuda_getDeviceCount", lambda: 0, raising=False)
+    monkeypatch.setenv(device.NVML_CHECK, "1")  # as importing Lightning sets it
+    fit(
+        Scratch(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))),
+        tiny_data,
+        make_cfg(),
+        epochs=1,
+        seed=0,
+        log_dir=tmp_path,
+        label="t",
+    )
+    assert device.NVML_CHECK not in os.environ

@@ -18,6 +18,8 @@ The resolved values are what the trainer gets, what the cache keys hash (so a CP
 those of the explicit CPU settings) and what results.json and the model card record.
 """
 
+import ctypes
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +32,26 @@ from kdrun.errors import KdrunConfigError
 
 AUTO = "auto"
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"  # set to 1 by Lightning when it is imported
+NVML_LIBRARY = "libnvidia-ml.so.1"  # what torch.cuda loads for that check
+
+
+def skip_unloadable_nvml_check() -> None:
+    """Drop Lightning's NVML-based CUDA check on a machine where NVML does not load (no NVIDIA driver).
+
+    Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` so that asking whether CUDA is available
+    does not initialise CUDA before a fork. Every torch optimizer step asks; with the variable
+    set and no driver, each answer loads the NVML library again, fails, and falls back to the
+    CUDA runtime's count: ~50 us a step, more than a small model's optimizer step. Where NVML
+    cannot load, the answer comes from that fallback either way: removing the variable changes
+    no answer, only the cost. With a driver the variable stays.
+    """
+    if os.environ.get(NVML_CHECK) != "1" or not hasattr(torch._C, "_cuda_getDeviceCount"):
+        return
+    try:
+        ctypes.CDLL(NVML_LIBRARY)
+    except OSError:
+        del os.environ[NVML_CHECK]
 
 
 def gpu_kind() -> str | None:

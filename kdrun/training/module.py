@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from kdrun.config.schema import MISSING, check, choice, number
 from kdrun.errors import KdrunConfigError
 from kdrun.runtime import nodes
+from kdrun.runtime.device import skip_unloadable_nvml_check
 from kdrun.strategies import Strategy
 
 SCHEDULES = ("cosine", "constant", "multistep")
@@ -81,34 +82,55 @@ class DistillModule(L.LightningModule):
             module.eval()
         return self
 
+    def setup(self, stage: str) -> None:
+        skip_unloadable_nvml_check()  # in every process of the fit (DDP workers import Lightning anew)
+
     def on_train_epoch_start(self) -> None:
         self.strategy.on_train_epoch_start(self.current_epoch)
+        # Kept on the device and read every `log_every_n_steps` steps and at the epoch's end: a
+        # step never waits for the device, and no torchmetrics update runs per step.
+        self.predicted: list[tuple[torch.Tensor, torch.Tensor]] = []  # (predicted class, label)
+        self.unchecked: list[tuple[int, torch.Tensor, dict[str, torch.Tensor]]] = []  # (step, loss, terms)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, index = batch
         logits, terms = self.strategy.loss_terms(x, y, index)
         loss = sum(weight * terms[name] for name, weight in self.strategy.weights.items())
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(self._non_finite(loss, terms))
-        self.train_acc.update(logits.detach(), y if y.ndim == 1 else y.argmax(-1))  # mixed: soft labels
+        terms = {name: value.detach() for name, value in terms.items()}
+        self.predicted.append((logits.detach().argmax(-1), y if y.ndim == 1 else y.argmax(-1)))  # mixed: soft
+        self.unchecked.append((self.global_step, loss.detach(), terms))
+        logged = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
+        last = batch_idx + 1 == self.trainer.num_training_batches
+        if logged or last:
+            self._check_finite()
         # A `self.log` call costs about a millisecond of Lightning bookkeeping, more than a small
         # model's whole step: log the step losses only on the steps the loggers write.
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        if logged:
             # sync_dist: under DDP the logged step loss is the mean over processes (a no-op in one).
-            self.log_dict(
-                {f"train/loss_{name}": value.detach() for name, value in terms.items()}, sync_dist=True
-            )
+            self.log_dict({f"train/loss_{name}": value for name, value in terms.items()}, sync_dist=True)
             self.log("train/loss", loss.detach(), prog_bar=True, sync_dist=True)
-        if batch_idx + 1 == self.trainer.num_training_batches:
+        if last:
             # Logged here, not in on_train_epoch_end: callbacks' epoch-end hooks (the epoch line)
             # run before the module's and must see this epoch's value.
+            self.train_acc.update(*(torch.cat(column) for column in zip(*self.predicted, strict=True)))
+            self.predicted.clear()
             self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True)
             self.train_acc.reset()
         return loss
 
-    def _non_finite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> str:
+    def _check_finite(self) -> None:
+        """``NonFiniteLossError`` naming the first step since the last check whose loss was NaN or
+        infinite (one wait for the device per check, not one per step)."""
+        losses = torch.stack([loss for _, loss, _ in self.unchecked])
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            step, loss, terms = self.unchecked[int((~finite).nonzero()[0])]
+            raise NonFiniteLossError(self._non_finite(step, loss, terms))
+        self.unchecked.clear()
+
+    def _non_finite(self, step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> str:
         bad = [f"train/loss_{name}={float(v)}" for name, v in terms.items() if not torch.isfinite(v)]
-        where = f"step {self.global_step} (epoch {self.current_epoch})"
+        where = f"step {step} (epoch {self.current_epoch})"
         return f"train/loss={float(loss)} at {where}; non-finite terms: {', '.join(bad) or 'none'}"
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
