@@ -45,6 +45,38 @@ def test_lightning_checkpoint_with_wrapper_prefix(tmp_path):
     assert _same(src, load_weights(_net(), tmp_path / "last.ckpt", "k"))
 
 
+class _Nested(nn.Module):
+    """The model's first key ``stem.weight`` also ends a submodule's key that sorts before it
+    (``block.stem.weight``), as a WRN's ``conv1.weight`` ends ``block1.layer.0.conv1.weight``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 8)
+        self.block = nn.Module()
+        self.block.stem = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+
+def test_a_key_that_ends_another_key_is_not_taken_for_a_prefix(tmp_path):
+    """safetensors stores keys sorted: the whole model loads, not the submodule under ``block.``."""
+    src = _Nested()
+    save_weights(src, tmp_path / "w.safetensors")
+    assert _same(src, load_weights(_Nested(), tmp_path / "w.safetensors", "k"))
+    wrapped = {f"model.{k}": v for k, v in sorted(src.state_dict().items())}
+    torch.save({"state_dict": wrapped}, tmp_path / "last.ckpt")
+    assert _same(src, load_weights(_Nested(), tmp_path / "last.ckpt", "k"))
+
+
+def test_the_prefix_that_holds_exactly_the_model_wins_over_a_larger_one(tmp_path):
+    """A checkpoint holding a deeper teacher first, then the student: both hold every student key;
+    the student's prefix has nothing else."""
+    src, teacher = _net(), nn.Sequential(*_net(), nn.ReLU(), nn.Linear(3, 3))
+    state = {f"strategy.teacher.{k}": v for k, v in teacher.state_dict().items()}
+    state |= {f"strategy.student.{k}": v for k, v in src.state_dict().items()}
+    torch.save({"state_dict": state}, tmp_path / "last.ckpt")
+    assert _same(src, load_weights(_net(), tmp_path / "last.ckpt", "k"))
+
+
 def test_missing_file_names_the_key(tmp_path):
     with pytest.raises(KdrunConfigError, match=r"^teacher\.checkpoint=.*file does not exist"):
         load_weights(_net(), tmp_path / "absent.pt", "teacher.checkpoint")

@@ -91,9 +91,21 @@ def _read(path: Path, key: str) -> dict[str, torch.Tensor]:
 def _strip_prefix(
     state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Drop the wrapper prefix (``model.``, ``strategy.student.`` ...) a training module added."""
+    """Drop the wrapper prefix (``model.``, ``strategy.student.`` ...) a training module added.
+
+    The prefix is the one under which most of the model's keys are found, then the fewest other
+    keys, then the shortest: a file's key order says nothing (safetensors sorts its keys), and the
+    model's first key may also end a submodule's (``conv1.weight``, ``block1.layer.0.conv1.weight``).
+    """
     anchor = next(iter(expected))
-    prefix = next((k[: -len(anchor)] for k in state if k.endswith(anchor)), "")
+    candidates = dict.fromkeys(k[: -len(anchor)] for k in state if k.endswith(anchor))
+
+    def fit(prefix: str) -> tuple[int, int, int]:
+        found = sum(prefix + k in state for k in expected)
+        under = sum(k.startswith(prefix) for k in state)
+        return found, found - under, -len(prefix)
+
+    prefix = max(candidates, key=fit, default="")
     if not prefix:
         return state
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
