@@ -20,22 +20,14 @@ from kdrun.models.sections import role_base
 from kdrun.train import phases as phases_module
 from kdrun.train.phases import WEIGHTS, Phases
 
-# (config of model/, overrides of the model's section): one entry per architecture.
-FAST = [
-    ("mlp", {}),
-    ("cnn", {}),
-    *[(n, {}) for n in ("resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56")],
-    *[(n, {}) for n in ("resnet8x4", "wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2")],
-    *[(n, {}) for n in ("vgg8", "mobilenetv2", "shufflev1", "shufflev2", "mobilenet_v3")],
-    ("timm", {"name": "test_efficientnet"}),  # timm through one small model
-]
+NOT_A_MODEL = {"ensemble"}  # members of another config: each loads through the teacher path
 # Slow on a CPU (a one-step fit takes seconds): one test, run by `make test-slow`.
-SLOW = [
-    *[(n, {}) for n in ("resnet110", "resnet32x4", "vgg11", "vgg13", "vgg16", "vgg19")],
-    *[(n, {}) for n in ("efficientnet_b0", "resnet18", "resnet34", "resnet50")],
-    ("mobilenet_v3", {"variant": "large"}),
-]
-NOT_A_MODEL = {"ensemble"}  # members of some other config: covered by the teacher path
+SLOW = {"resnet110", "resnet32x4", "vgg11", "vgg13", "vgg16", "vgg19"}
+SLOW |= {"efficientnet_b0", "resnet18", "resnet34", "resnet50"}
+SECTION = {"timm": {"name": "test_efficientnet"}}  # timm through one small model
+# (config of model/, overrides of its section): every config; an alias's other variants slow.
+FAST = [(c, SECTION.get(c, {})) for c in model_configs() if c not in SLOW | NOT_A_MODEL]
+SLOW_CASES = [*[(c, {}) for c in sorted(SLOW)], ("mobilenet_v3", {"variant": "large"})]
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +92,8 @@ def _round_trip(config: str, section: dict, data: TensorDataModule, cache: Path,
 
 def test_every_listed_model_has_a_round_trip() -> None:
     """Every config of model/ (the torchvision ones included), every built-in and CIFAR zoo model
-    and every variant of an alias is in FAST or SLOW."""
-    covered = FAST + SLOW
+    and every variant of an alias is a case."""
+    covered = FAST + SLOW_CASES
     assert {config for config, _ in covered} == set(model_configs()) - NOT_A_MODEL
     names = {section.get("name") or role_base("student", config).name for config, section in covered}
     assert set(MODELS) <= names  # mlp, cnn and the CIFAR zoo
@@ -118,7 +110,7 @@ def test_model_trains_caches_and_reloads_bit_identically(config, section, images
 
 @pytest.mark.slow
 def test_slow_models_train_cache_and_reload_bit_identically(images, tmp_path, saved_logits):
-    for config, section in SLOW:
+    for config, section in SLOW_CASES:
         _round_trip(config, section, images, tmp_path / config, saved_logits)
 
 
