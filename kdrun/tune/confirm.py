@@ -12,8 +12,8 @@ from rich.table import Table
 
 from kdrun.config.roles import hydra_overrides
 from kdrun.console import console
+from kdrun.files import write_atomic
 from kdrun.regress.bounds import Expectation, Reference, allowed_bound
-from kdrun.report.command import atomic
 from kdrun.train.pipeline import train
 from kdrun.tune.search import Tuning
 
@@ -34,7 +34,7 @@ def confirm(tuning: Tuning, best: dict[str, Any], seeds: list[int], compare: boo
             run_dir = tuning.folder / CONFIRM / label / f"seed{seed}"
             cfg = tuning.config(point, [f"seed={seed}"])
             run_dir.mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(cfg, run_dir / "config.yaml")
+            write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
             console.print(f"confirm: {label} point, seed {seed}: kdrun train in {run_dir}", markup=False)
             runs.append(train(cfg, run_dir, echo=False))
         out[label] = {"point": point, "seeds": seeds, **{m: _summary(runs, m) for m in METRICS}}
@@ -119,8 +119,7 @@ def export_recipe(path: Path, tuning: Tuning, best: dict[str, Any], found: dict[
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "# @package _global_\n# Written by kdrun tune from the study's best trial.\n"
-    with atomic(path) as tmp:
-        tmp.write_text(text + yaml.safe_dump(body, sort_keys=False))
+    write_atomic(path, text + yaml.safe_dump(body, sort_keys=False))
 
 
 def _split_overrides(overrides: list[str]) -> tuple[dict[str, str], dict[str, Any]]:

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from rich.markup import escape
 from rich.table import Table
 
-from kdrun.report.command import atomic
+from kdrun.files import atomic_path, write_atomic
 
 PLOTS = {  # file stem -> Optuna's matplotlib plot
     "history": "plot_optimization_history",
@@ -109,7 +109,7 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
                 axes = getattr(plots, name)(study)
             figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
             figure.set_size_inches(9, 5)
-            with atomic(path) as tmp:
+            with atomic_path(path) as tmp:
                 figure.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
             written.append(path)
         except Exception:  # too few trials for this plot, or Optuna 2's plot on a newer matplotlib
@@ -127,5 +127,4 @@ def write_html(path: Path, title: str, sections: list[tuple[str, str]], images: 
         parts.append(f"<h2>{html.escape(heading)}</h2><pre>{html.escape(text)}</pre>")
     for image in images:
         parts.append(f"<h2>{html.escape(image.stem)}</h2><img src='{html.escape(image.name)}' width='900'>")
-    with atomic(path) as tmp:
-        tmp.write_text("\n".join(parts) + "\n")
+    write_atomic(path, "\n".join(parts) + "\n")

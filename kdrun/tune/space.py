@@ -20,10 +20,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import OmegaConf
 
 from kdrun.config.schema import MISSING, check, choice, number
+from kdrun.config.user_yaml import load_yaml
 from kdrun.errors import KdrunConfigError
 
 DEFAULT_SPACE = "tune/kd_default.yaml"
@@ -109,10 +109,7 @@ def load_space(space: str) -> Space:
 def _load(path: Path) -> Space:
     if path.stat().st_size > MAX_BYTES:
         raise KdrunConfigError("file", f"{path.stat().st_size} bytes", f"a space file is at most {MAX_BYTES}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise KdrunConfigError("file", str(path), f"not valid YAML: {getattr(err, 'problem', err)}") from None
+    data = load_yaml(path, "file") or {}  # within the size and alias-expansion limits
     allowed = ("overrides", "params", "sampler", "pruner")
     if not isinstance(data, dict):
         raise KdrunConfigError("file", type(data).__name__, f"a mapping of {', '.join(allowed)}")
