@@ -248,3 +248,19 @@ def test_an_exported_onnx_file_is_a_student_of_its_own_and_a_failed_int8_is_left
     assert command == f"kdrun export '{tmp_path}/channels=[4, 8]/seed1' --format onnx"
     ax = figure(shipping).axes[0]
     assert sum(isinstance(c, ErrorbarContainer) for c in ax.containers) == 3 * 2 + 1  # the onnx twin
+
+
+def test_labels_from_configs_are_text_in_every_output(tmp_path, capsys):
+    from kdrun.report.ship_command import _csv_cell, csv_text, markdown
+
+    for seed, label in enumerate(("[bold]x|y", "=1+2")):
+        (tmp_path / f"r{seed}").mkdir()
+        (tmp_path / f"r{seed}" / "results.json").write_text(
+            json.dumps(_results(label, seed, 0.9 + seed / 100, 0.9, 1000 + seed, 0.1))
+        )
+    shipping = analyse(_runs(tmp_path), "params")
+    assert "cnn channels=[bold]x\\|y" in markdown(shipping)
+    assert "cnn channels==1+2" in csv_text(shipping)
+    assert _csv_cell("=1+2") == "'=1+2" and _csv_cell("-0.30") == "-0.30"
+    main(["ship", str(tmp_path)])
+    assert "cnn channels=[bold]x|y" in capsys.readouterr().out  # printed, not read as markup

@@ -9,12 +9,13 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from kdrun.console import console, err_console
+from kdrun.console import console, err_console, plain
 from kdrun.errors import KdrunConfigError
 from kdrun.files import write_atomic
 from kdrun.report.frontier import COSTS, check_cost
 from kdrun.report.runs import find
 from kdrun.report.ship import Shipping, analyse, recommendation, rows
+from kdrun.report.summary import FORMULA_STARTS, md_cell
 
 
 def collect(paths: list[Path]) -> list[dict[str, Any]]:
@@ -49,24 +50,21 @@ def table(shipping: Shipping, title: str) -> Table:
     for i, column in enumerate(head):
         out.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
     for cells in body:
-        out.add_row(*(Text(c) for c in cells))  # labels come from configs: no rich markup
+        out.add_row(*(Text(plain(c)) for c in cells))  # labels come from configs: no markup read
     return out
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
 def markdown(shipping: Shipping) -> str:
     head, body = rows(shipping)
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    lines += ["| " + " | ".join(_md_cell(c) for c in cells) + " |" for cells in body]
+    lines += ["| " + " | ".join(md_cell(c) for c in cells) + " |" for cells in body]
     return "\n".join([*lines, "", note(shipping), ""])
 
 
 def _csv_cell(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") and not text[1:2].isdigit() else text
+    """A cell a spreadsheet will not run as a formula; a signed number stays a number."""
+    number = text[:1] in "+-" and text[1:2].isdigit()
+    return "'" + text if text.startswith(FORMULA_STARTS) and not number else text
 
 
 def csv_text(shipping: Shipping) -> str:
@@ -74,7 +72,7 @@ def csv_text(shipping: Shipping) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(head)
-    writer.writerows([[_csv_cell(c) for c in cells] for cells in body])
+    writer.writerows([["" if c == "-" else _csv_cell(c) for c in cells] for cells in body])  # - : none
     return buffer.getvalue()
 
 
@@ -103,12 +101,12 @@ def ship(
     console.print(table(shipping, title=f"kdrun ship: {len(runs)} runs, cost {cost}"))
     console.print(note(shipping), markup=False)
     for line in shipping.notes:
-        err_console.print(f"note: {line}", markup=False, soft_wrap=True)
+        err_console.print(f"note: {plain(line)}", markup=False, soft_wrap=True)
     frontier_plot.save(shipping, out / "frontier.png")
     write_atomic(out / "frontier.md", markdown(shipping))
     write_atomic(out / "frontier.csv", csv_text(shipping))
     front = ", ".join(shipping.front) or "none (no student has this cost measured)"
-    console.print(f"frontier ({cost}): {front}", markup=False)
+    console.print(f"frontier ({cost}): {plain(front)}", markup=False)
     console.print(
         f"wrote {out / 'frontier.png'}, {out / 'frontier.md'}, {out / 'frontier.csv'}", markup=False
     )
@@ -134,6 +132,6 @@ def print_recommendation(
         err_console.print(f"no student reaches {asked}", markup=False, soft_wrap=True)
         return False
     line, command = found
-    console.print(line, markup=False, soft_wrap=True)
-    console.print(f"next: {command}", markup=False, soft_wrap=True)
+    console.print(plain(line), markup=False, soft_wrap=True)
+    console.print(f"next: {plain(command)}", markup=False, soft_wrap=True)
     return True
