@@ -264,3 +264,16 @@ def test_labels_from_configs_are_text_in_every_output(tmp_path, capsys):
     assert _csv_cell("=1+2") == "'=1+2" and _csv_cell("-0.30") == "-0.30"
     main(["ship", str(tmp_path)])
     assert "cnn channels=[bold]x|y" in capsys.readouterr().out  # printed, not read as markup
+
+
+def test_a_run_on_a_gpu_adds_its_device_latency_columns(tmp_path):
+    from kdrun.report.ship import rows
+
+    _family(tmp_path)
+    runs = _runs(tmp_path)
+    runs[0]["student"] |= {"device": "cuda", "device_latency_ms": {"batch1": 0.05, "batch64": 0.07}}
+    head, body = rows(analyse(runs, "latency1"))
+    assert head[-3:] == ["cuda ms @1", "cuda ms @64", "frontier"]
+    first = next(row for row in body if row[0] == "cnn channels=[2, 4]")
+    assert first[-3:-1] == ["0.050", "0.070"]
+    assert all(row[-3:-1] == ["-", "-"] for row in body if row[0] != "cnn channels=[2, 4]")
