@@ -10,7 +10,7 @@ from matplotlib.text import Annotation
 from kdrun.cli import main
 from kdrun.report.frontier import Candidate, check_cost, frontier, latency_threads, recommend
 from kdrun.report.frontier_plot import FRONTIER_LABEL, figure
-from kdrun.report.ship import analyse, recommendation
+from kdrun.report.ship import analyse, recommendation, rows
 
 
 def test_frontier_keeps_what_no_other_point_beats_on_both():
@@ -143,6 +143,10 @@ def test_analyse_pools_seeds_and_puts_the_dominated_int8_off_the_frontier(tmp_pa
         and mid.top1_std == pytest.approx(0.0014142, rel=1e-3)
     )
     assert shipping.front == ["cnn channels=[2, 4]", "cnn channels=[4, 8]", "cnn channels=[8, 16]"]
+    head, body = rows(shipping)
+    narrow = dict(zip(head, body[1], strict=True))  # body[0]: the teacher, the reference
+    assert narrow["top-1 %"] == "90.10 ± 0.14" and narrow["gain"] == "+2.10 ± 0.14"  # paired by seed
+    assert narrow["seeds"] == "2" and dict(zip(head, body[0], strict=True))["frontier"] == "teacher"
     # On size the int8 file is the smallest and beats the narrowest fp32 student outright.
     by_size = analyse(_runs(tmp_path), "size").front
     assert by_size == ["cnn channels=[4, 8] · int8", "cnn channels=[4, 8]", "cnn channels=[8, 16]"]
@@ -267,8 +271,6 @@ def test_labels_from_configs_are_text_in_every_output(tmp_path, capsys):
 
 
 def test_a_run_on_a_gpu_adds_its_device_latency_columns(tmp_path):
-    from kdrun.report.ship import rows
-
     _family(tmp_path)
     runs = _runs(tmp_path)
     runs[0]["student"] |= {"device": "cuda", "device_latency_ms": {"batch1": 0.05, "batch64": 0.07}}

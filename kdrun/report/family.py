@@ -84,6 +84,7 @@ def _fp32(label: str, runs: list[dict[str, Any]]) -> Candidate:
     student = runs[0]["student"]
     top1, top1_std = _mean_std([r["student"]["top1"] for r in runs])
     scratch, scratch_std = _mean_std([r["baseline"]["top1"] for r in runs])
+    gain_std = _mean_std([r["student"]["top1"] - r["baseline"]["top1"] for r in runs])[1]
     on_gpu = [r for r in runs if r["student"].get("device_latency_ms")]
     device_latency = {
         batch: ms
@@ -95,6 +96,7 @@ def _fp32(label: str, runs: list[dict[str, Any]]) -> Candidate:
         top1_std=top1_std,
         scratch=scratch,
         scratch_std=scratch_std,
+        gain_std=gain_std,
         seeds=sorted(int(r["seed"]) for r in runs),
         params=student.get("params"),
         size_mb=student.get("size_mb"),

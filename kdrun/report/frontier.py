@@ -35,6 +35,7 @@ class Candidate:
     top1_std: float | None = None
     scratch: float | None = None  # the same student trained without a teacher (fp32 only)
     scratch_std: float | None = None
+    gain_std: float | None = None  # std over the seeds of the paired gain (distilled - scratch)
     seeds: list[int] = field(default_factory=list)
     params: int | None = None
     size_mb: float | None = None

@@ -96,6 +96,7 @@ RUNTIME = {"onnx": "ONNX Runtime", "int8": "ONNX Runtime"}  # the others: PyTorc
 def cells(s: Candidate, shipping: Shipping, gpu: str | None) -> list[str]:
     """One table row: name, seeds, top-1s, gain, costs, latencies, frontier mark."""
     gain = None if s.scratch is None else f"{100 * (s.top1 - s.scratch):+.2f}"
+    gain = gain if gain is None or s.gain_std is None else f"{gain} ± {100 * s.gain_std:.2f}"
     latency = [s.latency.get((b, shipping.threads[b])) for b in (1, 64)]
     row = [
         s.name,

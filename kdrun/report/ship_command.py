@@ -35,9 +35,10 @@ def note(shipping: Shipping) -> str:
     threads = " / ".join(sorted({str(t) for t in shipping.threads.values() if t is not None})) or "-"
     return (
         "Top-1 on the test split, mean ± std over the seeds (n); scratch: the same student trained "
-        "without the teacher (same seeds); gain: distilled − scratch (points). A student runs in "
-        "PyTorch; its '· onnx' and '· int8' twins are its exported files (fp32 and int8 ONNX) in ONNX "
-        "Runtime, their top-1 from the export's parity check. MB: PyTorch weights or the ONNX file. "
+        "without the teacher (same seeds); gain: distilled − scratch, paired by seed (points, "
+        "mean ± std). A student runs in PyTorch; its '· onnx' and '· int8' twins are its exported "
+        "files (fp32 and int8 ONNX) in ONNX Runtime, their top-1 from the export's parity check. "
+        "MB: PyTorch weights or the ONNX file. "
         f"ms: median latency per call on the CPU with {threads} thread(s) at batch 1 and 64, compared "
         "only between figures measured with the same batch and thread count. "
         f"★: on the frontier of top-1 against {COSTS[shipping.cost]}."
