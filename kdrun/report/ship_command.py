@@ -12,10 +12,10 @@ from rich.text import Text
 from kdrun.console import console, err_console, plain
 from kdrun.errors import KdrunConfigError
 from kdrun.files import write_atomic
+from kdrun.report.cells import FORMULA_STARTS, md_cell
 from kdrun.report.frontier import COSTS, check_cost
 from kdrun.report.runs import find
 from kdrun.report.ship import Shipping, analyse, recommendation, rows
-from kdrun.report.summary import FORMULA_STARTS, md_cell
 
 
 def collect(paths: list[Path]) -> list[dict[str, Any]]:
