@@ -74,3 +74,16 @@ def test_python_api_run_restores_the_callers_torch_state_and_a_markup_folder_nam
     assert np.array_equal(np.random.get_state()[1], before[1])
     out = capsys.readouterr()
     assert "run failed" not in out.out + out.err and f"results: {run_dir / 'results.json'}" in out.out
+
+
+def test_an_output_root_that_is_a_link_loop_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    from kdrun.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").symlink_to("out")  # a file there was already refused this way
+    with pytest.raises(SystemExit) as info:
+        main(["train", "debug=smoke", "paths.output_root=out"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: paths.output_root='out': cannot create")
+    assert "Too many levels of symbolic links" in err[0]

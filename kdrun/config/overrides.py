@@ -10,6 +10,7 @@ pickle (``--experimental-rerun``) are refused.
 
 import argparse
 import errno
+import os
 import tempfile
 from importlib.resources import files
 from pathlib import Path
@@ -125,8 +126,15 @@ def check_folders(cfg: DictConfig, multirun: bool) -> None:
 def check_writable(key: str, value: str, folder: Path) -> None:
     """The run's folder must be creatable: a read-only or full disk is one line, not Hydra's trace."""
     existing = folder.absolute()
-    while not existing.exists():
-        existing = existing.parent
+    while True:  # the nearest folder that exists; a link loop on the way is an error, not "absent"
+        try:
+            os.stat(existing)
+            break
+        except FileNotFoundError:
+            existing = existing.parent
+        except OSError as err:  # ELOOP, ENOTDIR (a file on the way), EACCES
+            reason = f"cannot create {folder}: {existing}: {err.strerror}"
+            raise KdrunConfigError(key, value, reason) from None
     try:
         if not existing.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(existing))
