@@ -85,10 +85,14 @@ def test_the_guide_names_every_file_a_new_strategy_model_data_set_and_recipe_tou
 
     add(root, f"kdrun/strategies/{NAME}.py", STRATEGY)
     add(root, f"kdrun/conf/strategy/{NAME}.yaml", f"name: {NAME}\n")
-    model = (REPO / "kdrun/conf/model/resnet18.yaml").read_text().replace("name: resnet18", "name: squeezenet1_1")
+    model = (
+        (REPO / "kdrun/conf/model/resnet18.yaml").read_text().replace("name: resnet18", "name: squeezenet1_1")
+    )
     add(root, f"kdrun/conf/model/{NAME}.yaml", model)
     add(root, "kdrun/data/sources.py", SOURCE, append=True)
-    dataset = re.sub(r"(?m)^name: digits$", f"name: {NAME}", (REPO / "kdrun/conf/dataset/digits.yaml").read_text())
+    dataset = re.sub(
+        r"(?m)^name: digits$", f"name: {NAME}", (REPO / "kdrun/conf/dataset/digits.yaml").read_text()
+    )
     dataset = dataset.replace("val: 180", "val: 60").replace("test: 360", "test: 60")
     add(root, f"kdrun/conf/dataset/{NAME}.yaml", dataset)
     add(root, f"recipes/{NAME}.yaml", RECIPE)
