@@ -95,7 +95,7 @@ def _writes(tree: ast.AST) -> list[tuple[int, str, ast.Call]]:
         func = call.func
         name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
         if name in ("open", "fdopen"):
-            modes = [a.value for a in call.args[1:2] if isinstance(a, ast.Constant)]
+            modes = [a.value for a in call.args[:2] if isinstance(a, ast.Constant)]  # open(p, m), p.open(m)
             modes += [
                 k.value.value for k in call.keywords if k.arg == "mode" and isinstance(k.value, ast.Constant)
             ]
