@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, NoReturn
 
-from rich.console import Console
+from rich.console import Console, ConsoleRenderable
+from rich.segment import ControlType, Segment
 from rich.text import Text
 
 from kdrun.files import open_append
@@ -41,16 +42,40 @@ def plain(value: object) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
+# On a terminal, a live progress bar is redrawn around each printed line; these invisible marks
+# (written only to terminals, taken out before the terminal sees them) tell the log which text
+# was printed, so a log file gets the lines and none of the bar's frames.
+_PRINTED, _END = "\x1b]kdrun;printed\x07", "\x1b]kdrun;end\x07"
+_MARKED = re.compile(re.escape(_PRINTED) + "(.*?)" + re.escape(_END), re.DOTALL)
+
+
+class _Mark:
+    def __init__(self, text: str) -> None:
+        self.segment = Segment(text, None, [(ControlType.BELL,)])  # a control: no width, terminals only
+
+    def __rich_console__(self, console: Console, options: object) -> Iterator[Segment]:
+        yield self.segment
+
+
+class _MarkPrinted:
+    """A rich render hook, run before a live display's: marks what ``print`` was asked to print."""
+
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list:
+        return [_Mark(_PRINTED), *renderables, _Mark(_END)]
+
+
 class _Tee:
     """A text stream that writes to the terminal (unless ``echo`` is off) and, without colour
-    codes, to a log file."""
+    codes or progress-bar frames, to a log file."""
 
     def __init__(self, stream: IO[str], log: IO[str], echo: bool = True) -> None:
         self.stream, self.log, self.echo = stream, log, echo
 
     def write(self, text: str) -> int:
-        self.log.write(_ANSI.sub("", text))
+        printed = "".join(_MARKED.findall(text)) if _PRINTED in text else text.replace("\r", "")
+        self.log.write(_ANSI.sub("", printed))
         self.log.flush()
+        text = text.replace(_PRINTED, "").replace(_END, "")
         return self.stream.write(text) if self.echo else len(text)
 
     def flush(self) -> None:
@@ -72,11 +97,13 @@ def console_log(path: Path, echo: bool = True) -> Iterator[None]:
         saved = [(c, c._file) for c in (console, err_console)]  # None: follow sys.stdout/stderr
         for c, _ in saved:
             c.file = _Tee(c.file, log, echo)
+            c._render_hooks.insert(0, _MarkPrinted())  # before a live display's hook, if one runs
         try:
             yield
         finally:
             for c, file in saved:
                 c.file = file
+                c._render_hooks[:] = [h for h in c._render_hooks if not isinstance(h, _MarkPrinted)]
 
 
 def fail(message: str) -> NoReturn:

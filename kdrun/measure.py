@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.classification import MulticlassAccuracy
 
 from kdrun.config.schema import MISSING, number
+from kdrun.progress import track
 from kdrun.runtime.device import module_device, placed, to_device
 
 
@@ -130,7 +131,8 @@ def profile(model: nn.Module, input_shape: tuple[int, ...], cfg: Any) -> dict[st
 
 def _latencies(model: nn.Module, input_shape: tuple[int, ...], cfg: Any, prefix: str = "") -> dict[str, Any]:
     row: dict[str, Any] = {f"{prefix}latency_ms": {}, f"{prefix}latency_iqr_ms": {}}
-    for batch in cfg.batch_sizes:
+    where = "the device" if prefix else "the CPU"
+    for batch in track(cfg.batch_sizes, f"latency on {where}", unit="batch sizes"):
         median, iqr = latency_ms(model, input_shape, batch, cfg.threads, cfg.min_run_time)
         row[f"{prefix}latency_ms"][f"batch{batch}"] = round(median, 4)
         row[f"{prefix}latency_iqr_ms"][f"batch{batch}"] = None if iqr is None else round(iqr, 4)

@@ -310,3 +310,42 @@ def test_every_shipped_real_data_recipe_parses_composes_and_validates(path):
     assert recipe.description and recipe.expect and recipe.tier == "real"
     for cfg in recipe_configs(recipe, []).values():
         validate(cfg)
+
+
+def test_regress_interrupted_mid_recipe_writes_what_finished_and_continues(tmp_path, shared_cache):
+    """SIGINT while a recipe's second run is under way: one line, exit 130, the first run's
+    results kept and reported; the printed command finishes the rest and skips the first run."""
+    import shlex
+    import signal
+    import subprocess
+
+    from tests.conftest import KDRUN
+
+    _write(tmp_path / "recipes", "two", SMOKE.format(bound=0.3).replace("seeds: [0]", "seeds: [0, 1]"))
+    args = ["regress", "recipes/two.yaml", "--out", "out", "--", f"paths.cache_dir={shared_cache}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    run = subprocess.Popen(
+        [*KDRUN, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    second = False
+    for line in run.stdout:
+        second = second or line.startswith("regress: two seed1 ->")  # seed 0 finished
+        if second and line.startswith("device: "):  # seed 1's run has started writing its folder
+            run.send_signal(signal.SIGINT)
+            break
+    stderr = run.communicate(timeout=300)[1]
+    assert run.returncode == 130, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert stderr.startswith("interrupted: SIGINT during the ") and "0/1 recipe(s) finished" in stderr
+    assert json.loads((tmp_path / "out/two/seed0/results.json").read_text())["status"] == "ok"
+    assert json.loads((tmp_path / "out/two/seed1/results.json").read_text())["status"] == "interrupted"
+    assert json.loads((tmp_path / "out/regress.json").read_text())["status"] == "interrupted"
+
+    again = shlex.split(stderr.split("continue with: ")[1].split("  (")[0])
+    assert again[0] == "kdrun" and again[again.index("--out") + 1] == "out"
+    resumed = run_kdrun(again[1:], tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "regress: two seed0: finished earlier" in resumed.stdout
+    assert "regress: two seed1 ->" in resumed.stdout
+    summary = json.loads((tmp_path / "out/regress.json").read_text())
+    assert summary["status"] == "pass" and summary["recipes"]["two"]["checks"][0]["values"][1:]

@@ -24,6 +24,7 @@ from torch import nn
 from kdrun.cache import Cache
 from kdrun.data import TensorDataModule
 from kdrun.files import atomic_path
+from kdrun.progress import track
 from kdrun.runtime.device import placed
 from kdrun.strategies import Strategy
 
@@ -70,7 +71,7 @@ def load_or_compute(
 
     def compute(folder: Path | None = None) -> None:
         with placed(strategy, device):
-            strategy.cache_teacher_logits(data.loader("train"))
+            strategy.cache_teacher_logits(track(data.loader("train"), "teacher logits for the logit cache"))
         if folder is not None:
             if not torch.isfinite(strategy.teacher_logits).all():  # never store what would poison every reuse
                 raise FloatingPointError("the teacher's logits contain NaN or inf; they are not cached")

@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from rich.progress import Progress
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Subset
@@ -36,12 +35,12 @@ from kdrun.cache import Cache
 from kdrun.cache.logits import CPU, cache_spec
 from kdrun.cache.view_format import dense_logits, summarise
 from kdrun.config.schema import MISSING, check, choice, number
-from kdrun.console import console
 from kdrun.data import TensorDataModule
 from kdrun.data.replay import REPLAYABLE, NotReplayable, Replay, StoredViews, ViewSamples, policy_transforms
 from kdrun.data.transforms import build_augment, is_sample_augment
 from kdrun.errors import KdrunConfigError
 from kdrun.files import atomic_path, write_atomic
+from kdrun.progress import phase
 from kdrun.runtime.device import module_device, placed, to_device
 from kdrun.strategies import STRATEGIES, Strategy
 
@@ -235,8 +234,7 @@ def _build_chunks(
     per_chunk = max(1, chunk_views // views)
     starts = list(range(0, images, per_chunk))
     seconds = 0.0
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task(f"teacher outputs of {views} views per image", total=images)
+    with phase(f"teacher outputs of {views} views per image", images, unit="images") as progress:
         for number, start in enumerate(starts):
             stop = min(images, start + per_chunk)
             path = partial / f"chunk-{number:05d}.safetensors"
@@ -244,7 +242,7 @@ def _build_chunks(
             if done is None:
                 done = _compute_chunk(teacher, samples, range(start, stop), workers, topk, path)
             seconds += done
-            progress.advance(task, stop - start)
+            progress.advance(stop - start)
     return seconds
 
 

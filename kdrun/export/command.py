@@ -25,6 +25,7 @@ from kdrun.files import atomic_path, write_atomic
 from kdrun.measure import accuracy, latency_of
 from kdrun.models import load_weights
 from kdrun.models.build import build
+from kdrun.progress import phase
 from kdrun.report import write_json_atomic
 from kdrun.strategies import STRATEGIES
 
@@ -120,8 +121,14 @@ def export_run(
     run_dir = Path(run_dir)
     results, cfg, student, data = load_run(run_dir, data)
     check_settings(settings, train_images=len(data.splits["train"][0]))
-    exporter = _Exporter(run_dir / EXPORT_DIR, results, cfg, student, data, settings)
-    failures = [failure for name in exporter.formats if (failure := exporter.export(name))]
+    with phase("export", unit="formats") as progress:
+        progress.describe("export: timing the PyTorch student")
+        exporter = _Exporter(run_dir / EXPORT_DIR, results, cfg, student, data, settings)
+        failures = []
+        for name in exporter.formats:
+            progress.describe(f"export: {name}", total=len(exporter.formats))
+            failures += [failure] if (failure := exporter.export(name)) else []
+            progress.advance()
     results["export"] = exporter.section
     write_json_atomic(run_dir / "results.json", results)
     card = run_dir / EXPORT_DIR / "MODEL_CARD.md"

@@ -8,7 +8,9 @@ margins in noise units: ``kdrun.regress.check``. One ``kdrun regress`` at a time
 folder: a second one into the same ``--out`` is refused.
 """
 
+import shlex
 import statistics
+import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import replace
@@ -17,17 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+from omegaconf import OmegaConf
 from rich.table import Table
 from rich.text import Text
 
-from kdrun.console import console, styled
+from kdrun.console import console, err_console, styled
 from kdrun.errors import DataNotFound, KdrunConfigError
 from kdrun.files import refuse_links, write_atomic
+from kdrun.progress import phase
 from kdrun.regress.check import Verdict, check
 from kdrun.regress.compose import recipe_configs
 from kdrun.regress.markdown import write_results_markdown
 from kdrun.regress.recipe import Recipe, RecipeError, find_recipes, load_recipe
 from kdrun.report import write_json_atomic
+from kdrun.runtime import preemption
 from kdrun.train.validate import validate
 
 LOCK = ".kdrun-regress.lock"  # held by the kdrun regress writing into the folder
@@ -35,17 +40,33 @@ LOCK = ".kdrun-regress.lock"  # held by the kdrun regress writing into the folde
 
 def _run_recipe(recipe: Recipe, configs: dict, out: Path) -> dict[str, dict[str, Any]]:
     """Run label -> results (``status: failed`` and the error for a run that raised; one
-    ``status: skipped`` run, and nothing else run, when the recipe's data is not here)."""
-    from kdrun.train.pipeline import train  # heavy imports only when something runs
+    ``status: skipped`` run, and nothing else run, when the recipe's data is not here).
+
+    A run whose results.json says ``ok`` for the same config (an earlier, interrupted regress into
+    the same ``--out``) is not run again; one stopped mid-fit continues from its checkpoint.
+    """
+    from kdrun.train.pipeline import record_failure, train  # heavy imports only when something runs
 
     runs = {}
     for label, cfg in configs.items():
         run_dir = out / recipe.name / label
+        earlier = preemption.previous_point(run_dir, OmegaConf.to_container(cfg, resolve=True))
+        if earlier is not None and earlier.get("status") == "ok":
+            console.print(f"regress: {recipe.name} {label}: finished earlier, in {run_dir}")
+            runs[label] = earlier
+            continue
+        if earlier is not None and (run_dir / "checkpoints" / "last.ckpt").is_file():
+            cfg.resume = str(run_dir)
         console.print(styled("regress", "bold", f": {recipe.name} {label} -> {run_dir}"))
+        started = time.perf_counter()
         try:
             runs[label] = train(cfg, run_dir)
         except DataNotFound as err:  # refused before anything trained; the other seeds would be too
             return {label: {"status": "skipped", "reason": str(err)}}
+        except preemption.RunInterrupted as err:
+            if run_dir.is_dir():  # stopped before the run wrote anything: nothing to record
+                record_failure(cfg, run_dir, err, started)
+            raise
         except Exception as err:  # recorded in the run's results.json; the recipe fails
             runs[label] = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
     if recipe.sweep:  # summary table, CSV and (for a T x alpha grid) the heatmap of the sweep
@@ -70,7 +91,10 @@ def regress(
     targets: list[Path], tier: str, out: Path | None, extra: list[str], seeds: list[int] | None = None
 ) -> int:
     """Run the recipes; return the exit code. Bad recipes raise ``RecipeError`` before any run.
-    ``seeds`` replaces every recipe's own seeds (check the bounds on seeds they were not set on)."""
+    ``seeds`` replaces every recipe's own seeds (check the bounds on seeds they were not set on).
+
+    SIGINT / SIGTERM (``kdrun.runtime.preemption``): the finished recipes' reports are written,
+    one line says how to continue (the same command into the same ``--out``), exit 130 / 143."""
     selected = select(targets, tier, seeds)
     out = out or Path("outputs/regress") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -108,35 +132,63 @@ def _regress(
             except KdrunConfigError as err:
                 raise RecipeError(f"{recipe.path}:1: {err}") from None
         planned[recipe.name] = (recipe, configs)
-    verdicts: list[Verdict] = []
-    durations = {}
-    measured = []
-    for recipe, configs in planned.values():
-        started = time.perf_counter()
-        runs = _run_recipe(recipe, configs, out)
-        durations[recipe.name] = time.perf_counter() - started
-        verdicts += check(recipe, list(runs.values()))
-        measured.append((recipe, runs))
-    console.print(verdict_table(verdicts))
-    write_json_atomic(out / "regress.json", _summary(verdicts, durations, tier))
-    write_junit(out / "junit.xml", verdicts, durations)
-    command = " ".join(
-        [
-            "kdrun regress",
-            *map(str, targets),
-            f"--tier {tier}",
-            *([f"--seeds {' '.join(map(str, seeds))}"] if seeds else []),
-            *(["--", *extra] if extra else []),
-        ]
-    )
-    write_results_markdown(out / "results.md", measured, command)
-    console.print(f"regress: {out / 'regress.json'}, {out / 'junit.xml'}, {out / 'results.md'}")
+    command = _command(targets, tier, seeds, extra)
+    measured: list[tuple[Recipe, dict[str, dict[str, Any]]]] = []
+    durations: dict[str, float] = {}
+    try:
+        with preemption.stop_on_signals(), phase("regress", len(planned), unit="recipes") as progress:
+            for number, (recipe, configs) in enumerate(planned.values(), 1):
+                progress.describe(f"regress: recipe {number}/{len(planned)} {recipe.name}")
+                started = time.perf_counter()
+                measured.append((recipe, _run_recipe(recipe, configs, out)))
+                durations[recipe.name] = time.perf_counter() - started
+                progress.advance()
+    except preemption.RunInterrupted as err:
+        _write_reports(out, measured, durations, tier, command, interrupted=str(err))
+        again = _command(targets, tier, seeds, extra, out)
+        err_console.print(
+            f"interrupted: {err}; {len(measured)}/{len(planned)} recipe(s) finished, their results in "
+            f"{out / 'regress.json'}; continue with: {again}  (finished runs are skipped)",
+            soft_wrap=True,
+        )
+        sys.exit(err.exit_code)
+    verdicts = _write_reports(out, measured, durations, tier, command)
     bad = [v for v in verdicts if v.status in ("fail", "error")]
     for v in bad:
         console.print(styled(v.status.upper(), "red", f" {v.recipe.name}: {v.message}"), soft_wrap=True)
     for name, message in {v.recipe.name: v.message for v in verdicts if v.status == "skipped"}.items():
         console.print(styled("SKIPPED", "yellow", f" {name}: {message}"), soft_wrap=True)
     return 1 if bad else 0
+
+
+def _command(
+    targets: list[Path], tier: str, seeds: list[int] | None, extra: list[str], out: Path | None = None
+) -> str:
+    """The command line that reruns this selection (into ``out``, when given)."""
+    args = [*map(str, targets), "--tier", tier, *(["--seeds", *map(str, seeds)] if seeds else [])]
+    args += ["--out", str(out)] if out is not None else []
+    return shlex.join(["kdrun", "regress", *args, *(["--", *extra] if extra else [])])
+
+
+def _write_reports(
+    out: Path,
+    measured: list[tuple[Recipe, dict[str, dict[str, Any]]]],
+    durations: dict[str, float],
+    tier: str,
+    command: str,
+    interrupted: str | None = None,
+) -> list[Verdict]:
+    """The verdict table, regress.json, junit.xml and results.md of the recipes that finished."""
+    verdicts = [v for recipe, runs in measured for v in check(recipe, list(runs.values()))]
+    console.print(verdict_table(verdicts))
+    summary = _summary(verdicts, durations, tier)
+    if interrupted is not None:
+        summary |= {"status": "interrupted", "interrupted": interrupted}
+    write_json_atomic(out / "regress.json", summary)
+    write_junit(out / "junit.xml", verdicts, durations)
+    write_results_markdown(out / "results.md", measured, command)
+    console.print(f"regress: {out / 'regress.json'}, {out / 'junit.xml'}, {out / 'results.md'}")
+    return verdicts
 
 
 def _fmt(values: list[float]) -> str:

@@ -10,6 +10,7 @@ from torch import nn
 from kdrun.data import TensorDataModule
 from kdrun.measure import accuracy, architecture_id, paired_correct, profile
 from kdrun.models.asset import Asset
+from kdrun.progress import track
 from kdrun.report import deltas, paired_gain
 from kdrun.runtime.device import placed, resolve
 from kdrun.strategies import Strategy
@@ -48,7 +49,8 @@ def gain_noise(baseline: Asset, strategy: Strategy, phases: Phases) -> dict[str,
     student.eval()
     scratch.eval()
     with placed(student, device), placed(scratch, device):
-        counts = paired_correct(student, scratch, phases.data.loader("test", batch_size=512))
+        batches = track(phases.data.loader("test", batch_size=512), "paired test: student and scratch")
+        counts = paired_correct(student, scratch, batches)
     return paired_gain(*counts)
 
 
@@ -81,8 +83,10 @@ def report_row(
     row: dict[str, Any] = {"name": name, "source": source}
     device = resolve(cfg.trainer).device
     with placed(model, device):
-        row.update(accuracy(model, data.loader("test", batch_size=512), data.num_classes))
-        row["val_top1"] = accuracy(model, data.loader("val", batch_size=512), data.num_classes)["top1"]
+        for split in ("test", "val"):
+            batches = track(data.loader(split, batch_size=512), f"{name}: {split} accuracy")
+            top = accuracy(model, batches, data.num_classes)
+            row.update(top if split == "test" else {"val_top1": top["top1"]})
         # Cost is a property of the architecture: the scratch and distilled students share one
         # measurement, so their latencies differ only where their architectures do.
         arch = architecture_id(model)

@@ -1,7 +1,9 @@
-"""Lightning callbacks kdrun adds: plain progress lines off a terminal, BatchNorm re-estimation."""
+"""Lightning callbacks kdrun adds: a line per epoch, live bars on a terminal, BatchNorm re-estimation."""
 
 import time
 from collections.abc import Iterable
+from contextlib import ExitStack
+from typing import Any
 
 import lightning as L
 import torch
@@ -9,11 +11,12 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from kdrun.console import console
+from kdrun.progress import Phase, phase, track
 from kdrun.runtime.device import module_device, to_device
 
 
 class EpochLines(Callback):
-    """One plain line per epoch (for logs and CI, where a live progress bar is noise)."""
+    """One line per epoch: what a log, a CI job and the terminal's scrollback keep."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -38,6 +41,41 @@ class EpochLines(Callback):
         )
 
 
+class EpochBars(Callback):
+    """A live bar over each epoch's training batches, and one over each validation pass
+    (``kdrun.progress``: on a terminal only; the count reaches rich a few times a second)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.open = ExitStack()
+        self.bar: Phase | None = None
+
+    def _start(self, trainer: L.Trainer, what: str, total: float) -> None:
+        self.close()
+        if trainer.is_global_zero:
+            total = None if total == float("inf") else int(total)
+            self.bar = self.open.enter_context(phase(f"[{self.label}] {what}", total, line=False))
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        self.open.close()
+        self.bar = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start(
+            trainer, f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}", trainer.num_training_batches
+        )
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start(trainer, "validation", sum(trainer.num_val_batches))
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        if self.bar is not None:
+            self.bar.advance()
+
+    on_validation_batch_end = on_train_batch_end
+    on_validation_epoch_end = on_train_epoch_end = on_exception = teardown = close
+
+
 class RecalibrateBatchNorm(Callback):
     """After training, re-estimate BatchNorm running statistics over the training set.
 
@@ -53,7 +91,8 @@ class RecalibrateBatchNorm(Callback):
         if not has_batchnorm(self.model):
             return
         # The whole training split in every process (train_dataloader() is one DDP process's share).
-        recalibrate_batchnorm(self.model, trainer.datamodule.loader("train", shuffle=True))
+        batches = trainer.datamodule.loader("train", shuffle=True)
+        recalibrate_batchnorm(self.model, track(batches, f"[{self.label}] BatchNorm re-estimation"))
         if not trainer.is_global_zero:
             return
         # The per-epoch val/acc used the running statistics of training; the model that is
@@ -63,7 +102,8 @@ class RecalibrateBatchNorm(Callback):
         data = trainer.datamodule
         was_training = self.model.training
         self.model.eval()
-        recalibrated = accuracy(self.model, data.loader("val", batch_size=512), data.num_classes)["top1"]
+        batches = track(data.loader("val", batch_size=512), f"[{self.label}] val accuracy")
+        recalibrated = accuracy(self.model, batches, data.num_classes)["top1"]
         self.model.train(was_training)
         during = trainer.callback_metrics.get("val/acc")
         for logger in trainer.loggers:

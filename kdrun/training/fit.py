@@ -2,7 +2,6 @@
 
 import logging
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import DDPStrategy
 from omegaconf import DictConfig
@@ -22,7 +21,7 @@ from kdrun.data import TensorDataModule
 from kdrun.runtime import nodes, preemption
 from kdrun.runtime.device import ACCELERATORS, AUTO, resolve
 from kdrun.strategies import Strategy
-from kdrun.training.callbacks import EpochLines, RecalibrateBatchNorm
+from kdrun.training.callbacks import EpochBars, EpochLines, RecalibrateBatchNorm
 from kdrun.training.checkpointing import (
     AtomicCheckpointIO,
     TrainingRandomness,
@@ -95,14 +94,11 @@ def fit(
     preemption.enter(label)
     L.seed_everything(seed, verbose=False)
     data.shuffle_seed = seed
-    on_terminal = sys.stdout.isatty()  # live bar on a terminal; plain lines in logs and CI
     loggers = build_loggers(cfg, log_dir, label) if loggers is None else loggers  # the student's: given
     args = trainer_args(cfg.trainer)
     ddp = isinstance(args.get("strategy"), DDPStrategy)
     on_cpu = args.get("accelerator") == "cpu"  # DDP workers on CPU share the cores between them
-    own = _callbacks(
-        strategy, cfg, label, checkpoint_dir, log_dir, on_terminal=on_terminal, ddp=ddp, on_cpu=on_cpu
-    )
+    own = _callbacks(strategy, cfg, label, checkpoint_dir, log_dir, ddp=ddp, on_cpu=on_cpu)
     trainer = L.Trainer(
         **args,
         max_epochs=epochs,
@@ -112,7 +108,7 @@ def fit(
         enable_checkpointing=checkpoint_dir is not None,
         plugins=[AtomicCheckpointIO()],
         enable_model_summary=False,
-        enable_progress_bar=on_terminal,
+        enable_progress_bar=False,  # kdrun's own bars (EpochBars): no per-step metrics sync
     )
     module = DistillModule(strategy, cfg.optim, data.num_classes)
     start = resume_point(checkpoint_dir) if checkpoint_dir is not None and resume else None
@@ -130,12 +126,11 @@ def _callbacks(
     checkpoint_dir: Path | None,
     log_dir: Path,
     *,
-    on_terminal: bool,
     ddp: bool,
     on_cpu: bool,
 ) -> list[Callback]:
     """Progress, BatchNorm re-estimation, per-epoch checkpoints, the DDP worker set-up."""
-    callbacks: list[Callback] = [RichProgressBar(leave=False) if on_terminal else EpochLines(label)]
+    callbacks: list[Callback] = [EpochLines(label), EpochBars(label)]
     callbacks.append(preemption.SafePoints())
     if cfg.recalibrate_bn:
         trained = list(strategy.trained)
