@@ -215,6 +215,7 @@ def _main(args: list[str]) -> None:
         return
     config_name, entry = ENTRY_POINTS[command]
     rest = hydra_overrides(rest)  # teacher=resnet50 -> model@teacher=resnet50 (kdrun.config.roles)
+    rest = ["estimate.only=true" if arg == "--estimate" else arg for arg in rest]  # print it and stop
     if command == "train":
         from kdrun.training.resume import resume_args
 

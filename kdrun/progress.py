@@ -87,7 +87,9 @@ class _Display:
 
     def show(self, phase: Phase) -> None:
         if self.progress is not None and phase.task is not None:
-            self.progress.update(phase.task, completed=phase.done, total=phase.total, description=phase.now)
+            self.progress.update(
+                phase.task, completed=phase.done, total=phase.total, description=phase.now, refresh=True
+            )
 
     def remove(self, phase: Phase) -> None:
         if self.progress is None or phase.task is None:

@@ -21,7 +21,7 @@ def captured(monkeypatch):
     out = io.StringIO()
 
     def as_terminal(terminal: bool) -> io.StringIO:
-        monkeypatch.setattr(console, "file", out)
+        monkeypatch.setattr(console, "_file", out)  # undone to None: follow sys.stdout again
         monkeypatch.setattr(console, "_force_terminal", terminal)
         monkeypatch.setattr(console, "is_interactive", terminal)
         return out

@@ -126,6 +126,12 @@ class Phases:
         model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
         return Asset(model.eval(), name, "cache" if hit else "trained", str(folder))
 
+    def cached(self, kind: str, section: DictConfig, seed: int) -> bool:
+        """Whether ``teacher`` or ``baseline`` ``section`` is in the cache already (not trained)."""
+        data = self.data if kind == "teacher" else self.student_data
+        spec = self._spec(self._trained_under(section), section, seed, data, {})
+        return (self.cache.path(kind, display_name(section), spec) / WEIGHTS).is_file()
+
     def _trained_under(self, section: DictConfig) -> DictConfig:
         """The root config ``section``'s model trains under: a teacher's ``precision``, when set,
         replaces ``trainer.precision`` (a large teacher in bf16, its small student in float32)."""

@@ -27,6 +27,7 @@ from kdrun.report import results_table, write_json_atomic
 from kdrun.runtime import nodes, preemption
 from kdrun.runtime.device import placed, resolve
 from kdrun.strategies import STRATEGIES, Strategy
+from kdrun.train.estimate import Clock, announce
 from kdrun.train.evaluate import evaluate
 from kdrun.train.phases import Phases
 from kdrun.train.prepare import prepare
@@ -80,7 +81,7 @@ def hydra_task(cfg: DictConfig) -> float | None:
         if not in_sweep:
             sys.exit(1)
         return None
-    return results["student"]["val_top1"] if nodes.is_main() else None
+    return results.get("student", {}).get("val_top1") if nodes.is_main() else None
 
 
 def _rerun_point(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -109,6 +110,8 @@ def train(cfg: DictConfig, run_dir: Path, echo: bool = True) -> dict[str, Any]:
         raise KdrunConfigError("resume", cfg.resume, f"must be this run's directory, {run_dir}")
     nodes.start("nccl" if resolve(cfg.trainer).accelerator == "cuda" else "gloo")  # under torchrun / srun
     phases = prepare(cfg)  # bad input is refused here, before the run directory gets a file
+    if cfg.estimate.only:  # `kdrun train --estimate`: the prediction, nothing trained or written
+        return {"status": "estimate", "estimate": announce(cfg, phases).record()}
     with console_log(run_dir / LOG, echo), _torch_threads(cfg.threads):
         return _logged_train(cfg, phases, run_dir, started)
 
@@ -128,6 +131,7 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 def _logged_train(cfg: DictConfig, phases: Phases, run_dir: Path, started: float) -> dict[str, Any]:
     console.print(resolve(cfg.trainer).line())
+    predicted = announce(cfg, phases)  # None with estimate.steps=0
     loggers = build_loggers(cfg, run_dir, "student")  # the final results are added to these
     try:
         results = _train(cfg, phases, run_dir, loggers)
@@ -140,6 +144,7 @@ def _logged_train(cfg: DictConfig, phases: Phases, run_dir: Path, started: float
             logger.finalize("failed")
         raise
     results = {"status": "ok", **results, **_header(cfg, run_dir, started)}
+    results["estimate"] = predicted.record() if predicted else None  # next to timings_s, measured
     write_json_atomic(run_dir / RESULTS, results)
     log_results(loggers, cfg, results)
     if not cfg.trainer.keep_checkpoint:  # only a run that has not finished needs it
@@ -207,7 +212,7 @@ def _header(cfg: DictConfig, run_dir: Path, started: float) -> dict[str, Any]:
 
 def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]) -> dict[str, Any]:
     placement = resolve(cfg.trainer)
-    clock = _Clock()
+    clock = Clock()
     baseline = phases.scratch(cfg.student, cfg.seed)
     clock.lap("baseline", "cached" if baseline.source == "cache" else "trained")
 
@@ -278,23 +283,3 @@ def _data_record(cfg: DictConfig, phases: Phases) -> dict[str, Any]:
 def _diagnostics(strategy: Strategy, data: TensorDataModule, device: torch.device) -> dict[str, Any]:
     with placed(strategy, device):
         return strategy.diagnostics(data)
-
-
-class _Clock:
-    """Wall time of each phase, so a user sees what a cache hit saved; a progress line per phase."""
-
-    PHASES = ("baseline", "teacher", "student", "evaluate")
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self.started = self.last = time.perf_counter()
-
-    def lap(self, name: str, how: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = round(now - self.last, 3)
-        self.last = now
-        console.print(
-            f"phase {self.PHASES.index(name) + 1}/{len(self.PHASES)}: {name} ({how}) "
-            f"{self.laps[name]:.1f} s · elapsed {now - self.started:.1f} s",
-            markup=False,
-        )

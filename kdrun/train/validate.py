@@ -22,6 +22,7 @@ from kdrun.models.sections import ensemble_members, is_ensemble
 from kdrun.runtime import nodes
 from kdrun.runtime.device import AUTO, resolve
 from kdrun.strategies import STRATEGIES
+from kdrun.train.estimate import EstimateOptions
 from kdrun.training.fit import KDRUN_TRAINER_KEYS, TrainerOptions
 from kdrun.training.loggers import check_loggers
 from kdrun.training.module import check_optim
@@ -130,6 +131,7 @@ def validate(cfg: DictConfig) -> None:
     check_views(cfg)  # kd.cache.*, and what kd.cache_logits=views cannot replay
     check_optim(cfg.optim)
     check(cfg.measure, MeasureOptions, "measure")
+    check(cfg.estimate, EstimateOptions, "estimate")
     batches = cfg.measure.batch_sizes
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
         raise KdrunConfigError(
