@@ -1,6 +1,7 @@
 """`kdrun runs`: find runs under a folder, filter them by config, compare a few side by side."""
 
 import json
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,8 @@ def select(runs: list[dict[str, Any]], filters: list[str]) -> list[dict[str, Any
         if not sep or not key:
             raise KdrunConfigError("--filter", item, "key=value, e.g. T=4, teacher=cnn, alpha=0.9, status=ok")
         paths = [ALIASES[key]] if key in ALIASES else [f"config.{key}", key]
+        if runs and key not in ALIASES and all(value(run, p) is None for run in runs for p in paths):
+            _unknown(key, runs, item)
         parsed.append((paths, wanted))
     return [
         run
@@ -119,6 +122,19 @@ def select(runs: list[dict[str, Any]], filters: list[str]) -> list[dict[str, Any
             for paths, wanted in parsed
         )
     ]
+
+
+def _unknown(key: str, runs: list[dict[str, Any]], item: str) -> None:
+    """A filter key no run has (``alpah=0.5``) matches nothing silently: refuse it, closest first."""
+    known = {
+        *ALIASES,
+        *(k for run in runs for k in flat_config(run["config"]) if not k.startswith(NOT_SETTINGS)),
+    }
+    close = get_close_matches(key, sorted(known), n=2, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise KdrunConfigError(
+        "--filter", item, f"no run has a key {key!r}; {hint}keys: {', '.join(ALIASES)} or a config key"
+    )
 
 
 def _pct(x: Any, signed: bool = False) -> str:
@@ -134,7 +150,8 @@ def runs_table(runs: list[dict[str, Any]], title: str) -> Table:
         table.add_column(column)
     table.add_column("top-1 %", justify="right")
     table.add_column("gain (pts)", justify="right")
-    table.add_column("run dir", overflow="fold")
+    # A folder is copied whole: the other columns give way before it wraps mid-name.
+    table.add_column("run dir", no_wrap=True, min_width=max((len(r["run_dir"]) for r in runs), default=7))
     for run in runs:
         cfg = run["config"]
         cells = (
@@ -171,9 +188,23 @@ def differing_keys(runs: list[dict[str, Any]]) -> dict[str, list[Any]]:
         if key.startswith(NOT_SETTINGS) or key in COPIES:
             continue
         values = [flat.get(key) for flat in flats]
-        if any(json.dumps(v, sort_keys=True) != json.dumps(values[0], sort_keys=True) for v in values):
+        texts = [json.dumps(_number_as_float(v), sort_keys=True) for v in values]
+        if any(text != texts[0] for text in texts):
             out[key] = values
     return out
+
+
+def _number_as_float(item: Any) -> Any:
+    """``T: 4`` and ``T: 4.0`` are one setting (YAML and the command line spell numbers both ways)."""
+    if isinstance(item, bool) or item is None:
+        return item
+    if isinstance(item, int | float):
+        return float(item)
+    if isinstance(item, list):
+        return [_number_as_float(x) for x in item]
+    if isinstance(item, dict):
+        return {k: _number_as_float(x) for k, x in item.items()}
+    return item
 
 
 def compare_table(runs: list[dict[str, Any]]) -> Table:

@@ -39,6 +39,7 @@ class EstimateOptions:
     """The ``estimate`` section: the run's predicted wall time, printed before training."""
 
     steps: int = number(MISSING, ge=0, integer=True)  # timed training steps per model; 0: no estimate
+    min_seconds: float = number(MISSING, ge=0)  # and at least this long: one busy second is noise
     only: bool = choice(MISSING, True, False)  # print the estimate and stop (`kdrun train --estimate`)
     warn_minutes: float = number(MISSING, gt=0)  # on a CPU, a longer run says so in one line
 
@@ -49,7 +50,8 @@ class Estimate:
 
     parts: dict[str, float] = field(default_factory=dict)
     cached: set[str] = field(default_factory=set)
-    steps: int = 0
+    step_ms: dict[str, float] = field(default_factory=dict)  # one timed step of each model
+    timed: list[int] = field(default_factory=list)  # steps timed per model
 
     @property
     def seconds(self) -> float:
@@ -63,11 +65,21 @@ class Estimate:
             for name, value in self.parts.items()
         )
         total = f"~{self.seconds / scale:.0f} {unit}"
-        return f"estimate: {total} ({parts}) — measured on {self.steps} steps per model"
+        low, high = min(self.timed, default=0), max(self.timed, default=0)
+        steps = f"{low}" if low == high else f"{low}-{high}"
+        return f"estimate: {total} ({parts}) — measured on {steps} steps per model"
+
+    def time(self, who: str, *args: Any) -> tuple[float, float]:
+        """``_timed(*args)``, kept under ``who``: seconds of a training step and of an eval batch."""
+        step, forward, count = _timed(*args)
+        self.step_ms[who] = round(1e3 * step, 2)
+        self.timed.append(count)
+        return step, forward
 
     def record(self) -> dict[str, Any]:
         """What results.json keeps, next to the measured ``timings_s``."""
-        return {"seconds": round(self.seconds, 1), "parts_s": {k: round(v, 1) for k, v in self.parts.items()}}
+        parts = {k: round(v, 1) for k, v in self.parts.items()}
+        return {"seconds": round(self.seconds, 1), "parts_s": parts, "step_ms": self.step_ms}
 
 
 def announce(cfg: DictConfig, phases: Phases) -> Estimate | None:
@@ -90,9 +102,10 @@ def announce(cfg: DictConfig, phases: Phases) -> Estimate | None:
 
 def estimate(cfg: DictConfig, phases: Phases, progress: Phase | None = None) -> Estimate:
     """Time ``cfg.estimate.steps`` steps of each model the run trains and scale them to the run."""
-    steps, device = max(1, int(cfg.estimate.steps)), resolve(cfg.trainer).device
+    device = resolve(cfg.trainer).device
+    steps = (max(1, int(cfg.estimate.steps)), float(cfg.estimate.min_seconds))
     data, student_data = phases.data, phases.student_data
-    result = Estimate(steps=steps)
+    result = Estimate()
     teacher = _teacher_model(cfg, phases)
     teacher_cached = teacher is None
     if teacher_cached:
@@ -100,7 +113,7 @@ def estimate(cfg: DictConfig, phases: Phases, progress: Phase | None = None) -> 
         result.cached.add("teacher")
         teacher = phases.build(cfg.student) if is_ensemble(cfg.teacher) else phases.teacher().model
     else:
-        step, forward = _timed(Scratch(teacher), data, cfg, steps, device)
+        step, forward = result.time("teacher", Scratch(teacher), data, cfg, steps, device)
         epochs = int(cfg.teacher.epochs)
         caching = _batches(data, "train") * forward if cache_logits(cfg, data) else 0.0
         result.parts["teacher"] = _fit_seconds(cfg, data, epochs, step, forward) + caching
@@ -108,7 +121,8 @@ def estimate(cfg: DictConfig, phases: Phases, progress: Phase | None = None) -> 
         progress.advance()
     students = 0.0
     if not phases.cached("baseline", cfg.student, int(cfg.seed)):
-        step, forward = _timed(Scratch(phases.build(cfg.student)), student_data, cfg, steps, device)
+        baseline = Scratch(phases.build(cfg.student))
+        step, forward = result.time("baseline", baseline, student_data, cfg, steps, device)
         students += _fit_seconds(cfg, student_data, int(cfg.student.epochs), step, forward)
     if progress is not None:
         progress.advance()
@@ -116,7 +130,7 @@ def estimate(cfg: DictConfig, phases: Phases, progress: Phase | None = None) -> 
     distill: Strategy = Vanilla(phases.build(cfg.student), teacher.eval(), T=phases.T, alpha=phases.alpha)
     if strategy.caches_logits and cache_logits(cfg, student_data):  # steps read stored logits
         distill = Scratch(distill.student)
-    step, forward = _timed(distill, student_data, cfg, steps, device)
+    step, forward = result.time("student", distill, student_data, cfg, steps, device)
     students += _fit_seconds(cfg, student_data, int(cfg.student.epochs), step, forward)
     result.parts["students"] = students
     if progress is not None:
@@ -154,13 +168,18 @@ def _evaluate_seconds(cfg: DictConfig, data: TensorDataModule, forward: float) -
 
 
 def _timed(
-    strategy: Strategy, data: TensorDataModule, cfg: DictConfig, steps: int, device: torch.device
-) -> tuple[float, float]:
-    """Seconds of one training step (Lightning's whole step: loading, hooks, metrics, optimizer)
-    and of one evaluation batch, on the run's device and precision, in one process."""
-    step_times = _StepTimes()
+    strategy: Strategy,
+    data: TensorDataModule,
+    cfg: DictConfig,
+    steps: tuple[int, float],
+    device: torch.device,
+) -> tuple[float, float, int]:
+    """Seconds of one training step (Lightning's whole step: loading, hooks, metrics, optimizer),
+    of one evaluation batch, and the steps timed: at least ``steps[0]`` over at least
+    ``steps[1]`` seconds, on the run's device and precision, in one process."""
+    step_times = _StepTimes(*steps)
     args = trainer_args(cfg.trainer) | {"devices": 1, "num_nodes": 1, "strategy": "auto"}
-    args |= {"max_steps": steps + WARMUP, "limit_val_batches": 0, "num_sanity_val_steps": 0}
+    args |= {"max_epochs": -1, "max_steps": 100_000, "limit_val_batches": 0, "num_sanity_val_steps": 0}
     trainer = L.Trainer(
         **args,
         logger=False,
@@ -177,23 +196,28 @@ def _timed(
         float(student(x).sum())  # waits for a GPU's queued work
         forward = time.perf_counter() - started
     timed = step_times.gaps[WARMUP:]
-    return sum(timed) / max(1, len(timed)), forward
+    return sum(timed) / max(1, len(timed)), forward, len(timed)
 
 
 class _StepTimes(Callback):
-    """The time between consecutive training steps' ends: all a step costs, loading included."""
+    """The time between consecutive training steps' ends (all a step costs, loading included),
+    until ``steps`` steps over ``seconds`` are timed after the warm-up."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps: int, seconds: float) -> None:
+        self.steps, self.seconds = steps, seconds
         self.gaps: list[float] = []
         self.last = 0.0
 
     def on_train_epoch_start(self, *args: Any) -> None:
         self.last = time.perf_counter()
 
-    def on_train_batch_end(self, *args: Any) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         now = time.perf_counter()
         self.gaps.append(now - self.last)
         self.last = now
+        timed = self.gaps[WARMUP:]
+        if len(timed) >= self.steps and sum(timed) >= self.seconds:
+            trainer.should_stop = True
 
 
 class Clock:
