@@ -144,7 +144,29 @@ def _parse(path: Path, error: Any) -> tuple[dict[str, Any], dict[str, int]]:
         raise error(mark.line + 1 if mark else 1, f"not valid YAML: {getattr(err, 'problem', err)}") from None
     if not text.lstrip().startswith("# @package _global_"):
         raise error(1, "a recipe starts with `# @package _global_` (it sets root keys)")
+    if (twice := _duplicate(node)) is not None:  # YAML would keep the last value without a word
+        line, key, first = twice
+        raise error(line, f"duplicate key {key!r} (first set on line {first}): set each key once")
     return data, _lines(node) if node is not None else {}
+
+
+def _duplicate(node: yaml.Node | None, prefix: str = "") -> tuple[int, str, int] | None:
+    """The first key set twice in one mapping: (its second line, the dotted key, its first line)."""
+    children: list[tuple[str, yaml.Node]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else id(key)  # a complex key is unique
+            if name in seen:
+                return key.start_mark.line + 1, f"{prefix}{key.value}", seen[name]
+            seen[name] = key.start_mark.line + 1
+            children.append((f"{prefix}{key.value}.", value))
+    elif isinstance(node, yaml.SequenceNode):
+        children = [(f"{prefix.rstrip('.')}[{i}].", item) for i, item in enumerate(node.value)]
+    for child_prefix, child in children:
+        if (found := _duplicate(child, child_prefix)) is not None:
+            return found
+    return None
 
 
 def _check_block(
