@@ -53,7 +53,7 @@ def test_a_link_to_a_folder_holding_the_tree_is_not_walked(tmp_path):
     assert len(_source(root).train[1]) == 6
 
 
-def _streamed(root: Path, how: str | None):
+def _streamed(root: Path, how: str | None, *more: str):
     from kdrun.data import build_datamodule
     from kdrun.train.validate import validate
 
@@ -69,6 +69,7 @@ def _streamed(root: Path, how: str | None):
         "dataset.mean=[0.5]",
         "dataset.std=[0.25]",
         *extra,
+        *more,
     )
     validate(cfg)
     return build_datamodule(cfg.dataset)
@@ -142,3 +143,24 @@ def test_a_truncated_image_met_while_measuring_statistics_is_one_line_before_tra
     with pytest.raises(KdrunConfigError, match=r"dataset\.root=.*red/00\d\.png.*on_bad_file=skip"):
         build()
     assert build("dataset.on_bad_file=skip").normalization["mean"]  # measured without it
+
+
+def test_files_skipped_while_a_streamed_run_reads_them_are_counted_for_results_json(tmp_path):
+    import warnings
+
+    root = tmp_path / "images"
+    _images(root / "blue", 6)
+    _images(root / "red", 6, value=200)
+    for broken in (root / "red").iterdir():  # the scan passes them (not empty); reading them fails
+        broken.write_bytes(broken.read_bytes()[:40])
+    data = _streamed(root, None, "dataset.on_bad_file=skip", "dataset.num_workers=1")
+    (images, labels) = data.splits["train"]
+    red = [str(p) for p in images.files if p.parent.name == "red"]
+    assert red and data.summary()["bad_files"]["count"] == 0  # nothing read yet
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each skip warns; counted below
+        for _ in data.loader("train"):  # read in a worker process
+            pass
+    bad = data.summary()["bad_files"]
+    assert bad["while_reading"] == len(red) == bad["count"]
+    assert sorted(f["path"] for f in bad["files"]) == sorted(red)

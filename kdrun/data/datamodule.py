@@ -21,7 +21,7 @@ from torch.utils.data import (
 from kdrun.data.augment import Augment
 from kdrun.data.memory import ByteImages
 from kdrun.data.replay import StoredViews, ViewSampler
-from kdrun.data.stream import Samples, Streamed
+from kdrun.data.stream import FileImages, Samples, Streamed
 from kdrun.data.transforms import Mix, SampleAugment
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -131,8 +131,14 @@ class TensorDataModule(L.LightningDataModule):
             "storage": "stream" if self.streams else "memory",
             "fingerprint_of": self.fingerprint_of,
             "normalization": {**(self.normalization or {}), "from": self.stats_from},
-            "bad_files": {"count": len(self.bad_files), "files": self.bad_files},
+            "bad_files": self._bad_files(),
         }
+
+    def _bad_files(self) -> dict[str, object]:
+        """Files left out (``dataset.on_bad_file=skip``): found at the scan, and found while reading."""
+        found = [f for x, _ in self.splits.values() if isinstance(x, FileImages) for f in x.skipped()]
+        files = self.bad_files + found
+        return {"count": len(files), "while_reading": len(found), "files": files}
 
     def head(self, n: int) -> "TensorDataModule":
         """The same data with only the first ``n`` training samples (val and test unchanged)."""

@@ -32,6 +32,8 @@ class FileImages:
         self.mean: torch.Tensor | None = None  # (1, C, 1, 1), set once the statistics are known
         self.std: torch.Tensor | None = None
         self.hashes: dict[Path, str] = {}  # content hashes, shared with the subsets taken
+        # Files found bad while a run reads them (``skip``): set in loader workers, so in shared memory.
+        self.unreadable = torch.zeros(len(self.files), dtype=torch.bool).share_memory_()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -65,6 +67,14 @@ class FileImages:
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self.mean[0]) / self.std[0]
+
+    def skipped(self) -> list[dict[str, str]]:
+        """The files a run found bad while reading them and left out (``dataset.on_bad_file=skip``)."""
+        return [
+            {"path": str(path), "reason": "unreadable when the run read it; left out"}
+            for path, bad in zip(self.files, self.unreadable.tolist(), strict=True)
+            if bad
+        ]
 
     def fingerprint(self, digest: "hashlib._Hash", how: str = "stat") -> None:
         """Each file's path with its size and modification time (``stat``) or the hash of its bytes
@@ -110,6 +120,8 @@ class Samples(Dataset):
             except BadImage as err:
                 if not self.images.skip:
                     raise RuntimeError(f"{err.path}: {err.reason}; {SKIP_HINT}") from None
+                if isinstance(self.images, FileImages):  # counted in results.json
+                    self.images.unreadable[i] = True
                 warnings.warn(f"skipped a bad image while reading: {err.path}: {err.reason}", stacklevel=1)
         raise RuntimeError("every image of this split is unreadable")
 
