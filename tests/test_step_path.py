@@ -108,3 +108,23 @@ def test_in_memory_batches_are_those_of_a_dataloader_over_the_same_sampler(tiny_
         assert len(pairs) == len(fast) == 6
         for ours, theirs in pairs:
             assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
+def test_a_fit_skips_filling_new_tensors_and_restores_the_setting(tiny_data, tmp_path):
+    """Deterministic algorithms without NaN-filled fresh tensors during the fit (documented by
+    PyTorch as still deterministic); the caller's setting afterwards."""
+    seen = []
+    torch.manual_seed(0)
+    strategy = _vanilla(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)))
+    loss_terms = strategy.loss_terms
+
+    def recorded(*batch: torch.Tensor):
+        seen.append(torch.utils.deterministic.fill_uninitialized_memory)
+        return loss_terms(*batch)
+
+    strategy.loss_terms = recorded
+    fit(strategy, tiny_data, make_cfg(), epochs=1, seed=0, log_dir=tmp_path, label="t")
+    assert seen == [False] * STEPS
+    assert (
+        torch.utils.deterministic.fill_uninitialized_memory and torch.are_deterministic_algorithms_enabled()
+    )

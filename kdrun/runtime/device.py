@@ -54,6 +54,22 @@ def skip_unloadable_nvml_check() -> None:
         del os.environ[NVML_CHECK]
 
 
+@contextmanager
+def unfilled_new_tensors() -> Iterator[None]:
+    """New tensors left unfilled for the block, also under deterministic algorithms.
+
+    ``torch.use_deterministic_algorithms(True)`` also fills every new tensor with NaN, which
+    PyTorch documents as safe to turn off for a program that reads no uninitialised memory: it
+    stays deterministic (same seed, same bits) and a small model's step is ~6% cheaper.
+    """
+    filled = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = filled
+
+
 def gpu_kind() -> str | None:
     """``"cuda"`` or ``"mps"`` when PyTorch can use that GPU here, else ``None``."""
     if torch.cuda.is_available():

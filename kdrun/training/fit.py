@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from kdrun.config.schema import MISSING, choice, number
 from kdrun.data import TensorDataModule
 from kdrun.runtime import nodes, preemption
-from kdrun.runtime.device import ACCELERATORS, AUTO, resolve
+from kdrun.runtime.device import ACCELERATORS, AUTO, resolve, unfilled_new_tensors
 from kdrun.strategies import Strategy
 from kdrun.training.callbacks import EpochBars, EpochLines, RecalibrateBatchNorm
 from kdrun.training.checkpointing import (
@@ -113,7 +113,7 @@ def fit(
     module = DistillModule(strategy, cfg.optim, data.num_classes)
     start = resume_point(checkpoint_dir) if checkpoint_dir is not None and resume else None
     cpp = _worker_cpp_log_level("ERROR" if ddp else None)
-    with _compiled(strategy, cfg.compile), cpp, preemption.at_safe_points():
+    with _compiled(strategy, cfg.compile), cpp, preemption.at_safe_points(), unfilled_new_tensors():
         trainer.fit(module, datamodule=data, ckpt_path=start)
     module.eval()
     return _floats(trainer.callback_metrics)
@@ -187,6 +187,7 @@ class DDPWorker(Callback):
         self.threads = None if threads is None else max(1, threads // devices)
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        torch.utils.deterministic.fill_uninitialized_memory = False  # as in the parent (fit)
         if self.threads is not None:
             torch.set_num_threads(self.threads)
 
