@@ -68,12 +68,26 @@ def test_resume_of_a_run_folder_whose_overrides_call_code_is_refused(tmp_path, c
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- '{line}'\n" for line in lines))
     assert _exit_code(["train", f"resume={run}"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "overrides.yaml holds the flag '--config-name=train'" in err, err
+    assert "overrides.yaml holds '--config-name=train'" in err, err
     assert not dst.exists()
-    # Without the flag, the callback itself is refused.
+    # Without the flag, the callback itself is refused; so is a task-level target.
     (run / ".hydra" / "overrides.yaml").write_text("".join(f"- '{line}'\n" for line in lines[1:]))
     assert _exit_code(["train", f"resume={run}"]) == 2
-    assert "not allowed" in capsys.readouterr().err and not dst.exists()
+    assert "holds '++hydra.callbacks.x._target_=shutil.copyfile'" in capsys.readouterr().err
+    task, _ = _copy(tmp_path / "task", "optim.optimizer")
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- '{line}'\n" for line in [*task, *lines[3:]]))
+    assert _exit_code(["train", f"resume={run}"]) == 2
+    assert "optim.optimizer._target_='shutil.copyfile': not allowed" in capsys.readouterr().err
+    assert not dst.exists()
+    # Hydra never stores its own keys there: hydra.job.env_set would reach the processes a run starts.
+    for line in (
+        "hydra.job.env_set.LD_PRELOAD=/x.so",
+        "+hydra.job.env_set.PYTHONPATH=/x",
+        "hydra/launcher=basic",
+    ):
+        (run / ".hydra" / "overrides.yaml").write_text(f"- '{line}'\n- {BAD_VALUE}\n")
+        assert _exit_code(["train", f"resume={run}"]) == 2
+        assert f"holds '{line}'" in capsys.readouterr().err
 
 
 def test_python_api_checks_the_hydra_node(tmp_path):

@@ -82,12 +82,19 @@ def _stored_overrides(run_dir: Path, value: str) -> list[str]:
     stored = load_config(path, KEY)
     if not isinstance(stored, ListConfig):
         raise KdrunConfigError(KEY, value, f"{path} is not a list of overrides")
-    flags = [str(arg) for arg in stored if str(arg).startswith("-")]
-    if flags:  # Hydra stores key=value overrides only; a flag there was put by someone else
+    # Hydra stores the task's key=value overrides only: a flag, or a hydra.* key (hydra.job.env_set
+    # would set LD_PRELOAD for the processes a run starts), was put there by someone else.
+    foreign = [str(arg) for arg in stored if str(arg).startswith("-") or _is_hydra_key(str(arg))]
+    if foreign:
         raise KdrunConfigError(
-            KEY, value, f"{path} holds the flag {flags[0]!r}; a run's overrides are key=value"
+            KEY, value, f"{path} holds {foreign[0]!r}; a run's overrides are the task's key=value only"
         )
     return [str(arg) for arg in stored if not str(arg).startswith(f"{KEY}=")]
+
+
+def _is_hydra_key(override: str) -> bool:
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
 
 
 def _newest_run(overrides: list[str]) -> Path | None:
