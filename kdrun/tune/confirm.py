@@ -14,6 +14,7 @@ from kdrun.config.roles import hydra_overrides
 from kdrun.console import console
 from kdrun.files import write_atomic
 from kdrun.regress.bounds import Expectation, Reference, allowed_bound
+from kdrun.runtime.preemption import previous_point
 from kdrun.train.pipeline import train
 from kdrun.tune.search import Tuning
 
@@ -25,7 +26,7 @@ METRICS = ("student.top1", "baseline.top1", "deltas.kd_gain_top1", "student.val_
 
 def confirm(tuning: Tuning, best: dict[str, Any], seeds: list[int], compare: bool) -> dict[str, Any]:
     """``kdrun train`` at the best point (and at the start point) on each seed: per metric, the
-    values, their mean and std."""
+    values, their mean and std. A run that finished before with the same config is read back."""
     points = {"best": best, **({"start": {}} if compare else {})}
     out: dict[str, Any] = {}
     for label, point in points.items():
@@ -35,6 +36,11 @@ def confirm(tuning: Tuning, best: dict[str, Any], seeds: list[int], compare: boo
             cfg = tuning.config(point, [f"seed={seed}"])
             run_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+            earlier = previous_point(run_dir, OmegaConf.to_container(cfg, resolve=True))
+            if earlier is not None and earlier.get("status") == "ok":  # a rerun after a stop
+                console.print(f"confirm: {label} point, seed {seed}: done in {run_dir}", markup=False)
+                runs.append(earlier)
+                continue
             console.print(f"confirm: {label} point, seed {seed}: kdrun train in {run_dir}", markup=False)
             runs.append(train(cfg, run_dir, echo=False))
         out[label] = {"point": point, "seeds": seeds, **{m: _summary(runs, m) for m in METRICS}}

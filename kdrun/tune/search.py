@@ -6,6 +6,7 @@ the search (``RunInterrupted``), so the next run under the same name starts a fr
 """
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,9 @@ def search(tuning: Tuning, clock: Clock, worker: int = 0) -> optuna.Study:
     study = tuning.study(worker)
     tag = f"[worker {worker}] " if worker else ""
     while clock.allows(study):
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # experimental in Optuna 2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         trial = study.ask()
         trial.set_user_attr("worker", worker)
         point = suggest(trial, tuning.space)
