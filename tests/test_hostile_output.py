@@ -50,6 +50,7 @@ def _hostile_run(root: Path, name: str, status: str = "ok") -> Path:
         "status": status,
         "config": config,
         "started_at": "2026-01-01T00:00:00+00:00",
+        "seed": 0,
         "student": model,
         "baseline": model,
         "teacher": model,
@@ -91,6 +92,10 @@ def test_kdrun_runs_compare_shows_hostile_values_as_text(tmp_path, capsys):
 def test_kdrun_report_shows_hostile_values_and_failed_runs_as_text(tmp_path, capsys):
     _hostile_run(tmp_path, "ok[/x]")
     _hostile_run(tmp_path, "failed", status="failed")
+    other = _hostile_run(tmp_path, "other")  # another point: a config key that differs becomes a column
+    data = json.loads((other / "results.json").read_text())
+    data["config"]["student"][f"k{CONTROL}|"] = 1
+    (other / "results.json").write_text(json.dumps(data))
     main(["report", str(tmp_path)])
     captured = capsys.readouterr()
     _assert_shown_as_text(captured.out)

@@ -39,7 +39,7 @@ def summary_table(table: list[dict[str, Any]], title: str) -> Table:
     out = Table(title=plain(title))
     extra = extra_columns(table)  # the config keys that differ between the rows
     for column in ("strategy", "teacher → student", "T", "α", *extra, "seeds", "n"):
-        out.add_column(column, justify="right" if column in ("T", "α", "n") else "left")
+        out.add_column(plain(column), justify="right" if column in ("T", "α", "n") else "left")
     for column in ("top-1 %", "gain (pts)", "params", "ms @1", "failed"):
         out.add_column(column, justify="right")
     for row in table:
@@ -106,12 +106,12 @@ def report(root: Path, metric: str = "gain", html: bool = False) -> dict[str, An
     if html:
         written.append(_write_html(root, summary, note, written, runs, shipping))
     console.print(summary)
-    console.print(note)
+    console.print(plain(note))
     if extra := extra_columns(table):
-        console.print(f"rows differ in: {', '.join(extra)} (besides the columns above)", markup=False)
+        console.print(plain(f"rows differ in: {', '.join(extra)} (besides the columns above)"))
     for problem in (run for point in points for run in point.failed):
         console.print(plain(f"failed: {problem['run_dir']}: {problem['error']}"))
-    console.print("wrote " + ", ".join(str(p) for p in written))
+    console.print(plain("wrote " + ", ".join(str(p) for p in written)))
     return {
         "runs": len(records),
         "failed": failed,

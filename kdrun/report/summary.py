@@ -202,7 +202,7 @@ def extra_columns(table: list[dict[str, Any]]) -> list[str]:
 
 def write_markdown(table: list[dict[str, Any]], path: Path, note: str) -> None:
     extra = extra_columns(table)
-    header = "| strategy | teacher | student | T | α | " + "".join(f"{k} | " for k in extra)
+    header = "| strategy | teacher | student | T | α | " + "".join(f"{md_cell(k)} | " for k in extra)
     header += "seeds | n | top-1 % | gain (pts) | params | ms @1 | failed |"
     lines = [header, "|---|---|---|---:|---:|" + "---|" * len(extra) + "---|---:|---:|---:|---:|---:|---:|"]
     for row in table:
