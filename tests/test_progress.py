@@ -117,3 +117,18 @@ def test_training_in_a_log_prints_one_line_per_epoch_and_per_phase(captured, tin
     epochs = [line for line in text.splitlines() if line.startswith("[teacher] epoch ")]
     assert [line.split("  ")[0] for line in epochs] == ["[teacher] epoch 1/2", "[teacher] epoch 2/2"]
     assert text.count("BatchNorm re-estimation: 5/5 batches in ") == 1
+
+
+def test_the_epoch_line_shows_the_epochs_mean_loss_not_the_last_steps(captured, tiny_data, tmp_path):
+    import csv
+
+    out = captured(False)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 4))
+    cfg = make_cfg("trainer.log_every_n_steps=1", "recalibrate_bn=false")
+    fit(Scratch(model), tiny_data, cfg, epochs=1, seed=0, log_dir=tmp_path, label="t")
+    with open(tmp_path / "metrics.csv") as handle:
+        steps = [float(row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")]
+    assert len(steps) == 5 and len(set(steps)) > 1
+    (line,) = [line for line in out.getvalue().splitlines() if line.startswith("[t] epoch 1/1")]
+    shown = float(line.split("train/loss ")[1].split()[0])
+    assert shown == pytest.approx(sum(steps) / len(steps), abs=1e-4)

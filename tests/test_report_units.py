@@ -53,6 +53,27 @@ def test_results_table_shows_the_iqr_and_no_speed_up_within_one_architecture():
     assert "faster" not in text and "one measurement per architecture" in text
 
 
+def test_no_iqr_header_without_an_iqr_and_no_ratio_rounded_to_zero():
+    teacher, baseline, student = _row("cnn", 0.5, 0.97), _row("mlp", 0.03, 0.93), _row("mlp", 0.03, 0.95)
+    teacher["flops"] = 20 / 0.000412  # a student about 2,400 times cheaper
+    for row in (teacher, baseline, student):
+        row["latency_iqr_ms"] = {"batch1": None}  # too few timed blocks for a spread (smoke runs)
+    results = {
+        "teacher": teacher,
+        "baseline": baseline,
+        "student": student,
+        "deltas": deltas(teacher, baseline, student),
+        "strategy": {"name": "vanilla"},
+        "data": {"name": "digits", "test": 100},
+        "seed": 0,
+    }
+    console = Console(width=250, record=True)
+    console.print(results_table(results))
+    text = console.export_text()
+    assert "ms @1" in text and "(IQR)" not in text.split("\n")[2]  # the header row
+    assert "FLOPs x0.000412" in text and "x0.000 " not in text
+
+
 def test_summary_files_speak_percent_points_and_seeds(tmp_path):
     row = {
         "strategy": "vanilla",
@@ -125,3 +146,40 @@ def test_paired_counts_and_accuracy_run_without_autograd():
     assert paired_correct(student, scratch, batches) == (6, 2, 1)  # only the student: 1, 4; only scratch: 3
     assert accuracy(student, batches, 3)["top1"] == pytest.approx(4 / 6)
     assert student.grad_modes and not any(student.grad_modes + scratch.grad_modes)
+
+
+def test_the_model_card_judges_the_gain_with_the_paired_se_of_the_table():
+    from kdrun.export.card import _accuracy_lines
+
+    teacher, baseline, student = _row("cnn", 0.5, 0.97), _row("mlp", 0.03, 0.93), _row("mlp", 0.03, 0.95)
+    d = deltas(teacher, baseline, student) | paired_gain(1000, 40, 20)  # 20 more images right
+    results = {
+        "teacher": teacher,
+        "baseline": baseline,
+        "student": student,
+        "deltas": d,
+        "data": {"test": 1000},
+    }
+    text = "\n".join(_accuracy_lines(results, {}))
+    assert f"paired standard error on the 1000 test images is ±{100 * d['kd_gain_top1_se']:.2f} pts" in text
+    binomial = math.sqrt(0.95 * 0.05 / 1000)
+    assert f"±{100 * binomial:.2f}" not in text
+
+
+def test_curves_have_whole_epoch_ticks_and_one_legend(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from kdrun.report import curves
+
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    metrics = {"train/loss": [(0, 2.0), (10, 1.0)], "val/acc": [(0, 0.5), (1, 0.6), (2, 0.7)]}
+    drawn = [(tmp_path / f"run{i}", {"config": {"seed": i}}, metrics) for i in range(3)]
+    monkeypatch.setattr(curves, "label", lambda results, run_dir: run_dir.name)
+    curves.plot(drawn, tmp_path / "curves.png")
+    (fig,) = kept
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+    assert [text.get_text() for text in fig.legends[0].get_texts()] == ["run0", "run1", "run2"]
+    ticks = fig.axes[1].get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)

@@ -147,3 +147,24 @@ def test_resume_dir_takes_no_other_task_overrides(tmp_path):
     (tmp_path / ".hydra" / "overrides.yaml").write_text("[]\n")
     with pytest.raises(KdrunConfigError, match=r"^resume=.*takes no other overrides \(got T=2\)"):
         resume_args([f"resume={tmp_path}", "T=2"])
+
+
+def test_resume_auto_alone_continues_the_unfinished_run_not_the_newer_finished_default(
+    tmp_path, monkeypatch, capsys
+):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import make_cfg
+
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "outputs/runs"
+    for name, overrides in (("2026-01-01_00-00-00", ["T=2"]), ("2026-01-02_00-00-00", [])):
+        (runs / name / ".hydra").mkdir(parents=True)
+        (runs / name / ".hydra/config.yaml").write_text(OmegaConf.to_yaml(make_cfg(*overrides)))
+        (runs / name / ".hydra/overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+        time.sleep(0.01)  # the default run is the newer one
+    (runs / "2026-01-02_00-00-00/results.json").write_text('{"status": "ok"}')
+    args = resume_args(["resume=auto"])  # the killed T=2 run, with its own overrides
+    assert args is not None and args[0] == "T=2"
+    assert args[-1] == f"hydra.run.dir='{(runs / '2026-01-01_00-00-00').resolve()}'"
+    assert resume_args(["resume=auto", "T=4.0"]) is None  # with overrides: that config's newest run

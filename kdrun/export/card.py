@@ -164,16 +164,23 @@ def _accuracy_lines(results: dict[str, Any], made: dict[str, dict[str, Any]]) ->
             f"{_pts(entry['parity']['top1'] - baseline['top1'])} | {human_count(student['params'])} | "
             f"{human_count(student['flops'])} |"
         )
-    stderr = math.sqrt(student["top1"] * (1 - student["top1"]) / n_test)
-    gap = f", gap to the teacher {_pts(d['gap_to_teacher_top1'])} pts, params ×{d['params_ratio']:.3f}"
+    gap = f", gap to the teacher {_pts(d['gap_to_teacher_top1'])} pts, params ×{d['params_ratio']:.3g}"
     lines += [
         "",
-        f"KD gain {_pts(d['kd_gain_top1'])} pts over the scratch student"
-        + (gap if teacher else "")
-        + f". One seed: the binomial standard error of the student's top-1 on {n_test} images is "
-        f"±{100 * stderr:.2f} pts, so a gain smaller than about twice that is not evidence by itself "
-        "(`kdrun regress` runs recipes over several seeds).",
+        f"KD gain {_pts(d['kd_gain_top1'])} pts over the scratch student" + (gap if teacher else ""),
     ]
+    if d.get("kd_gain_top1_se") is not None:  # paired, as the results table: the images one model gets right
+        lines[-1] += (
+            f". One seed: the gain's paired standard error on the {n_test} test images is "
+            f"±{100 * d['kd_gain_top1_se']:.2f} pts (McNemar p {d['kd_gain_test']['p_value']:.2g}), so a "
+            "gain smaller than about twice that is not evidence by itself "
+            "(`kdrun regress` runs recipes over several seeds)."
+        )
+    else:
+        stderr = math.sqrt(student["top1"] * (1 - student["top1"]) / n_test)
+        lines[-1] += (
+            f". One seed: the student's top-1 on {n_test} images has an SE of ±{100 * stderr:.2f} pts."
+        )
     return lines
 
 

@@ -105,10 +105,16 @@ def plot(drawn: Drawn, path: Path) -> None:
         ylabel="val top-1 %",
         title="val accuracy per epoch (solid: distilled, dashed: scratch)",
     )
+    from matplotlib.ticker import MaxNLocator
+
+    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+    legend: dict[str, Any] = {}  # one legend for both panels: a run's colour is the same in each
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(text, handle)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=min(4, len(legend)), fontsize=7)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(legend) - 1) // 4), 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

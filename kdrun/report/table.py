@@ -66,8 +66,12 @@ def results_table(results: dict[str, Any]) -> Table:
         table.add_column("top-5 %", justify="right")
     for column in ("params", "FLOPs/img", "MB"):
         table.add_column(column, justify="right")
-    for batch in batches:
-        table.add_column(f"{'cpu ' if gpu else ''}ms @{batch.removeprefix('batch')} (IQR)", justify="right")
+    for batch in batches:  # "(IQR)" only where some row has one (a few-block timing has none)
+        spread = any(
+            (row or {}).get("latency_iqr_ms", {}).get(batch) is not None for row in _all_rows(results)
+        )
+        name = f"{'cpu ' if gpu else ''}ms @{batch.removeprefix('batch')}{' (IQR)' if spread else ''}"
+        table.add_column(name, justify="right")
     for batch in batches if gpu else []:
         table.add_column(f"{gpu} ms @{batch.removeprefix('batch')}", justify="right")
     base = results["baseline"]["top1"]
@@ -120,6 +124,20 @@ def _noise(d: dict[str, Any]) -> str:
     return f" ± {100 * d['kd_gain_top1_se']:.2f} (test-set SE, McNemar p {d['kd_gain_test']['p_value']:.2g})"
 
 
+def _ratio(x: float) -> str:
+    """Three significant digits: 0.241, and 0.000412 (not 0.000) for a student thousands of times smaller."""
+    return f"{x:.3g}"
+
+
+def _all_rows(results: dict[str, Any]) -> list[dict[str, Any] | None]:
+    return [
+        results.get("teacher"),
+        results["baseline"],
+        results["student"],
+        *results.get("extra_models", {}).values(),
+    ]
+
+
 def _caption(results: dict[str, Any]) -> str:
     """KD gain, gap to the teacher, ratios, speed-ups, the run's seed; a line per int8 file."""
     d = results["deltas"]
@@ -130,7 +148,7 @@ def _caption(results: dict[str, Any]) -> str:
         )
         caption += (
             f" · gap to teacher {_signed_pts(d['gap_to_teacher_top1'])} pts · "
-            f"params x{d['params_ratio']:.3f} · FLOPs x{d['flops_ratio']:.3f}"
+            f"params x{_ratio(d['params_ratio'])} · FLOPs x{_ratio(d['flops_ratio'])}"
         )
         if speed:  # only between different architectures
             caption += f" · faster: {speed}"

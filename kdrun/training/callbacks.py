@@ -29,10 +29,15 @@ class EpochLines(Callback):
         if not trainer.is_global_zero:  # one line per epoch, not one per DDP process
             return
         metrics = trainer.callback_metrics
+        # train/loss as the epoch's mean (train/loss_epoch), like train/acc: not the last step's.
         shown = "  ".join(
-            f"{name} {float(metrics[name]):.4f}"
-            for name in ("train/loss", "train/acc", "val/acc")
-            if name in metrics
+            f"{name} {float(metrics[key]):.4f}"
+            for name, key in (
+                ("train/loss", "train/loss_epoch"),
+                ("train/acc", "train/acc"),
+                ("val/acc", "val/acc"),
+            )
+            if key in metrics
         )
         console.print(
             f"[{self.label}] epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  "

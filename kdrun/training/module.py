@@ -91,6 +91,8 @@ class DistillModule(L.LightningModule):
         # step never waits for the device, and no torchmetrics update runs per step.
         self.predicted: list[tuple[torch.Tensor, torch.Tensor]] = []  # (predicted class, label)
         self.unchecked: list[tuple[int, torch.Tensor, dict[str, torch.Tensor]]] = []  # (step, loss, terms)
+        self.loss_sum: torch.Tensor | float = 0.0  # this epoch's losses, summed on the device
+        self.loss_steps = 0
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, index = batch
@@ -99,6 +101,7 @@ class DistillModule(L.LightningModule):
         terms = {name: value.detach() for name, value in terms.items()}
         self.predicted.append((logits.detach().argmax(-1), y if y.ndim == 1 else y.argmax(-1)))  # mixed: soft
         self.unchecked.append((self.global_step, loss.detach(), terms))
+        self.loss_sum, self.loss_steps = self.loss_sum + loss.detach(), self.loss_steps + 1
         logged = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
         last = batch_idx + 1 == self.trainer.num_training_batches
         if logged or last:
@@ -116,6 +119,9 @@ class DistillModule(L.LightningModule):
             self.predicted.clear()
             self.log("train/acc", self.train_acc.compute(), on_step=False, on_epoch=True)
             self.train_acc.reset()
+            # The epoch's mean loss, as train/acc is the epoch's accuracy (train/loss: logged steps).
+            epoch_loss = self.loss_sum / self.loss_steps
+            self.log("train/loss_epoch", epoch_loss, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def _check_finite(self) -> None:

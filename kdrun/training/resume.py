@@ -26,7 +26,8 @@ def resume_args(args: list[str]) -> list[str] | None:
 
     Without ``resume=``, ``args`` unchanged. ``resume=<dir>``: that run's own overrides, in that
     directory. ``resume=auto``: the newest run of the same config under the runs folder, or a new
-    run when there is none.
+    run when there is none; ``resume=auto`` alone (no task override) first continues the newest
+    unfinished run of any config there, with its own overrides.
     """
     given = [arg.split("=", 1)[1].strip("'\"") for arg in args if arg.startswith(f"{KEY}=")]
     if not given or given[-1] in ("null", "~", ""):
@@ -37,6 +38,8 @@ def resume_args(args: list[str]) -> list[str] | None:
             KEY, value, "not with -m; rerun the sweep (finished teachers and baselines come from the cache)"
         )
     rest = [arg for arg in args if not arg.startswith(f"{KEY}=")]
+    if value == "auto" and all(arg.startswith("hydra.") for arg in rest):
+        value = str(_newest_run(rest, unfinished=True) or "auto")  # what a bare resume means
     if value == "auto":
         run_dir = _newest_run(rest)
         if run_dir is None:
@@ -97,8 +100,9 @@ def _is_hydra_key(override: str) -> bool:
     return key == "hydra" or key.startswith(("hydra.", "hydra/"))
 
 
-def _newest_run(overrides: list[str]) -> Path | None:
-    """The most recently started run whose saved config equals what ``overrides`` compose to."""
+def _newest_run(overrides: list[str], unfinished: bool = False) -> Path | None:
+    """The most recently started run whose saved config equals what ``overrides`` compose to;
+    with ``unfinished``, the most recent run under the runs folder that has not finished, any config."""
     from hydra import compose, initialize_config_module
     from hydra.core.singleton import Singleton
 
@@ -115,11 +119,19 @@ def _newest_run(overrides: list[str]) -> Path | None:
     else:
         candidates = [path.parent.parent for path in runs.glob("*/.hydra/config.yaml")]
     wanted = _task_config(OmegaConf.to_container(cfg, resolve=False))
+
+    def same_config(run: Path) -> bool:
+        return (
+            _task_config(OmegaConf.to_container(load_config(run / ".hydra" / "config.yaml", KEY))) == wanted
+        )
+
+    def resumable(run: Path) -> bool:
+        return not finished(run) and (run / ".hydra" / "overrides.yaml").is_file()
+
     matching = [
         run
         for run in candidates
-        if (run / ".hydra" / "config.yaml").is_file()
-        and _task_config(OmegaConf.to_container(load_config(run / ".hydra" / "config.yaml", KEY))) == wanted
+        if (run / ".hydra" / "config.yaml").is_file() and (resumable(run) if unfinished else same_config(run))
     ]
     return max(matching, key=lambda run: (run / ".hydra" / "config.yaml").stat().st_mtime, default=None)
 
