@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 
 import hydra
 from hydra.errors import HydraException
@@ -178,8 +179,14 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def _warning_line(message: Warning | str, category: type[Warning], *where: object, **_: object) -> str:
+    """A Python warning as one line of kdrun's output, without the library's file path and line."""
+    return f"warning: {category.__name__}: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    warnings.formatwarning = _warning_line
     args = sys.argv[1:] if argv is None else argv
     try:
         _main(args)

@@ -132,3 +132,14 @@ def test_the_epoch_line_shows_the_epochs_mean_loss_not_the_last_steps(captured, 
     (line,) = [line for line in out.getvalue().splitlines() if line.startswith("[t] epoch 1/1")]
     shown = float(line.split("train/loss ")[1].split()[0])
     assert shown == pytest.approx(sum(steps) / len(steps), abs=1e-4)
+
+
+def test_a_python_warning_is_one_line_without_a_source_path(monkeypatch, capsys):
+    import warnings
+
+    from kdrun.cli import main
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # put back afterwards
+    main(["--version"])
+    line = warnings.formatwarning("a library complains", UserWarning, "/site-packages/lib/module.py", 123)
+    assert line == "warning: UserWarning: a library complains\n"
