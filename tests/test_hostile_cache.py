@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from kdrun.cache import Cache
-from kdrun.cache.store import DIGEST, MARKER
+from kdrun.cache.store import DIGEST
 from kdrun.cli import main
+
+MARKER = ".kdrun-cache"  # the cache-root marker's name, as docs/cli/cache.md gives it
 
 
 def _build(cache: Cache, name: str) -> Path:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from kdrun.cli import main
-from kdrun.config.user_yaml import MAX_BYTES, load_config, load_yaml
 from kdrun.errors import KdrunConfigError
 
 LEVELS = 6  # 10**6 nodes once expanded: seconds and a gigabyte for OmegaConf, refused here at once
@@ -85,6 +84,8 @@ def test_regress_refuses_an_alias_bomb_in_a_recipe_or_a_file_it_pulls_in(tmp_pat
 
 
 def test_the_loader_refuses_size_nesting_and_self_reference_and_reads_the_rest(tmp_path):
+    from kdrun.config.user_yaml import MAX_BYTES, load_config, load_yaml
+
     cases = {
         "big.yaml": "a: " + "x" * MAX_BYTES + "\n",
         "deep.yaml": "[" * 5000 + "]" * 5000 + "\n",  # libyaml's own depth limit
@@ -105,7 +106,7 @@ def test_a_real_run_config_is_far_below_the_limits():
     from conftest import make_cfg
     from omegaconf import OmegaConf
 
-    from kdrun.config.user_yaml import MAX_NODES, check_text
+    from kdrun.config.user_yaml import MAX_BYTES, MAX_NODES, check_text
 
     text = OmegaConf.to_yaml(make_cfg("teacher=resnet50", "student=mobilenet_v3"))
     assert len(text) < MAX_BYTES // 20
