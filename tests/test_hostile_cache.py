@@ -58,11 +58,15 @@ def test_clear_keeps_what_carries_no_entry_marker(tmp_path, capsys):
     (outside / "big-000000000000" / DIGEST).write_text("{}")
     (root / "teacher" / "big-000000000000").symlink_to(outside / "big-000000000000")  # a link is no entry
     (root / "linked").symlink_to(outside)
+    locked = _build(cache, "locked")
+    Path(f"{locked}.lock").unlink(missing_ok=True)
+    Path(f"{locked}.lock").symlink_to(outside / "big-000000000000" / DIGEST)  # FileLock would follow it
     assert _clear(root) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert f"kept notes/todo: not a kdrun cache entry (no {DIGEST})" in out, out
     assert "kept teacher/big-000000000000: not a kdrun cache entry" in out
-    assert "2 entries removed" in out
+    assert f"kept teacher/{locked.name}: its lock file cannot be opened" in out
+    assert "2 entries removed" in out and locked.is_dir()
     assert not any(e.exists() for e in entries)
     assert (root / "notes" / "todo" / "list.txt").read_text() == "precious"
     assert (outside / "big-000000000000" / DIGEST).is_file()

@@ -137,6 +137,11 @@ def clear(
         except Timeout:
             console.print(f"kept {label}: in use by another process", markup=False)
             continue
+        except OSError as err:  # its lock is a link (FileLock refuses one) or cannot be made
+            console.print(
+                f"kept {label}: its lock file cannot be opened ({err.strerror or err})", markup=False
+            )
+            continue
         Path(str(e["path"]) + ".lock").unlink(missing_ok=True)
         removed.append(e)
     return removed
