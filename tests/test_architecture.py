@@ -104,6 +104,22 @@ def test_the_documented_dependency_picture_is_the_real_one():
     assert documented == picture().strip(), stale
 
 
+MAX_TOP_MODULES = 8  # loose modules beside the packages, __init__ and __main__ aside
+
+
+def top_modules(root: Path = PACKAGE) -> list[str]:
+    """The modules at the top of the package: entry points and shared leaves, not concerns."""
+    return sorted(p.name for p in root.glob("*.py") if p.stem not in ("__init__", "__main__"))
+
+
+def test_the_top_of_the_package_holds_few_modules_the_rest_is_grouped_by_concern(tmp_path):
+    assert len(top_modules()) <= MAX_TOP_MODULES, f"group these into packages: {top_modules()}"
+    (tmp_path / "kdrun").mkdir()
+    for name in ["__init__", "__main__", *(f"m{i}" for i in range(MAX_TOP_MODULES + 1))]:
+        (tmp_path / "kdrun" / f"{name}.py").write_text("")
+    assert len(top_modules(tmp_path / "kdrun")) == MAX_TOP_MODULES + 1
+
+
 MAX_FILE_LINES = 300
 MAX_FUNCTION_LINES = 60  # the whole definition: decorators, signature, docstring and body
 
