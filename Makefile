@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch/torchvision are pinned to the builds on this machine's disk; pyproject admits a range.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup data train test test-fast test-slow regress regress-full lint bench gpu-check clean
+.PHONY: setup data train test test-fast test-slow regress regress-full lint bench docs gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -54,6 +54,9 @@ gpu-check: setup  ## on a CUDA machine: device checks, then a CIFAR-100 cell's s
 bench: setup  ## every benchmark (about an hour); `make bench SECTIONS="overhead latency"` for some
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run.py $(SECTIONS)
+
+docs: setup  ## rewrite the docs' generated figures from docs/records (tests/test_doc_figures.py checks them)
+	$(BIN)/python -m kdrun.report.docfigs
 
 clean:
 	rm -rf outputs .pytest_cache

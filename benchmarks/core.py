@@ -5,6 +5,8 @@
 Each command runs as a real `kdrun train` subprocess in a fresh output folder (empty cache);
 the headline command then runs a second time on the warm cache. Figures are wall-clock seconds on
 this machine; the ratios (warm / cold, warm / student phase) are what transfers to other machines.
+The default command's results.json becomes docs/records/default_run.json, the source of the doc's
+"Default run" figure (`python -m kdrun.report.docfigs` regenerates it).
 """
 
 import json
@@ -15,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from kdrun.report import docfigs
+
+REPO = Path(__file__).resolve().parents[1]
 HEADLINE = ["teacher=resnet50", "student=mobilenet_v3", "T=4"]
 CASES = [
     ("smoke", ["debug=smoke"], "< 30 s"),
@@ -68,6 +73,8 @@ def measure() -> list[str]:
 
 def section(rows: list) -> list[str]:
     default, cold, warm = rows[1][3], rows[2][3], rows[3][3]
+    record = docfigs.make_record([default["results"]], "kdrun train", REPO, "Run by make bench (core).")
+    docfigs.save_record(REPO, "default_run", record)
     lines = [
         "## Core runner: wall time per command",
         "",
@@ -92,12 +99,6 @@ def section(rows: list) -> list[str]:
         f"Second headline run / first: **{ratio:.2f}**. The second run's wall time is its student phase "
         f"plus {overhead:.1f} s of start-up, data loading and evaluation: the cache makes it cost only "
         "the distilled student.",
-        "",
-        "## Default run (`kdrun train`)",
-        "",
-        "```",
-        default["table"].strip(),
-        "```",
         "",
         "## Headline run (`kdrun train teacher=resnet50 student=mobilenet_v3 T=4`, empty cache)",
         "",

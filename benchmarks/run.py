@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from kdrun.report import docfigs
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
@@ -99,6 +101,8 @@ def main(names: list[str]) -> None:
         write(name, lines)
         print("\n".join(lines), f"({time.perf_counter() - started:.0f} s)", sep="\n", flush=True)
     print(f"wrote {DOC}")
+    for path in docfigs.refresh(DOC.parents[1]):  # figures whose records a section refreshed
+        print(f"rewrote {path}")
 
 
 if __name__ == "__main__":
