@@ -19,6 +19,7 @@ def test_the_default_run_figure_is_generated_from_a_record():
     text = (REPO / "docs" / "performance.md").read_text()
     assert "<!-- figure: default_run table -->" in text
     assert "<!-- figure: default_seeds seeds -->" in (REPO / "docs" / "results.md").read_text()
+    assert "<!-- figure: default_run estimate -->" in (REPO / "docs" / "cli" / "train.md").read_text()
 
 
 def test_every_record_says_when_where_and_how_it_was_made():

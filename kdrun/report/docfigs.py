@@ -101,6 +101,23 @@ def view_timings(record: dict[str, Any]) -> str:
     return line + ".\n"
 
 
+def view_estimate(record: dict[str, Any]) -> str:
+    """The run's estimate before training against the phases it then took, in minutes."""
+    run = record["runs"][0]
+    predicted, t = run["estimate"]["parts_s"], run["timings_s"]
+    measured = {"teacher": t["teacher"], "students": t["baseline"] + t["student"], "evaluate": t["evaluate"]}
+
+    def minutes(parts: dict[str, float], digits: int) -> str:
+        return ", ".join(f"{k} {v / 60:.{digits}f}" for k, v in parts.items())
+
+    return (
+        f"The default job (`{record['command']}`, {record['date'][:10]}, commit {record['commit'][:7]}) "
+        f"printed `estimate: ~{sum(predicted.values()) / 60:.0f} min ({minutes(predicted, 0)})` "
+        f"and then took {sum(measured.values()) / 60:.1f} min for the same phases "
+        f"({minutes(measured, 1)}). {record['note']}\n"
+    )
+
+
 def _mean_std(values: list[float]) -> str:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
@@ -126,6 +143,7 @@ VIEWS: dict[str, Callable[[dict[str, Any]], str]] = {
     "table": view_table,
     "timings": view_timings,
     "seeds": view_seeds,
+    "estimate": view_estimate,
 }
 
 
