@@ -164,3 +164,21 @@ def test_files_skipped_while_a_streamed_run_reads_them_are_counted_for_results_j
     bad = data.summary()["bad_files"]
     assert bad["while_reading"] == len(red) == bad["count"]
     assert sorted(f["path"] for f in bad["files"]) == sorted(red)
+
+
+def test_files_skipped_by_a_student_on_the_first_n_images_count_in_the_whole_sets_summary(tmp_path):
+    import warnings
+
+    root = tmp_path / "images"
+    _images(root / "blue", 6)
+    _images(root / "red", 6, value=200)
+    for broken in (root / "red").iterdir():
+        broken.write_bytes(broken.read_bytes()[:40])
+    data = _streamed(root, None, "dataset.on_bad_file=skip", "dataset.num_workers=0")
+    head = data.head(4)  # what a student on limited data reads
+    red = [str(p) for p in head.splits["train"][0].files if p.parent.name == "red"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in head.loader("train"):
+            pass
+    assert red and data.summary()["bad_files"]["while_reading"] == len(red)

@@ -145,6 +145,8 @@ class TensorDataModule(L.LightningDataModule):
         x, y = self.splits["train"]
         digest = hashlib.sha256(f"{self.fingerprint}:head{n}".encode()).hexdigest()[:16]
         first = x.take(range(min(n, len(x)))) if isinstance(x, Streamed | ByteImages) else x[:n]
+        if isinstance(first, FileImages):  # files found bad while reading count in this set's summary
+            first.unreadable = x.unreadable[: len(first)]
         head = TensorDataModule(
             (first, y[:n]), self.splits["val"], self.splits["test"], self.classes, self.batch_size, digest
         )
