@@ -81,9 +81,13 @@ def load_or_compute(
     if cache is None:
         compute()
         return "computed"
-    folder, hit = cache.get_or_build(
-        "logits", _method(strategy).rsplit(".", 1)[-1], cache_spec(strategy, data, device), compute
-    )
+    # Words that follow from the key (runs of any method that share these logits share the entry):
+    # the computing class when it is not the base's, the first frozen models' classes, the data set.
+    method = _method(strategy).rsplit(".", 1)[-1]
+    about = {f"teacher_{i}": type(m).__name__.lower() for i, m in enumerate(strategy.frozen[:2])}
+    name = "" if method == "Strategy" else method.lower()
+    spec = cache_spec(strategy, data, device)
+    folder, hit = cache.get_or_build("logits", name, spec, compute, about | {"data": data.name}, method)
     if hit:
         strategy.teacher_logits = load_file(str(folder / FILE))["logits"]
     return "disk" if hit else "computed"

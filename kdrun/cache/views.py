@@ -155,7 +155,8 @@ def load_or_build(
         "view_seed": seed,
     }
     name = strategy.teacher.__class__.__name__.lower()
-    partial = _partial(cache.path("views", name, spec))
+    about = {"data": data.name}
+    partial = _partial(cache.path("views", name, spec, about))
 
     def build(folder: Path) -> None:
         x, y = data.splits["train"]
@@ -175,7 +176,7 @@ def load_or_build(
         record = {"seconds": round(seconds, 3), "images": len(y), "views": views, "topk": topk}
         write_atomic(folder / BUILD, json.dumps(record, indent=2))
 
-    folder, hit = cache.get_or_build("views", name, spec, build)
+    folder, hit = cache.get_or_build("views", name, spec, build, about)
     shutil.rmtree(partial, ignore_errors=True)
     return _attach(strategy, data, folder, replay, options, topk, hit)
 

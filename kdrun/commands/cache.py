@@ -1,7 +1,8 @@
 """``kdrun cache [ls|verify|clear]``: what the artefact cache holds, its integrity, removing entries.
 
-An entry is ``<cache dir>/<kind>/<name>-<hash>/`` (teachers, scratch baselines, teacher logits, ...)
-with its ``spec.json`` (what produced it). "Last used" is the entry folder's modification time,
+An entry is ``<cache dir>/<kind>/<name>-<data set>-<hash>/`` (teachers, scratch baselines, teacher
+logits, ...; ``<name>-<hash>/`` when written by an older kdrun) with its ``spec.json`` (what produced
+it) and ``about.json`` (the words of its name). "Last used" is the entry folder's modification time,
 which a cache hit refreshes. ``verify`` checks each entry's files against its ``digest.json``.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from rich.table import Table
 
-from kdrun.cache.store import DIGEST, MARKER
+from kdrun.cache.store import ABOUT, DIGEST, MARKER
 from kdrun.commands import COMMANDS
 from kdrun.console import console
 from kdrun.errors import KdrunConfigError
@@ -36,10 +37,7 @@ def entries(root: Path) -> list[dict[str, Any]]:
         for entry in sorted(p for p in kind.iterdir() if p.is_dir() and not p.name.startswith(".")):
             files = [f for f in entry.rglob("*") if f.is_file()]
             spec_file = entry / "spec.json"
-            try:
-                spec = json.loads(spec_file.read_text())
-            except (OSError, ValueError):
-                spec = {}
+            spec, about = _json(spec_file), _json(entry / ABOUT)
             found.append(
                 {
                     "kind": kind.name,
@@ -50,23 +48,36 @@ def entries(root: Path) -> list[dict[str, Any]]:
                     "used": entry.stat().st_mtime,
                     "origin": "moved aside: failed its digest check"
                     if ".corrupt-" in entry.name
-                    else origin(spec),
+                    else origin(spec, about),
                 }
             )
     return found
 
 
-def origin(spec: dict[str, Any]) -> str:
-    """What produced an entry, in a few words, from its spec.json."""
+def _json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or ``{}`` when it is missing, unreadable or not an object."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def origin(spec: dict[str, Any], about: dict[str, Any] | None = None) -> str:
+    """What produced an entry, in a few words, from its spec.json (and about.json: the data set
+    by name rather than by its fingerprint)."""
     model = spec.get("model")
     parts = []
     if isinstance(model, dict) and model.get("name"):
         parts.append(str(model["name"]))
+    data = (about or {}).get("data")
+    named = isinstance(data, str) and data != ""
     fields = (("epochs", "epochs"), ("seed", "seed"), ("views", "views"), ("topk", "top-k"))
     for key, label in (*fields, ("teachers", "teachers"), ("data", "data")):
-        if key in spec and not isinstance(spec[key], dict | list):
-            text = str(spec[key])
-            parts.append(f"{label} {text[:12]}")
+        if key in spec and not isinstance(spec[key], dict | list) and not (key == "data" and named):
+            parts.append(f"{label} {str(spec[key])[:12]}")
+    if named:
+        parts.append(f"data {data[:40]}")
     return ", ".join(parts) or "-"
 
 

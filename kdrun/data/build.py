@@ -38,7 +38,7 @@ def build_datamodule(cfg: DictConfig, stats_store: StatsStore | None = None) -> 
     data = TensorDataModule(
         *splits, classes=source.classes, batch_size=cfg.batch_size, fingerprint=fingerprint
     )
-    data.bad_files = source.bad_files
+    data.bad_files, data.name = source.bad_files, cfg.name
     data.normalization = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     data.stats_from = stats_from
     data.fingerprint_of = (cfg.get("fingerprint") or "stat") if data.streams else "tensors"

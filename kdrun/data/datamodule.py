@@ -95,6 +95,7 @@ class TensorDataModule(L.LightningDataModule):
         self.classes = classes
         self.batch_size = batch_size
         self.fingerprint = fingerprint
+        self.name = ""  # the data set (dataset.name): a readable word in its cache entries' names
         self.fingerprint_of = "tensors"  # what it hashes: the inputs, or (streamed) files: stat, content
         self.normalization: dict[str, list[float]] | None = None  # per-channel mean/std applied to inputs
         self.stats_from = "config"  # where the normalisation came from: config, measured, cache
@@ -152,7 +153,7 @@ class TensorDataModule(L.LightningDataModule):
         )
         head.augment, head.num_workers, head.pin_memory = self.augment, self.num_workers, self.pin_memory
         head.persistent_workers, head.prefetch_factor = self.persistent_workers, self.prefetch_factor
-        head.normalization, head.mix = self.normalization, self.mix
+        head.normalization, head.mix, head.name = self.normalization, self.mix, self.name
         return head
 
     def loader(

@@ -120,7 +120,7 @@ class Phases:
             save_weights(model, folder / WEIGHTS)
             write_atomic(folder / "metrics.json", json.dumps(metrics, indent=2))
 
-        folder, hit = self.cache.get_or_build(kind, name, spec, train_entry)
+        folder, hit = self.cache.get_or_build(kind, name, spec, train_entry, {"data": data.name})
         if hit:
             console.print(f"{kind}: reusing cached {name} from {folder}")
         model = load_weights(build(section, data), folder / WEIGHTS, f"{kind} cache entry")
@@ -130,7 +130,7 @@ class Phases:
         """Whether ``teacher`` or ``baseline`` ``section`` is in the cache already (not trained)."""
         data = self.data if kind == "teacher" else self.student_data
         spec = self._spec(self._trained_under(section), section, seed, data, {})
-        return (self.cache.path(kind, display_name(section), spec) / WEIGHTS).is_file()
+        return (self.cache.find(kind, display_name(section), spec, {"data": data.name}) / WEIGHTS).is_file()
 
     def _trained_under(self, section: DictConfig) -> DictConfig:
         """The root config ``section``'s model trains under: a teacher's ``precision``, when set,
@@ -188,4 +188,4 @@ def _identity(asset: Asset) -> str:
     if asset.source == "checkpoint":
         stat = os.stat(asset.path)
         return f"{os.path.abspath(asset.path)}:{stat.st_size}:{stat.st_mtime_ns}"
-    return Path(asset.path).name  # <name>-<hash of its own spec>
+    return Path(asset.path).name  # its entry's name: the hash of its own spec, with words for people
