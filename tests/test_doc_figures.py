@@ -22,6 +22,12 @@ def test_the_default_run_figure_is_generated_from_a_record():
     assert "<!-- figure: default_run estimate -->" in (REPO / "docs" / "cli" / "train.md").read_text()
 
 
+def test_figures_do_not_depend_on_the_terminal(monkeypatch):
+    for key, value in {"TERM": "dumb", "FORCE_COLOR": "1", "COLUMNS": "60", "NO_COLOR": "1"}.items():
+        monkeypatch.setenv(key, value)
+    assert docfigs.stale(REPO) == []
+
+
 def test_every_record_says_when_where_and_how_it_was_made():
     names = sorted(p.stem for p in RECORDS.glob("*.json"))
     assert names, "no records"

@@ -85,7 +85,15 @@ def _stamp(record: dict[str, Any]) -> str:
 
 def view_table(record: dict[str, Any]) -> str:
     """The table `kdrun train` prints at its end, rendered from the first recorded run."""
-    console = Console(file=io.StringIO(), width=TABLE_WIDTH, record=True, color_system=None)
+    # No terminal and no environment (TERM=dumb, COLUMNS, FORCE_COLOR): the same text anywhere.
+    console = Console(
+        file=io.StringIO(),
+        width=TABLE_WIDTH,
+        record=True,
+        color_system=None,
+        force_terminal=False,
+        _environ={},
+    )
     console.print(results_table(record["runs"][0]))
     table = "\n".join(line.rstrip() for line in console.export_text().strip("\n").splitlines())
     return f"{_stamp(record)}\n\n```\n{table}\n```\n"
