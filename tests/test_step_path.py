@@ -56,7 +56,8 @@ def _hand_loop(strategy: nn.Module, data, lr: float) -> tuple[dict[int, dict[str
 
 def test_logged_step_losses_and_train_acc_are_those_of_a_hand_written_loop(tiny_data, tmp_path):
     """Logged step values are that step's losses (not a mean over steps); train/acc is the
-    epoch's fraction of correct predictions; metrics.csv has exactly these columns."""
+    epoch's fraction of correct predictions and train/loss_epoch its mean loss; metrics.csv has
+    exactly these columns."""
     torch.manual_seed(0)
     student = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
     replica = _vanilla(copy.deepcopy(student))
@@ -68,8 +69,8 @@ def test_logged_step_losses_and_train_acc_are_those_of_a_hand_written_loop(tiny_
         reader = csv.DictReader(handle)
         rows = list(reader)
     assert reader.fieldnames == [
-        "step", "epoch", "train/acc", "train/loss", "train/loss_hard", "train/loss_soft", "val/acc",
-        "val/loss",
+        "step", "epoch", "train/acc", "train/loss", "train/loss_epoch", "train/loss_hard", "train/loss_soft",
+        "val/acc", "val/loss",
     ]  # fmt: skip
     logged = [row for row in rows if row["train/loss"]]
     assert [int(row["step"]) for row in logged] == [1, 3, 5, 7, 9]  # every 2nd step, across epochs
@@ -78,6 +79,8 @@ def test_logged_step_losses_and_train_acc_are_those_of_a_hand_written_loop(tiny_
         assert {k: float(row[k]) for k in expected} == pytest.approx(expected, rel=1e-6, abs=1e-7)
     epochs = [float(row["train/acc"]) for row in rows if row["train/acc"]]
     assert epochs == pytest.approx(accuracy, abs=1e-7)
+    means = [sum(steps[e * STEPS + i]["train/loss"] for i in range(STEPS)) / STEPS for e in range(EPOCHS)]
+    assert [float(row["train/loss_epoch"]) for row in rows if row["train/loss_epoch"]] == pytest.approx(means)
 
 
 def test_a_non_finite_loss_between_logged_steps_names_its_own_step(tiny_data, tmp_path):
