@@ -113,7 +113,7 @@ def test_cache_keys_of_auto_on_cpu_equal_the_explicit_cpu_settings(tiny_data, tm
 
     specs = []
     monkeypatch.setattr(
-        Cache, "get_or_build", lambda self, kind, name, spec, build: specs.append(spec) or 1 / 0
+        Cache, "get_or_build", lambda self, kind, name, spec, build, *about: specs.append(spec) or 1 / 0
     )
     explicit = ("trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.deterministic=true")
     for overrides in [(), explicit, ("trainer.benchmark=false",)]:

@@ -53,7 +53,7 @@ def test_python_api_bad_input_found_at_validation_leaves_no_run_folder(tmp_path)
 
 
 def test_python_api_run_restores_the_callers_torch_state_and_a_markup_folder_name_finishes(
-    tmp_path, shared_cache, capsys
+    tmp_path, shared_cache, capsys, request
 ):
     import numpy as np
     import torch
@@ -63,7 +63,10 @@ def test_python_api_run_restores_the_callers_torch_state_and_a_markup_folder_nam
     torch.manual_seed(1234)
     np.random.seed(1234)
     before = (torch.get_rng_state(), np.random.get_state()[1].copy())
-    assert not torch.are_deterministic_algorithms_enabled()  # the run turns it on, on the CPU
+    # The caller's setting, whatever an earlier test in this process left: the run turns it on.
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(False)
+    request.addfinalizer(lambda: torch.use_deterministic_algorithms(was))
     run_dir = tmp_path / "[/x] run"
     results = train(
         ["debug=smoke", f"paths.output_root={tmp_path / 'out'}", f"paths.cache_dir={shared_cache}"], run_dir

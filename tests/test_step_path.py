@@ -113,6 +113,26 @@ def test_in_memory_batches_are_those_of_a_dataloader_over_the_same_sampler(tiny_
             assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
 
 
+def test_in_memory_batches_leave_the_global_rng_where_a_dataloader_leaves_it(tiny_data):
+    """Dropout, batch augmentation and CRD draw from the global RNG after each epoch's loader is
+    made: iterating our batches draws what a DataLoader's iterator draws, and a probe that only
+    asks for an iterator (as Lightning does of a loader that is not a DataLoader) draws nothing."""
+    x, y = tiny_data.splits["train"]
+    reference = DataLoader(
+        IndexedTensors(x, y), sampler=BatchSampler(range(len(y)), 8, False), batch_size=None
+    )
+    states = []
+    for loader in (tiny_data.loader("train"), reference):
+        torch.manual_seed(5)
+        list(loader)
+        list(loader)
+        states.append(torch.get_rng_state())
+    assert torch.equal(*states)
+    torch.manual_seed(5)
+    iter(tiny_data.loader("train"))
+    assert torch.equal(torch.get_rng_state(), torch.manual_seed(5).get_state())
+
+
 def test_a_fit_skips_filling_new_tensors_and_restores_the_setting(tiny_data, tmp_path):
     """Deterministic algorithms without NaN-filled fresh tensors during the fit (documented by
     PyTorch as still deterministic); the caller's setting afterwards."""
