@@ -63,9 +63,7 @@ class TensorBatches:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        # A DataLoader's iterator draws its workers' base seed from the global RNG; drawing it too,
-        # when iteration starts (not when Lightning only probes that this is iterable), keeps that
-        # stream (dropout, batch augmentation, CRD's negatives) and every result the same.
+        # A DataLoader iterator's seed draw (not on Lightning's probe): the global RNG stays in step.
         torch.empty((), dtype=torch.int64).random_()
         for index in self.sampler:  # a generator: the sampler draws the order at the first batch
             batch = self.dataset[index]
