@@ -46,7 +46,14 @@ def run_kdrun(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comp
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache folder (``paths.cache_dir``) for the whole session: the teachers and scratch
     students that many runs train the same way (the smoke run's cnn teacher and mlp baseline) are
-    trained once. A test that checks training versus reuse keeps a cache of its own."""
+    trained once. A test that checks training versus reuse keeps a cache of its own.
+
+    Under pytest-xdist the workers share one folder: the cache's own lock lets one worker build an
+    entry while the others wait and then read it (as parallel jobs do)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / "shared_cache"
+        folder.mkdir(exist_ok=True)
+        return folder
     return tmp_path_factory.mktemp("shared_cache")
 
 
