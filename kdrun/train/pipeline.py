@@ -26,12 +26,12 @@ from kdrun.models.sections import display_name
 from kdrun.report import results_table, write_json_atomic
 from kdrun.runtime import nodes, preemption
 from kdrun.runtime.device import placed, resolve
-from kdrun.strategies import STRATEGIES, Strategy
+from kdrun.strategies import Strategy
 from kdrun.train.estimate import Clock, announce
 from kdrun.train.evaluate import evaluate
 from kdrun.train.phases import Phases
 from kdrun.train.prepare import prepare
-from kdrun.train.teacher_outputs import teacher_outputs
+from kdrun.train.teacher_outputs import distiller
 from kdrun.training.fit import fit
 from kdrun.training.loggers import build_loggers, log_results
 
@@ -216,12 +216,8 @@ def _train(cfg: DictConfig, phases: Phases, run_dir: Path, loggers: list[Logger]
     baseline = phases.scratch(cfg.student, cfg.seed)
     clock.lap("baseline", "cached" if baseline.source == "cache" else "trained")
 
-    # Same seed and init as the baseline: a paired comparison (fit re-seeds training itself).
-    student = phases.build(cfg.student, seed=cfg.seed)
-    strategy = STRATEGIES[cfg.strategy.name].build(phases, student)
-    strategy.standardize = bool(cfg.kd.standardize)
+    strategy, logits = distiller(cfg, phases, placement.device)  # paired with the baseline
     student = strategy.student  # the model that ships (e.g. the student with k heads)
-    logits = teacher_outputs(cfg, strategy, phases, placement.device)
     teacher_source = strategy.teacher_member.source if strategy.teacher_member else "none"
     clock.lap("teacher", {"cache": "cached"}.get(teacher_source, teacher_source))
     console.print(f"student: training {cfg.student.name} with strategy {cfg.strategy.name}")

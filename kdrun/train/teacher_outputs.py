@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from kdrun.cache.logits import load_or_compute
 from kdrun.cache.views import load_or_build
 from kdrun.console import console
-from kdrun.strategies import Strategy
+from kdrun.strategies import STRATEGIES, Strategy
 from kdrun.train.phases import Phases, cache_logits
 
 
@@ -39,3 +39,12 @@ def teacher_outputs(
             "(the teacher runs on each augmented batch; kd.cache_logits=true caches un-augmented targets)"
         )
     return None
+
+
+def distiller(cfg: DictConfig, phases: Phases, device: torch.device) -> tuple[Strategy, dict[str, Any]]:
+    """The configured strategy around a new student (the scratch baseline's seed and init, so the
+    two are paired), with its teacher's outputs attached; returns it and what results.json records."""
+    student = phases.build(cfg.student, seed=cfg.seed)
+    strategy = STRATEGIES[cfg.strategy.name].build(phases, student)
+    strategy.standardize = bool(cfg.kd.standardize)
+    return strategy, teacher_outputs(cfg, strategy, phases, device)

@@ -20,10 +20,9 @@ from torch import nn
 
 from kdrun.measure import accuracy
 from kdrun.runtime.device import placed, resolve
-from kdrun.strategies import STRATEGIES
 from kdrun.train.phases import Phases
 from kdrun.train.prepare import prepare
-from kdrun.train.teacher_outputs import teacher_outputs
+from kdrun.train.teacher_outputs import distiller
 from kdrun.training.fit import fit
 
 METRIC = "val/acc"  # what the pruner compares, epoch by epoch
@@ -73,10 +72,7 @@ def validation_score(cfg: DictConfig, trial_dir: Path, callbacks: list[Callback]
     model, BatchNorm statistics re-estimated as in ``kdrun train``)."""
     phases = prepare(cfg)
     device = resolve(cfg.trainer).device
-    student = phases.build(cfg.student, seed=cfg.seed)  # the baseline's init: paired, as in train
-    strategy = STRATEGIES[cfg.strategy.name].build(phases, student)
-    strategy.standardize = bool(cfg.kd.standardize)
-    teacher_outputs(cfg, strategy, phases, device)
+    strategy, _ = distiller(cfg, phases, device)
     try:
         fit(
             strategy,
